@@ -1,0 +1,1 @@
+"""hotpath: escalate the misconfigurations that live traffic exercises."""

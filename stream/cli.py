@@ -1,0 +1,75 @@
+"""The ``hotpath`` command. Each sub-command lives in its own module, imported only when used.
+
+A command module exposes ``add_arguments(parser)`` and ``run(args, settings) -> int``. Settings are
+read once here, so a bad ``HOTPATH_*`` value stops every command with one line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from stream.settings import ConfigError, load_settings
+
+# (command words, module, one-line help)
+COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
+    (("topics", "apply"), "stream.topics", "create or update the topics declared in topics/"),
+    (("inspect",), "stream.inspect", "decode input files and print one normalized record per line"),
+    (("replay",), "stream.replay", "run the correlation offline over exported files"),
+    (("worker",), "stream.app", "run the streaming job (Faust worker)"),
+    (("deliver",), "stream.sinks.delivery", "deliver escalations to the SIEM topic and webhooks"),
+    (("demo",), "stream.demo.run", "play the fintech scenario through Kafka and show the result"),
+    (("aws", "pull-findings"), "stream.aws.findings", "publish Security Hub and AWS Config findings"),
+    (("aws", "sync-assets"), "stream.aws.assets", "build asset context from the AWS account"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hotpath", description=__doc__.splitlines()[0])
+    groups: dict[str, argparse._SubParsersAction] = {}
+    top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for words, module, help_text in COMMANDS:
+        if len(words) == 1:
+            sub = top.add_parser(words[0], help=help_text)
+        else:
+            if words[0] not in groups:
+                group_parser = top.add_parser(words[0], help=f"{words[0]} commands")
+                groups[words[0]] = group_parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+            sub = groups[words[0]].add_parser(words[1], help=help_text)
+        sub.set_defaults(_module=module)
+        _add_arguments(sub, module)
+    return parser
+
+
+def _add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
+    # Argument definitions are needed for --help, so modules are imported here; each keeps its
+    # heavy imports (faust, boto3) inside run().
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return
+    add = getattr(mod, "add_arguments", None)
+    if add is not None:
+        add(parser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"hotpath: configuration error: {exc}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args, settings) or 0)
+    except ConfigError as exc:
+        print(f"hotpath: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Entity ids, and the resolver that maps the names records use to them.
+
+An entity id is a string: an AWS ARN for a cloud resource (S3 buckets as ``arn:aws:s3:::NAME``),
+``service:NAME`` for a service, ``k8s:pod/NAMESPACE/POD`` for a pod no service claims yet, or an id
+from the asset file. The :class:`EntityResolver` holds what is learned at run time: asset aliases
+(hostnames, endpoints, bucket or table names, pod-name prefixes), the reverse of ``exercised_via``,
+and which pod belongs to which service (from trace resource attributes).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import lru_cache
+
+from stream.models import Asset
+
+SERVICE_PREFIX = "service:"
+_S3_VIRTUAL_HOST = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])\.s3[.\-](?:[a-z0-9\-]+\.)?amazonaws\.com$")
+_SQS_URL = re.compile(r"^https?://(?:sqs\.)?(?P<region>[a-z0-9\-]+)\.(?:queue\.)?amazonaws\.com/(?P<account>\d{12})/(?P<name>[^/?#]+)")
+_SQS_LEGACY_URL = re.compile(r"^https?://sqs\.(?P<region>[a-z0-9\-]+)\.amazonaws\.com/(?P<account>\d{12})/(?P<name>[^/?#]+)")
+_POD_HASH_SUFFIX = re.compile(r"-[a-z0-9]{6,10}-[a-z0-9]{5}$|-[a-z0-9]{5}$|-\d+$")
+
+
+def service_entity(name: str) -> str:
+    return SERVICE_PREFIX + name
+
+
+def is_service(entity: str) -> bool:
+    return entity.startswith(SERVICE_PREFIX)
+
+
+def s3_bucket_arn(bucket: str) -> str:
+    return f"arn:aws:s3:::{bucket}"
+
+
+def aws_arn(service: str, region: str | None, account: str | None, resource: str) -> str:
+    return f"arn:aws:{service}:{region or ''}:{account or ''}:{resource}"
+
+
+def dynamodb_table_arn(table: str, region: str | None, account: str | None) -> str:
+    return table if table.startswith("arn:") else aws_arn("dynamodb", region, account, f"table/{table}")
+
+
+def ec2_instance_arn(instance_id: str, region: str | None, account: str | None) -> str:
+    return aws_arn("ec2", region, account, f"instance/{instance_id}")
+
+
+def iam_arn(account: str | None, kind: str, name: str) -> str:
+    """``kind`` is ``user`` or ``role``."""
+    return f"arn:aws:iam::{account or ''}:{kind}/{name}"
+
+
+def pod_entity(namespace: str | None, pod: str) -> str:
+    return f"k8s:pod/{namespace or 'default'}/{pod}"
+
+
+def bucket_from_host(host: str) -> str | None:
+    """The bucket of a virtual-hosted S3 address (``NAME.s3.REGION.amazonaws.com``), if it is one."""
+    match = _S3_VIRTUAL_HOST.match(host.lower())
+    return match.group("bucket") if match else None
+
+
+def sqs_queue_arn(url: str) -> str | None:
+    match = _SQS_URL.match(url) or _SQS_LEGACY_URL.match(url)
+    if not match:
+        return None
+    return aws_arn("sqs", match.group("region"), match.group("account"), match.group("name"))
+
+
+@lru_cache(maxsize=65536)
+def is_public_address(address: str) -> bool:
+    """True for a globally routable IP address: the caller came from the internet."""
+    try:
+        return ipaddress.ip_address(address.strip().strip("[]")).is_global
+    except ValueError:
+        return False
+
+
+def deployment_of_pod(pod: str) -> str:
+    """``payments-api-7d9f8c6b5-x2k4q`` -> ``payments-api``: strip ReplicaSet and pod hashes."""
+    return _POD_HASH_SUFFIX.sub("", pod) or pod
+
+
+class EntityResolver:
+    """Names to entity ids, from the asset context and from what traces teach.
+
+    Lookups are exact dictionary hits on lower-cased names, so resolving is cheap on the hot path.
+    """
+
+    def __init__(self) -> None:
+        self.assets: dict[str, Asset] = {}
+        self._aliases: dict[str, str] = {}
+        self._pods: dict[str, str] = {}
+        self._exercised_by: dict[str, set[str]] = {}
+
+    def add_asset(self, asset: Asset) -> None:
+        previous = self.assets.get(asset.id)
+        if previous is not None:
+            for via in previous.exercised_via:
+                self._exercised_by.get(via, set()).discard(asset.id)
+        self.assets[asset.id] = asset
+        self._aliases[asset.id.lower()] = asset.id
+        for alias in asset.aliases:
+            self._aliases[alias.lower()] = asset.id
+        for via in asset.exercised_via:
+            self._exercised_by.setdefault(via, set()).add(asset.id)
+
+    def learn_pod(self, pod: str, service: str) -> bool:
+        """Remember that ``pod`` runs ``service``; True when this is new."""
+        if self._pods.get(pod) == service:
+            return False
+        self._pods[pod] = service
+        return True
+
+    def resolve(self, name: str) -> str | None:
+        """The entity an alias names (hostname, endpoint, bucket, table ...), if any asset claims it."""
+        return self._aliases.get(name.lower())
+
+    def service_of_pod(self, pod: str) -> str | None:
+        """The service a pod belongs to: learned from traces, else an asset alias, else its deployment."""
+        known = self._pods.get(pod)
+        if known is not None:
+            return known
+        by_alias = self.resolve(pod)
+        if by_alias is not None:
+            return by_alias
+        deployment = deployment_of_pod(pod)
+        by_prefix = self.resolve(deployment)
+        if by_prefix is not None:
+            return by_prefix
+        candidate = service_entity(deployment)
+        if candidate in self.assets or candidate in self._pods.values():
+            return candidate
+        return None
+
+    def asset(self, entity: str) -> Asset | None:
+        return self.assets.get(entity)
+
+    def exercised_by(self, entity: str) -> set[str]:
+        """Assets whose findings are exercised by traffic on ``entity`` (reverse of ``exercised_via``)."""
+        return self._exercised_by.get(entity, set())
+
+    @property
+    def pods(self) -> dict[str, str]:
+        return dict(self._pods)
