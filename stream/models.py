@@ -161,7 +161,8 @@ class TraceBatch:
 NormalizedRecord = Finding | Alert | Asset | Touch
 
 
-def _parse_time(value: str) -> float:
+def parse_rfc3339(value: str) -> float:
+    """RFC 3339 text (``Z`` or an offset) to epoch seconds."""
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
@@ -172,7 +173,7 @@ def record_from_dict(data: dict[str, Any]) -> NormalizedRecord:
         return Touch(
             entity=data["entity"], services=list(data["services"]), spans=data["spans"],
             errors=data["errors"], internet_spans=data["internet_spans"],
-            first_seen=_parse_time(data["first_seen"]), last_seen=_parse_time(data["last_seen"]),
+            first_seen=parse_rfc3339(data["first_seen"]), last_seen=parse_rfc3339(data["last_seen"]),
             trace_ids=list(data.get("trace_ids", ())),
         )
     if kind == "finding":

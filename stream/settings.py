@@ -108,6 +108,9 @@ class Settings(BaseSettings):
 
     # Scoring and outputs.
     score: ScoreSettings = ScoreSettings()
+    escalation_threshold: Priority = "P3"
+    max_path_depth: int = Field(default=5, ge=1, description="longest call path searched for internet exposure")
+    tick_interval_s: float = Field(default=1.0, gt=0, description="how often live entities are re-scored")
     sinks: list[SinkSettings] = []
     trace_url_template: str = "http://localhost:16686/trace/{trace_id}"
     delivery_retry_budget: int = Field(default=8, ge=0)

@@ -1,0 +1,341 @@
+"""The correlation core: per-entity state, the join of findings with traffic and alerts, escalations.
+
+Faust has no join operator, so the join is this: every event about an entity (finding, touch,
+alert) arrives keyed by that entity; the entity's state holds its open findings, its traffic in
+event-time buckets (:mod:`stream.windows`), its callers and its recent alerts; each event updates
+the state and re-scores the entity's findings against it and against the shared
+:class:`~stream.context.Context`. A periodic ``tick`` re-scores the entities that are live, so
+context that arrives later (an alert on a caller, a longer exposure path) and staleness are seen.
+
+The store is any mutable mapping of entity id to a JSON-ready dict: a Faust table in the worker, a
+dict in ``hotpath replay``. State per entity is bounded: at most ``size/step`` buckets, a few trace
+ids, callers and alerts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from stream import windows
+from stream.context import Context
+from stream.lifecycle import EscalationState, Transition, Verdict, decide, escalation_uid
+from stream.models import epoch_to_rfc3339, parse_rfc3339
+from stream.score import AlertEvidence, Evidence, reasons, score
+from stream.settings import Settings
+
+MAX_CALLERS = 16
+MAX_ALERTS = 10
+MAX_FINDINGS_PER_ENTITY = 500
+
+EntityState = dict[str, Any]
+
+
+def new_state() -> EntityState:
+    return {
+        "clock": None,  # latest event time of traffic or alerts on this entity
+        "last_exercised": None,
+        "buckets": [],
+        "callers": {},  # caller entity -> last seen
+        "via": {},  # exercised_via entity -> last seen
+        "traces": [],
+        "first_seen": None,
+        "alerts": [],  # [observed_at, uid, source, rule, severity, subject]
+        "findings": {},  # uid -> finding fields + "esc": EscalationState list
+        "p": None,  # partition the entity's events come from
+        "pos": None,  # offset of the last event applied (redeliveries are skipped)
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """One lifecycle event, ready to send (``key`` is the finding uid)."""
+
+    key: str
+    event: dict[str, Any]
+
+
+class Correlator:
+    def __init__(self, settings: Settings, context: Context, store: MutableMapping[str, EntityState],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.context = context
+        self.store = store
+        self.spec = windows.WindowSpec(settings.window_size_s, settings.window_step_s, settings.allowed_lateness_s)
+        self.wall_clock = clock
+        self.watermark = float("-inf")  # highest event time this correlator has seen
+        self.live: dict[str, int | None] = {}  # entities to re-score on tick -> their partition
+        self.late_dropped = 0
+
+    # -- events -----------------------------------------------------------------------------
+
+    def process(self, entity: str, record: dict[str, Any], partition: int | None = None,
+                position: int | None = None) -> list[Escalation]:
+        """Apply one event about ``entity`` and return the escalation events it causes.
+
+        ``position`` is the event's offset in its partition: an entity's events all come from one
+        partition, so an event at or below the last position applied is a redelivery (after a
+        crash or rebalance) and is skipped, keeping counts and versions exact.
+        """
+        state = self.store.get(entity) or new_state()
+        if position is not None:
+            if state["pos"] is not None and position <= state["pos"]:
+                return []
+            state["pos"] = position
+        state["p"] = partition
+        kind = record["kind"]
+        if kind == "touch":
+            eval_at = self._add_touch(state, entity, record)
+        elif kind == "alert":
+            eval_at = self._add_alert(state, record)
+        elif kind == "finding":
+            eval_at = self._add_finding(state, record)
+        else:
+            raise ValueError(f"unknown event kind {kind!r}")
+        escalations = [] if eval_at is None else self._evaluate(
+            entity, state, eval_at, only=record["uid"] if kind == "finding" else None)
+        self.store[entity] = state
+        if state["findings"] and self._is_live(state):
+            self.live[entity] = partition
+        return escalations
+
+    def tick(self, partition: int | None = None) -> list[Escalation]:
+        """Re-score live entities (of one partition) with the latest context; resolve stale ones."""
+        out: list[Escalation] = []
+        for entity in sorted(e for e, p in self.live.items() if partition is None or p == partition):
+            state = self.store.get(entity)
+            if state is None:
+                del self.live[entity]
+                continue
+            escalations = self._evaluate(entity, state, state["clock"] or self.watermark)
+            if escalations:
+                self.store[entity] = state
+                out.extend(escalations)
+            if not self._is_live(state):
+                del self.live[entity]
+        return out
+
+    def sweep(self, partition: int | None = None) -> int:
+        """Forget entities (of one partition) with no findings and no traffic within the stale horizon.
+
+        Traffic on an entity nobody has a finding about is kept only as long as a finding
+        arriving later could still be judged by it, so state stays bounded as entities churn.
+        """
+        horizon = self.watermark - self._stale_after()
+        idle = [entity for entity, state in self.store.items()
+                if state and (partition is None or state["p"] == partition) and not state["findings"]
+                and (state["clock"] is None or state["clock"] < horizon)]
+        for entity in idle:
+            del self.store[entity]
+        return len(idle)
+
+    def restore_live(self) -> None:
+        """After recovery, find the entities worth ticking again (one pass over the store)."""
+        self.live = {entity: state["p"] for entity, state in self.store.items()
+                     if state and state["findings"] and self._is_live(state)}
+
+    def _is_live(self, state: EntityState) -> bool:
+        active = any(EscalationState.from_list(f.get("esc")).active for f in state["findings"].values())
+        recent = state["clock"] is not None and state["clock"] >= self.watermark - self._stale_after()
+        return active or recent
+
+    def _stale_after(self) -> float:
+        return self.settings.stale_windows * self.settings.window_size_s
+
+    def _advance(self, state: EntityState, ts: float) -> None:
+        if state["clock"] is None or ts > state["clock"]:
+            state["clock"] = ts
+        self.watermark = max(self.watermark, ts)
+
+    def _add_touch(self, state: EntityState, entity: str, touch: dict[str, Any]) -> float | None:
+        """Fold a touch into the entity's windows; returns when to judge it, None when too late."""
+        first, last = parse_rfc3339(touch["first_seen"]), parse_rfc3339(touch["last_seen"])
+        now = max(state["clock"] or last, last)
+        if not windows.add(state["buckets"], self.spec, last, touch["spans"], touch["errors"],
+                           touch["internet_spans"], now):
+            self.late_dropped += 1
+            return None
+        self._advance(state, last)
+        state["last_exercised"] = max(state["last_exercised"] or last, last)
+        state["first_seen"] = min(state["first_seen"] or first, first)
+        for caller in touch["services"]:
+            _remember(state["callers"], caller, last, MAX_CALLERS)
+        if touch.get("via"):
+            _remember(state["via"], touch["via"], last, MAX_CALLERS)
+        traces = state["traces"]
+        for trace_id in touch["trace_ids"]:
+            if trace_id not in traces:
+                traces.append(trace_id)
+        del traces[: max(0, len(traces) - self.settings.max_trace_ids)]
+        # A late touch is judged in the window it belongs to, so it still counts.
+        return last
+
+    def _add_alert(self, state: EntityState, alert: dict[str, Any]) -> float:
+        observed = parse_rfc3339(alert["observed_at"])
+        if all(a[1] != alert["uid"] for a in state["alerts"]):
+            state["alerts"].append([observed, alert["uid"], alert["source"], alert["rule"], alert["severity"],
+                                    alert.get("subject") or ""])
+            state["alerts"].sort()
+            del state["alerts"][: max(0, len(state["alerts"]) - MAX_ALERTS)]
+        self._advance(state, observed)
+        return state["clock"]
+
+    def _add_finding(self, state: EntityState, finding: dict[str, Any]) -> float | None:
+        """Record a finding's latest status; returns when to judge it, None when nothing changed.
+
+        A record older than the one already applied (a re-sent or reordered scan) is ignored, so
+        an old "open" can never re-open a finding the source has since resolved.
+        """
+        findings = state["findings"]
+        known = findings.get(finding["uid"])
+        observed = parse_rfc3339(finding["observed_at"])
+        if known is None and finding["status"] == "resolved":
+            return None  # never seen open: nothing to resolve, nothing to keep
+        if known is not None and observed < parse_rfc3339(known["observed_at"]):
+            return None
+        entry = {k: finding[k] for k in ("source", "check", "title", "severity", "status", "resources",
+                                         "account", "region", "observed_at")}
+        entry["esc"] = known["esc"] if known else None
+        findings[finding["uid"]] = entry
+        if len(findings) > MAX_FINDINGS_PER_ENTITY:
+            _evict_resolved(findings)
+        return state["clock"] if state["clock"] is not None else observed
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def _evaluate(self, entity: str, state: EntityState, at: float, only: str | None = None) -> list[Escalation]:
+        evidence_base = self._evidence(entity, state, at)
+        stale = (state["last_exercised"] is None or self.watermark - state["last_exercised"] > self._stale_after())
+        out: list[Escalation] = []
+        for uid, finding in list(state["findings"].items()):
+            if only is not None and uid != only:
+                continue
+            prev = EscalationState.from_list(finding["esc"])
+            if not prev.active and finding["status"] == "resolved":
+                continue
+            evidence = _with_severity(evidence_base, finding["severity"])
+            result = score(evidence, self.settings.score)
+            live = evidence.exercised or bool(evidence.alerts)
+            verdict = Verdict(open=finding["status"] == "open", priority=result.priority, score=result.value,
+                              live=live, stale=stale and not evidence.attacked_directly)
+            transition, new = decide(prev, verdict, self.settings.escalation_threshold)
+            if transition is None:
+                continue
+            finding["esc"] = new.to_list()
+            why = reasons(evidence, result)
+            if transition == "resolved":
+                why = [self._resolution_reason(finding, stale)] + why
+            out.append(self._event(uid, entity, finding, transition, new, evidence, result, why, state, at))
+        return out
+
+    def _resolution_reason(self, finding: dict[str, Any], stale: bool) -> str:
+        if finding["status"] == "resolved":
+            return f"resolved at the source ({finding['source']})"
+        minutes = round(self._stale_after() / 60)
+        return f"not exercised for {self.settings.stale_windows} windows ({minutes} min)"
+
+    def _evidence(self, entity: str, state: EntityState, at: float) -> Evidence:
+        spans, _errors, internet = windows.totals(state["buckets"], self.spec, at)
+        since = self.spec.window_start(at)
+        asset = self.context.resolver.asset(entity)
+        path: tuple[str, ...] = ()
+        if spans:
+            path = self.context.exposure_path(entity, since)
+            if not path:
+                for via in sorted(v for v, seen in state["via"].items() if seen >= since):
+                    via_path = self.context.exposure_path(via, since)
+                    if via_path:
+                        path = via_path + (entity,)
+                        break
+        direct = internet > 0 or path == (entity,)
+        alert_since = at - self.settings.window_size_s - self.settings.allowed_lateness_s
+        alerts = [AlertEvidence(uid, source, rule, severity, at - observed, subject or entity, True)
+                  for observed, uid, source, rule, severity, subject in state["alerts"] if observed >= alert_since]
+        seen = {a.uid for a in alerts}
+        # Services exercising the entity: its callers, what it is exercised via, and the exposure path.
+        neighbours = {c for c, last in state["callers"].items() if last >= since} | {
+            v for v, last in state["via"].items() if last >= since} | set(path[:-1])
+        for neighbour in sorted(neighbours):
+            for fact in self.context.alerts_on(neighbour, alert_since):
+                if fact.uid not in seen:
+                    seen.add(fact.uid)
+                    alerts.append(AlertEvidence(fact.uid, fact.source, fact.rule, fact.severity,
+                                                at - fact.observed_at, fact.subject, False))
+        return Evidence(
+            severity="informational",
+            span_count=spans,
+            internet_direct=direct,
+            exposure_path=() if direct else path,
+            alerts=tuple(alerts),
+            data_classification=asset.tags.data_classification if asset else None,
+            criticality=asset.tags.criticality if asset else None,
+        )
+
+    def _event(self, uid: str, entity: str, finding: dict[str, Any], transition: Transition,
+               esc: EscalationState, evidence: Evidence, result, why: list[str], state: EntityState,
+               at: float) -> Escalation:
+        asset = self.context.resolver.asset(entity)
+        event = {
+            "finding_uid": uid,
+            "escalation_uid": escalation_uid(uid),
+            "state": transition,
+            "version": esc.version,
+            "priority": esc.priority,
+            "score": esc.score,
+            "resource": entity,
+            "finding": {k: finding[k] for k in ("source", "check", "title", "severity", "resources",
+                                                "account", "region")},
+            "factors": {
+                "severity": finding["severity"],
+                "exercised": evidence.exercised,
+                "span_count": evidence.span_count,
+                "internet_exposed": evidence.internet_exposed,
+                "exposure_path": list(evidence.exposure_path),
+                "under_attack": bool(evidence.alerts),
+                "alerts": len(evidence.alerts),
+                "data_classification": evidence.data_classification,
+                "criticality": evidence.criticality,
+                "held": result.held,
+                "contributions": result.contributions,
+            },
+            "reasons": why,
+            "evidence": {
+                "trace_ids": list(state["traces"]),
+                "alert_uids": [a.uid for a in evidence.alerts],
+                "first_seen": _rfc(state["first_seen"]),
+                "last_seen": _rfc(state["last_exercised"]),
+            },
+            "asset": {
+                "owner": asset.tags.owner if asset else None,
+                "environment": asset.tags.environment if asset else None,
+                "service": asset.service if asset else None,
+            },
+            "event_time": epoch_to_rfc3339(at),
+            "emitted_at": epoch_to_rfc3339(self.wall_clock()),
+        }
+        return Escalation(key=uid, event=event)
+
+
+def _with_severity(base: Evidence, severity: str) -> Evidence:
+    return Evidence(severity, base.span_count, base.internet_direct, base.exposure_path, base.alerts,
+                    base.data_classification, base.criticality)
+
+
+def _remember(seen: dict[str, float], key: str, ts: float, limit: int) -> None:
+    if ts > seen.get(key, float("-inf")):
+        seen[key] = ts
+    if len(seen) > limit:
+        del seen[min(seen, key=seen.__getitem__)]
+
+
+def _evict_resolved(findings: dict[str, Any]) -> None:
+    for uid in [u for u, f in findings.items() if f["status"] == "resolved"]:
+        del findings[uid]
+        if len(findings) <= MAX_FINDINGS_PER_ENTITY:
+            return
+
+
+def _rfc(ts: float | None) -> str | None:
+    return None if ts is None else epoch_to_rfc3339(ts)

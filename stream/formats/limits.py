@@ -1,0 +1,24 @@
+"""Bounds every decoder enforces on hostile input, taken from the settings once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stream.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    max_record_bytes: int = 8 * 1024 * 1024
+    max_spans_per_message: int = 200_000
+    max_attributes_per_span: int = 512
+    max_trace_ids: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DecodeLimits:
+        return cls(
+            max_record_bytes=settings.max_record_bytes,
+            max_spans_per_message=settings.max_spans_per_message,
+            max_attributes_per_span=settings.max_attributes_per_span,
+            max_trace_ids=settings.max_trace_ids,
+        )

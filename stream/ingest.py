@@ -1,0 +1,78 @@
+"""Routing decoded records to entities: what the stateless ingest stage does after decoding.
+
+Each record becomes events keyed by entity id (so one worker sees everything about an entity, in
+order) and context facts that every worker needs (see :mod:`stream.context`). The same router
+serves the Kafka worker, which sends events to ``hotpath.entity-events`` and facts to
+``hotpath.context``, and ``hotpath replay``, which feeds both straight back in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream.context import Context
+from stream.models import Alert, Asset, Finding, TraceBatch
+
+Event = tuple[str, dict[str, Any]]  # (entity id, normalized record as a dict)
+
+
+@dataclass(slots=True)
+class Routed:
+    events: list[Event] = field(default_factory=list)
+    facts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+class Router:
+    """Turns normalized records into entity events and (de-duplicated) context facts.
+
+    Facts are applied to the local context at once, so this worker resolves with them before the
+    round trip through Kafka; a fact is re-published only when it is new or its ``last_seen`` moved
+    on by a window step, which keeps the context topic small however busy the traces are.
+    """
+
+    def __init__(self, context: Context, refresh_s: float) -> None:
+        self.context = context
+        self.refresh_s = refresh_s
+        self._published: dict[str, float] = {}
+
+    def finding(self, finding: Finding) -> Routed:
+        # A finding is owned by its first resource, so exactly one worker versions its escalations.
+        return Routed(events=[(finding.resources[0], finding.to_record())])
+
+    def alert(self, alert: Alert) -> Routed:
+        routed = Routed()
+        record = alert.to_record()
+        for entity in alert.entities:
+            routed.events.append((entity, record))
+            self._fact(routed, *Context.alert_fact(entity, alert), seen=alert.event_time, fresh=True)
+        return routed
+
+    def asset(self, asset: Asset) -> Routed:
+        self.context.add_asset(asset)
+        return Routed()
+
+    def traces(self, batch: TraceBatch) -> Routed:
+        routed = Routed()
+        resolver = self.context.resolver
+        for pod, service in batch.pods.items():
+            if resolver.learn_pod(pod, service):
+                routed.facts.append(Context.pod_fact(pod, service))
+        for touch in batch.touches:
+            record = touch.to_record()
+            routed.events.append((touch.entity, record))
+            for watcher in resolver.exercised_by(touch.entity):
+                routed.events.append((watcher, {**record, "entity": watcher, "via": touch.entity}))
+            for caller in touch.services:
+                self._fact(routed, *Context.edge_fact(caller, touch.entity, touch.last_seen), seen=touch.last_seen)
+            if touch.internet_spans:
+                self._fact(routed, *Context.internet_fact(touch.entity, touch.last_seen), seen=touch.last_seen)
+        return routed
+
+    def _fact(self, routed: Routed, key: str, value: dict[str, Any], *, seen: float, fresh: bool = False) -> None:
+        last = self._published.get(key)
+        if last is not None and (fresh or seen < last + self.refresh_s):
+            return
+        self._published[key] = seen
+        self.context.apply(key, value)
+        routed.facts.append((key, value))

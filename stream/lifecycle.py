@@ -1,0 +1,69 @@
+"""The escalation lifecycle of one finding: escalated -> updated* -> resolved, versioned.
+
+A pure state machine. ``decide`` returns the transition to emit (or None) and the new state; the
+caller stores the state next to the finding, so re-processing the same input after a restart meets
+an unchanged state and emits nothing. Each emitted transition bumps ``version``; consumers keep the
+highest version per finding uid, and sinks de-duplicate on the escalation uid.
+
+Rules:
+- ``escalated`` when an open finding first reaches the escalation threshold (P3 by default);
+- ``updated`` when an escalated finding's priority changes while it is still exercised or attacked
+  (a lull in traffic does not downgrade it: it keeps its priority until it goes stale);
+- ``resolved`` when the source resolves it, or when it has not been exercised for
+  ``stale_windows`` windows. A finding that was never escalated resolves silently.
+A resolved finding that crosses the threshold again is escalated again, with a higher version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+from stream.settings import Priority
+
+Transition = Literal["escalated", "updated", "resolved"]
+PRIORITY_RANK: dict[str, int] = {"P1": 1, "P2": 2, "P3": 3, "P4": 4, "P5": 5}
+
+
+def escalation_uid(finding_uid: str) -> str:
+    """The stable dedup key for sinks, derived from the finding uid."""
+    return "hp-" + hashlib.sha256(finding_uid.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationState:
+    version: int = 0
+    active: bool = False
+    priority: Priority | None = None
+    score: float = 0.0
+
+    def to_list(self) -> list:
+        return [self.version, self.active, self.priority, self.score]
+
+    @classmethod
+    def from_list(cls, data: list | None) -> EscalationState:
+        return cls(*data) if data else cls()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the evidence says about a finding right now."""
+
+    open: bool
+    priority: Priority
+    score: float
+    live: bool  # exercised or attacked in the current window
+    stale: bool  # unexercised for stale_windows windows
+
+
+def decide(prev: EscalationState, verdict: Verdict, threshold: Priority) -> tuple[Transition | None, EscalationState]:
+    if prev.active:
+        if not verdict.open or verdict.stale:
+            return "resolved", EscalationState(prev.version + 1, False, prev.priority, prev.score)
+        if verdict.live and verdict.priority != prev.priority:
+            return "updated", EscalationState(prev.version + 1, True, verdict.priority, verdict.score)
+        return None, prev
+    if verdict.open and verdict.live and PRIORITY_RANK[verdict.priority] <= PRIORITY_RANK[threshold]:
+        return "escalated", EscalationState(prev.version + 1, True, verdict.priority, verdict.score)
+    return None, prev

@@ -1,0 +1,164 @@
+"""The correlation core on its own: the join, the held rule, the path, the lifecycle, idempotence."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from stream.context import Context
+from stream.correlate import Correlator
+from stream.ingest import Router
+from stream.models import Alert, Asset, AssetTags, Finding, Touch, TraceBatch
+from stream.settings import load_settings
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC).timestamp()
+BUCKET = "arn:aws:s3:::acme-statements"
+VAULT = "arn:aws:s3:::acme-kyc-archive"
+SG = "arn:aws:ec2:eu-west-1:111122223333:security-group/sg-0ledger"
+DB = "arn:aws:rds:eu-west-1:111122223333:db:ledger"
+
+
+def at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(T0 + seconds, UTC)
+
+
+def finding(uid, resource, severity="high", status="open", when=0.0):
+    return Finding(uid=uid, source="prowler", check="s3_bucket_public_access", title=f"{uid} title",
+                   severity=severity, status=status, resources=[resource], account="111122223333",
+                   region="eu-west-1", observed_at=at(when))
+
+
+def touch(entity, callers, when, spans=10, internet=0, trace="0af7651916cd43dd8448eb211c80319c"):
+    return Touch(entity=entity, services=callers, spans=spans, errors=0, internet_spans=internet,
+                 first_seen=T0 + when - 1, last_seen=T0 + when, trace_ids=[trace])
+
+
+class Harness:
+    """Router + correlator wired like replay: events and facts applied in order."""
+
+    def __init__(self, **overrides):
+        self.settings = load_settings(**overrides)
+        self.context = Context()
+        self.router = Router(self.context, self.settings.window_step_s)
+        self.store: dict = {}
+        self.correlator = Correlator(self.settings, self.context, self.store, clock=lambda: T0)
+        self.out: list[dict] = []
+        self.position = 0
+
+    def feed(self, routed):
+        for entity, record in routed.events:
+            self.position += 1
+            self.out += [e.event for e in self.correlator.process(entity, record, position=self.position)]
+
+    def asset(self, **fields):
+        self.feed(self.router.asset(Asset(**fields)))
+
+    def traces(self, *touches, pods=None):
+        self.feed(self.router.traces(TraceBatch(list(touches), pods or {})))
+
+    def tick(self):
+        self.out += [e.event for e in self.correlator.tick()]
+
+    def latest(self, uid):
+        events = [e for e in self.out if e["finding_uid"] == uid]
+        return events[-1] if events else None
+
+
+@pytest.fixture
+def estate():
+    h = Harness()
+    h.asset(id=BUCKET, aliases=["acme-statements"], tags=AssetTags(criticality="critical", data_classification="pci",
+                                                                   owner="payments", environment="prod"))
+    h.asset(id=SG, exercised_via=[DB])
+    h.feed(h.router.finding(finding("f-bucket", BUCKET)))
+    h.feed(h.router.finding(finding("f-vault", VAULT, severity="critical")))
+    h.feed(h.router.finding(finding("f-sg", SG, severity="medium")))
+    return h
+
+
+def test_exercised_internet_reached_bucket_with_falco_on_caller_is_p1_with_path(estate):
+    h = estate
+    h.feed(h.router.alert(Alert(uid="falco-1", source="falco", rule="Terminal shell in container",
+                                severity="critical", entities=["service:payments-api"], observed_at=at(5),
+                                subject="payments-api-7d9f")))
+    h.traces(touch("service:payments-api", [], 10, internet=40),
+             touch("service:ledger", ["service:payments-api"], 11),
+             touch(BUCKET, ["service:ledger"], 12, spans=800))
+    h.tick()
+    event = h.latest("f-bucket")
+    assert event["state"] in ("escalated", "updated") and event["priority"] == "P1"
+    assert event["factors"]["exposure_path"] == ["service:payments-api", "service:ledger", BUCKET]
+    assert "reached from the internet via payments-api -> ledger" in event["reasons"]
+    assert any(r.startswith("Falco: Terminal shell in container on payments-api-7d9f") for r in event["reasons"])
+    assert event["evidence"]["alert_uids"] == ["falco-1"]
+    assert event["evidence"]["trace_ids"] == ["0af7651916cd43dd8448eb211c80319c"]
+    assert event["asset"] == {"owner": "payments", "environment": "prod", "service": None}
+
+
+def test_unexercised_critical_finding_stays_held(estate):
+    h = estate
+    h.traces(touch(BUCKET, ["service:ledger"], 12))
+    h.tick()
+    assert h.latest("f-vault") is None
+
+
+def test_attack_on_the_resource_itself_escalates_without_traffic(estate):
+    h = estate
+    h.feed(h.router.alert(Alert(uid="gd-1", source="guardduty", rule="Exfiltration:S3/AnomalousBehavior",
+                                severity="high", entities=[VAULT], observed_at=at(30), subject="acme-kyc-archive")))
+    event = h.latest("f-vault")
+    assert event is not None and event["state"] == "escalated" and not event["factors"]["held"]
+
+
+def test_exercised_via_lets_database_traffic_exercise_the_security_group(estate):
+    h = estate
+    h.traces(touch(DB, ["service:ledger"], 20, spans=50))
+    event = h.latest("f-sg")
+    assert event is None or event["factors"]["exercised"]
+    assert h.store[SG]["via"] == {DB: T0 + 20}
+    assert h.store[SG]["buckets"][0][1] == 50
+
+
+def test_resolution_at_source_emits_resolved_once_and_redelivery_emits_nothing(estate):
+    h = estate
+    h.traces(touch("service:payments-api", [], 10, internet=40), touch(BUCKET, ["service:payments-api"], 12))
+    assert h.latest("f-bucket")["state"] == "escalated"
+    resolved = finding("f-bucket", BUCKET, status="resolved", when=60)
+    h.feed(h.router.finding(resolved))
+    event = h.latest("f-bucket")
+    assert event["state"] == "resolved" and event["version"] == 2
+    assert event["reasons"][0] == "resolved at the source (prowler)"
+    count = len(h.out)
+    # The same records again (a redelivery at the same offsets) and an older "open" scan: no event.
+    h.correlator.process(BUCKET, resolved.to_record(), position=h.position)
+    h.feed(h.router.finding(finding("f-bucket", BUCKET, status="open", when=0)))
+    h.tick()
+    assert len(h.out) == count
+
+
+def test_finding_goes_stale_after_configured_windows_without_traffic():
+    h = Harness(window_size_s=300, window_step_s=60, stale_windows=2)
+    h.feed(h.router.finding(finding("f-1", BUCKET)))
+    h.traces(touch("service:payments-api", [], 10, internet=5), touch(BUCKET, ["service:payments-api"], 10))
+    assert h.latest("f-1")["state"] == "escalated"
+    h.traces(touch("service:other", [], 10 + 700))  # time moves on elsewhere
+    h.tick()
+    event = h.latest("f-1")
+    assert event["state"] == "resolved"
+    assert event["reasons"][0] == "not exercised for 2 windows (10 min)"
+
+
+def test_late_touch_within_allowed_lateness_still_escalates():
+    h = Harness()
+    h.feed(h.router.finding(finding("f-1", BUCKET)))
+    h.traces(touch("service:x", [], 2000))
+    h.traces(touch("service:payments-api", [], 2000, internet=3))
+    h.traces(touch(BUCKET, ["service:payments-api"], 2000 - 900 - 120))  # late, but within 5 min
+    h.tick()
+    assert h.latest("f-1")["state"] == "escalated"
+
+
+def test_idle_entities_without_findings_are_swept():
+    h = Harness(window_size_s=300, window_step_s=60, stale_windows=1)
+    h.traces(touch("service:a", [], 0), touch("service:b", [], 1000))
+    assert h.correlator.sweep() == 1
+    assert set(h.store) == {"service:b"}
