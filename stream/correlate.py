@@ -131,10 +131,19 @@ class Correlator:
             del self.store[entity]
         return len(idle)
 
-    def restore_live(self) -> None:
-        """After recovery, find the entities worth ticking again (one pass over the store)."""
-        self.live = {entity: state["p"] for entity, state in self.store.items()
-                     if state and state["findings"] and self._is_live(state)}
+    def restore_live(self, partition: int | None = None) -> None:
+        """After recovery, find the entities (of one partition) worth ticking again, in one pass."""
+        for entity, state in self.store.items():
+            if state and (partition is None or state["p"] == partition):
+                if state["clock"] is not None:
+                    self.watermark = max(self.watermark, state["clock"])
+                if state["findings"] and self._is_live(state):
+                    self.live[entity] = state["p"]
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Another worker owns these partitions now: stop ticking their entities."""
+        for entity in [e for e, p in self.live.items() if p in partitions]:
+            del self.live[entity]
 
     def _is_live(self, state: EntityState) -> bool:
         active = any(EscalationState.from_list(f.get("esc")).active for f in state["findings"].values())

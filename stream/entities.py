@@ -106,6 +106,17 @@ class EntityResolver:
         for via in asset.exercised_via:
             self._exercised_by.setdefault(via, set()).add(asset.id)
 
+    def remove_asset(self, asset_id: str) -> None:
+        """Forget an asset (a tombstone on the compacted asset topic)."""
+        asset = self.assets.pop(asset_id, None)
+        if asset is None:
+            return
+        for alias in (asset.id, *asset.aliases):
+            if self._aliases.get(alias.lower()) == asset_id:
+                del self._aliases[alias.lower()]
+        for via in asset.exercised_via:
+            self._exercised_by.get(via, set()).discard(asset_id)
+
     def learn_pod(self, pod: str, service: str) -> bool:
         """Remember that ``pod`` runs ``service``; True when this is new."""
         if self._pods.get(pod) == service:

@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream.context import Context
-from stream.models import Alert, Asset, Finding, TraceBatch
+from stream.formats.alerts import decode_alerts
+from stream.formats.assets import decode_assets
+from stream.formats.findings import decode_findings
+from stream.formats.limits import DecodeLimits
+from stream.formats.otlp import decode_traces, detect_encoding
+from stream.models import Alert, Asset, DecodeError, Finding, TraceBatch
 
 Event = tuple[str, dict[str, Any]]  # (entity id, normalized record as a dict)
 
@@ -69,6 +74,11 @@ class Router:
                 self._fact(routed, *Context.internet_fact(touch.entity, touch.last_seen), seen=touch.last_seen)
         return routed
 
+    def prune(self, before: float) -> None:
+        """Forget which facts were published before ``before`` (they have aged out of the context)."""
+        for key in [k for k, seen in self._published.items() if seen < before]:
+            del self._published[key]
+
     def _fact(self, routed: Routed, key: str, value: dict[str, Any], *, seen: float, fresh: bool = False) -> None:
         last = self._published.get(key)
         if last is not None and (fresh or seen < last + self.refresh_s):
@@ -76,3 +86,40 @@ class Router:
         self._published[key] = seen
         self.context.apply(key, value)
         routed.facts.append((key, value))
+
+
+class Ingest:
+    """Decode a raw Kafka value of one input stream and route what it holds.
+
+    The one place the worker turns bytes into entity events; raises only DecodeError, which the
+    caller turns into a dead-letter record.
+    """
+
+    def __init__(self, router: Router, limits: DecodeLimits, traces_encoding: str = "auto") -> None:
+        self.router = router
+        self.limits = limits
+        self.traces_encoding = traces_encoding
+
+    def __call__(self, stream: str, value: bytes | None) -> Routed:
+        if value is None:
+            if stream == "assets":
+                return Routed()  # a tombstone: the context feed forgets the asset
+            raise DecodeError("empty record (no value)")
+        if stream == "traces":
+            encoding = detect_encoding(value) if self.traces_encoding == "auto" else self.traces_encoding
+            batch = decode_traces(value, self.router.context.resolver, encoding=encoding, limits=self.limits)
+            return self.router.traces(batch)
+        routed = Routed()
+        if stream == "findings":
+            parts = [self.router.finding(f) for f in decode_findings(value, self.limits.max_record_bytes)]
+        elif stream == "alerts":
+            alerts = decode_alerts(value, self.router.context.resolver, self.limits.max_record_bytes)
+            parts = [self.router.alert(a) for a in alerts]
+        elif stream == "assets":
+            parts = [self.router.asset(a) for a in decode_assets(value, self.limits.max_record_bytes)]
+        else:
+            raise ValueError(f"unknown input stream {stream!r}")
+        for part in parts:
+            routed.events += part.events
+            routed.facts += part.facts
+        return routed

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     stale_windows: int = Field(default=4, ge=1, description="resolve after this many windows unexercised")
     max_trace_ids: int = Field(default=5, ge=0, description="sample trace ids kept as evidence per touch")
 
+    traces_encoding: Literal["auto", "otlp_proto", "otlp_json"] = "auto"
+
     # Limits on hostile input.
     max_record_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     max_json_depth: int = Field(default=64, gt=0)
@@ -116,6 +118,7 @@ class Settings(BaseSettings):
     delivery_retry_budget: int = Field(default=8, ge=0)
     delivery_backoff_base_s: float = Field(default=0.5, gt=0)
     delivery_backoff_max_s: float = Field(default=30.0, gt=0)
+    delivery_request_timeout_s: float = Field(default=10.0, gt=0, description="one webhook request, connect to answer")
 
     # Worker.
     asset_file: Path | None = None
@@ -123,6 +126,20 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=0, le=65535)
     data_dir: Path = Path(".run/worker")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # AWS connectors (`hotpath aws ...`). Credentials come from boto3's standard chain only.
+    aws_endpoint_url: str | None = Field(default=None, description="one endpoint for every AWS API (testing)")
+    aws_tag_keys: dict[str, str] = Field(
+        default={
+            "service": "hotpath:service",
+            "criticality": "criticality",
+            "data_classification": "data-classification",
+            "owner": "owner",
+            "environment": "environment",
+            "internet_facing": "hotpath:internet-facing",
+        },
+        description="asset field -> AWS tag key that carries it (matched case-insensitively)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -1,0 +1,57 @@
+# hotpath developer commands. `make test` is all CI runs; the test session starts its own broker.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+SETUP_STAMP := $(VENV)/.setup-stamp
+# The first interpreter that is really Python 3.11+ (pyenv shims exist even for missing versions).
+PYTHON ?= $(shell for candidate in python3.13 python3.12 python3.11 python3; do \
+	  $$candidate -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 \
+	    && { command -v $$candidate; break; }; done)
+LINT_PATHS := $(wildcard stream tests deploy bench)
+
+.PHONY: help setup kafka-up kafka-down topics test test-faults lint clean
+
+help:
+	@echo "make setup        create $(VENV) (Python 3.11+) and install hotpath with its test extras"
+	@echo "make kafka-up     start a local Apache Kafka broker on 127.0.0.1:9092 (no Docker needed)"
+	@echo "make kafka-down   stop it"
+	@echo "make topics       create or update the topics declared in topics/topics.yaml"
+	@echo "make test         run the whole test suite (starts a throwaway broker itself)"
+	@echo "make test-faults  run only the fault-injection tests"
+	@echo "make lint         ruff check"
+	@echo "make clean        stop the local broker, remove run state and tool caches (keeps $(VENV) and jars)"
+
+setup: $(SETUP_STAMP)
+
+$(SETUP_STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "make: no Python 3.11+ found (tried python3.13, python3.12, python3.11, python3); run make PYTHON=/path/to/python3.11" >&2; \
+	  exit 1; fi
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+kafka-up:
+	@$(or $(PYTHON),python3) deploy/kafka/launcher.py up
+
+kafka-down:
+	@$(or $(PYTHON),python3) deploy/kafka/launcher.py down
+
+topics: setup
+	$(BIN)/hotpath topics apply
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-faults: setup
+	$(BIN)/pytest -m faults $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check $(LINT_PATHS)
+
+clean: kafka-down
+	rm -rf .run build dist .pytest_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

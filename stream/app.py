@@ -1,0 +1,214 @@
+"""The streaming job: Faust agents as thin wiring around the pure core.
+
+    input topics --ingest agents--> hotpath.entity-events (keyed by entity) --correlate--> hotpath.escalations
+                        \\--> hotpath.context (facts every worker reads in full, see stream.context)
+
+Ingest agents are stateless: they decode (:mod:`stream.ingest`), send bad records to the dead-letter
+topic with their origin, and re-key what they decode by entity. The correlate agent owns the
+``entity-state`` table, co-partitioned with ``hotpath.entity-events``; its changelog restores the
+state after a crash or rebalance. A timer sends a tick into each partition this worker owns, so the
+re-scoring of live entities runs inside the stream, where table writes belong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from stream.context import Context
+from stream.contextfeed import ContextFeed
+from stream.correlate import Correlator
+from stream.deadletter import dead_letter
+from stream.formats.assets import load_asset_file
+from stream.formats.limits import DecodeLimits
+from stream.ingest import Ingest, Router
+from stream.kafka import faust_broker_kwargs
+from stream.metrics import Metrics
+from stream.models import DecodeError
+from stream.settings import ConfigError, Settings
+from stream.web import EscalationBoard, register_views
+
+log = logging.getLogger("hotpath.worker")
+TICK = orjson.dumps({"kind": "tick"})
+SWEEP_EVERY_TICKS = 60
+
+
+@dataclass
+class Hotpath:
+    """The Faust app and the pure parts it wires together (handy for tests and the web views)."""
+
+    settings: Settings
+    app: Any
+    context: Context
+    correlator: Correlator
+    metrics: Metrics
+    feed: ContextFeed
+    board: EscalationBoard = field(default_factory=EscalationBoard)
+    ticks: dict[int, int] = field(default_factory=dict)
+
+
+def create_app(settings: Settings) -> Hotpath:
+    import faust
+
+    partitions = entity_partitions(settings)
+    datadir = settings.data_dir / settings.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        **faust_broker_kwargs(settings),
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=partitions,
+        topic_allow_declare=True,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        datadir=str(datadir),
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+    )
+    context = Context(max_path_depth=settings.max_path_depth)
+    if settings.asset_file:
+        for asset in load_asset_file(settings.asset_file):
+            context.add_asset(asset)
+    router = Router(context, settings.window_step_s)
+    ingest = Ingest(router, DecodeLimits.from_settings(settings), settings.traces_encoding)
+    metrics = Metrics()
+    table = app.Table("entity-state", default=None, partitions=partitions,
+                      schema=faust.Schema(key_serializer="json", value_serializer="json"))
+    correlator = Correlator(settings, context, table)
+    hotpath = Hotpath(settings, app, context, correlator, metrics, ContextFeed(settings, context))
+
+    def topic(name: str):
+        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    entity_events = topic(settings.topic_entity_events)
+    context_topic = topic(settings.topic_context)
+    escalations = topic(settings.topic_escalations)
+    dlq = topic(settings.topic_dlq)
+
+    def ingest_agent(stream_name: str, topic_name: str) -> None:
+        async def agent(stream):
+            async for event in stream.events():
+                message = event.message
+                metrics.records_in.inc(topic_name)
+                try:
+                    routed = ingest(stream_name, event.value)
+                except DecodeError as exc:
+                    await _dead_letter(exc.reason, message)
+                    continue
+                except Exception as exc:  # a bug must not stop the stream: park the record, say why
+                    log.exception("ingest failed on %s/%s@%s", message.topic, message.partition, message.offset)
+                    await _dead_letter(f"internal error while decoding: {type(exc).__name__}: {exc}", message)
+                    continue
+                metrics.touches.inc_by(stream_name, len(routed.events))
+                for entity, record in routed.events:
+                    await entity_events.send(key=entity.encode(), value=orjson.dumps(record))
+                for key, value in routed.facts:
+                    await context_topic.send(key=key.encode(), value=orjson.dumps(value))
+
+        agent.__name__ = agent.__qualname__ = f"ingest_{stream_name}"
+        app.agent(topic(topic_name), name=f"ingest-{stream_name}")(agent)
+
+    async def _dead_letter(reason: str, message) -> None:
+        metrics.decode_errors.inc(message.topic)
+        record = dead_letter(reason, topic=message.topic, partition=message.partition, offset=message.offset,
+                             key=message.key, value=message.value, max_value_bytes=settings.dlq_max_value_bytes)
+        await dlq.send(key=message.key, value=orjson.dumps(record))
+        metrics.dlq_records.inc("decode")
+
+    ingest_agent("findings", settings.topic_findings)
+    ingest_agent("traces", settings.topic_traces)
+    ingest_agent("alerts", settings.topic_alerts)
+    ingest_agent("assets", settings.topic_assets)
+
+    @app.agent(entity_events, name="correlate")
+    async def correlate(stream):
+        async for event in stream.events():
+            message = event.message
+            record = orjson.loads(event.value)
+            if record["kind"] == "tick":
+                results = _tick(message.partition)
+            else:
+                results = correlator.process(message.key.decode(), record, partition=message.partition,
+                                             position=message.offset)
+                metrics.observe_latency(message.timestamp)
+            for escalation in results:
+                metrics.escalations.inc(escalation.event["priority"] + ":" + escalation.event["state"])
+                hotpath.board.record(escalation.event)
+                await escalations.send(key=escalation.key.encode(), value=orjson.dumps(escalation.event))
+
+    def _tick(partition: int) -> list:
+        count = hotpath.ticks.get(partition)
+        if count is None:  # first tick since this partition was assigned: its state is recovered
+            correlator.restore_live(partition)
+            count = 0
+        hotpath.ticks[partition] = count + 1
+        if count % SWEEP_EVERY_TICKS == SWEEP_EVERY_TICKS - 1:
+            correlator.sweep(partition)
+            horizon = correlator.watermark - settings.stale_windows * settings.window_size_s
+            context.prune(horizon)
+            router.prune(horizon)
+        return correlator.tick(partition)
+
+    @app.timer(interval=settings.tick_interval_s)
+    async def send_ticks():
+        for tp in app.assignor.assigned_actives():
+            if tp.topic == settings.topic_entity_events:
+                await entity_events.send(value=TICK, partition=tp.partition)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender, revoked, **_: Any) -> None:
+        lost = {tp.partition for tp in revoked if tp.topic == settings.topic_entity_events}
+        correlator.forget_partitions(lost)
+        for partition in lost:
+            hotpath.ticks.pop(partition, None)
+
+    @app.task
+    async def start_context_feed():
+        hotpath.feed.start(asyncio.get_running_loop())
+
+    register_views(hotpath)
+    return hotpath
+
+
+def entity_partitions(settings: Settings) -> int:
+    """The entity topic's partition count, which the state table must share (co-partitioning)."""
+    from stream.kafka import admin
+
+    metadata = admin(settings).list_topics(timeout=10)
+    topic = metadata.topics.get(settings.topic_entity_events)
+    if topic is None or topic.error is not None or not topic.partitions:
+        raise ConfigError(f"topic {settings.topic_entity_events} does not exist on {settings.bootstrap_servers}: "
+                          f"run `hotpath topics apply` first")
+    return len(topic.partitions)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--loglevel", default=None, help="worker log level (default: HOTPATH_LOG_LEVEL)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+
+    from stream.logs import configure_logging
+
+    configure_logging(args.loglevel or settings.log_level)
+    hotpath = create_app(settings)
+    worker = faust.Worker(hotpath.app, loglevel=args.loglevel or settings.log_level, logging_config=None,
+                          override_logging=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        hotpath.feed.stop()
+    return 0

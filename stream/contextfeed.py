@@ -1,0 +1,98 @@
+"""Reads the shared context topics in full (every partition, no consumer group) into a Context.
+
+Every worker needs every asset and every learned fact, whatever partitions of the entity stream it
+owns; a group consumer would split them. A confluent-kafka consumer on a thread reads
+``hotpath.context`` and ``hotpath.assets`` from the beginning and hands each batch to the event
+loop, which applies it: the Context is only ever touched from the loop's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import orjson
+
+from stream.context import Context
+from stream.formats.assets import decode_assets
+from stream.kafka import consumer
+from stream.models import DecodeError
+from stream.settings import Settings
+
+log = logging.getLogger("hotpath.context")
+POLL_S = 0.2
+BATCH = 500
+
+
+class ContextFeed:
+    def __init__(self, settings: Settings, context: Context) -> None:
+        self.settings = settings
+        self.context = context
+        self.caught_up = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.applied = 0
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, args=(loop,), name="hotpath-context", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        topics = (self.settings.topic_context, self.settings.topic_assets)
+        client = consumer(self.settings, group_id=f"{self.settings.app_id}-context-unused", enable_auto_commit=False)
+        try:
+            metadata = client.list_topics(timeout=10)
+            partitions = [TopicPartition(t, p, OFFSET_BEGINNING)
+                          for t in topics for p in (metadata.topics[t].partitions if t in metadata.topics else {})]
+            ends = {(tp.topic, tp.partition): client.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
+            client.assign(partitions)
+            positions = {key: 0 for key in ends}
+            self._check_caught_up(ends, positions)
+            while not self._stop.is_set():
+                messages = client.consume(BATCH, timeout=POLL_S)
+                batch = []
+                for message in messages:
+                    if message.error():
+                        log.warning("context feed: %s", message.error())
+                        continue
+                    positions[(message.topic(), message.partition())] = message.offset() + 1
+                    batch.append((message.topic(), message.key(), message.value()))
+                if batch:
+                    loop.call_soon_threadsafe(self._apply, batch)
+                if not self.caught_up.is_set():
+                    self._check_caught_up(ends, positions)
+        except Exception:  # the worker keeps running on what it has; the health view shows not-ready
+            log.exception("context feed stopped")
+        finally:
+            client.close()
+
+    def _check_caught_up(self, ends: dict, positions: dict) -> None:
+        if all(positions[key] >= end for key, end in ends.items()):
+            self.caught_up.set()
+
+    def _apply(self, batch: list[tuple[str, bytes | None, bytes | None]]) -> None:
+        for topic, key, value in batch:
+            if key is None:
+                continue
+            if value is None:
+                if topic == self.settings.topic_assets:
+                    self.context.resolver.remove_asset(key.decode())
+                continue
+            try:
+                if topic == self.settings.topic_assets:
+                    for asset in decode_assets(value, self.settings.max_record_bytes):
+                        self.context.add_asset(asset)
+                else:
+                    self.context.apply(key.decode(), orjson.loads(value))
+            except (DecodeError, ValueError, KeyError, TypeError):
+                continue  # the ingest agent dead-letters bad asset records; facts are ours and well-formed
+            self.applied += 1

@@ -1,0 +1,212 @@
+"""The seeded fintech scenario: every record the demo plays through Kafka, and what should come out.
+
+``build_scenario(seed, scale, start, minutes)`` is pure: the same arguments give the same bytes
+(ids come from seeded generators, times from ``start``). It returns the asset context, CSPM findings
+(Prowler OCSF and Security Hub ASFF in EventBridge events), OTLP trace batches made by the real
+opentelemetry-sdk and encoded as the Collector's Kafka exporter writes them, and runtime alerts
+(Falco through falcosidekick, GuardDuty in EventBridge events), each list in event-time order, plus
+:class:`Expected`: which findings escalate at which priority, and which are held back.
+
+Time line (``minutes`` of event time from ``start``): traffic flows throughout; the CSPM scan's
+findings arrive over the first fifth; Falco fires on a ``kyc`` pod and then a ``payments-api`` pod,
+GuardDuty on an unrelated instance, and noise alerts on workloads nobody has findings about. Alerts
+on the story's services happen at most seven minutes before the end, so the attack evidence is
+still fresh when the scenario's final scores are read.
+
+``scale`` multiplies the traffic and adds entities (see :mod:`stream.demo.estate`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from stream.demo import records
+from stream.demo.estate import Estate, PlannedFinding, build_estate
+from stream.demo.traffic import TraceRecord, Traffic, trace_records
+from stream.models import Asset
+from stream.settings import Priority
+from stream.tracegen import Encoding
+
+DEFAULT_SEED = 7
+DEFAULT_START = 1748941200.0  # 2025-06-03T09:00:00Z, fixed so a seed gives the same bytes anywhere
+DEFAULT_MINUTES = 10
+MIN_MINUTES = 2
+SCAN_SHARE = 0.2  # findings arrive over this first share of the scenario
+FRESH_ALERT_S = 7 * 60  # story alerts fire no earlier than this before the end
+STREAMS = ("findings", "traces", "alerts")
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What hotpath should make of the scenario by its end (finding uids)."""
+
+    escalated: dict[str, Priority]  # finding uid -> priority of its escalation at the end
+    internet_reached: frozenset[str]  # escalated findings that traffic from the internet exercises
+    quiet: frozenset[str]  # exercised, but not enough to escalate
+    held: frozenset[str]  # on resources nothing touches: never escalated, however severe
+
+    @property
+    def total(self) -> int:
+        return len(self.escalated) + len(self.quiet) + len(self.held)
+
+
+@dataclass
+class Scenario:
+    seed: int
+    scale: int
+    start: float
+    minutes: int
+    encoding: Encoding
+    assets: list[Asset]
+    findings: list[bytes]  # one JSON value per Kafka record
+    trace_batches: list[tuple[bytes | None, bytes]]  # (key, value) as the Collector's Kafka exporter writes them
+    alerts: list[bytes]
+    expected: Expected
+    times: dict[str, list[float]] = field(default_factory=dict)  # event time of each record, per stream
+    span_count: int = 0
+
+    @property
+    def end(self) -> float:
+        return self.start + 60 * self.minutes
+
+    def timeline(self) -> Iterator[tuple[float, str, bytes | None, bytes]]:
+        """Every finding, trace batch and alert as (event time, stream, key, value), in event-time order."""
+        keyed = {
+            "findings": [(None, value) for value in self.findings],
+            "traces": self.trace_batches,
+            "alerts": [(None, value) for value in self.alerts],
+        }
+        lanes = [
+            ((ts, index, stream, key, value) for index, (ts, (key, value)) in
+             enumerate(zip(self.times[stream], keyed[stream], strict=True)))
+            for stream in STREAMS
+        ]
+        for ts, _, stream, key, value in heapq.merge(*lanes):
+            yield ts, stream, key, value
+
+    def write_files(self, folder: str | Path) -> dict[str, list[Path]]:
+        """Write the scenario as files ``hotpath replay`` reads; keys are replay's argument names.
+
+        Findings and alerts are NDJSON (one record value per line); traces are one binary OTLP file
+        per batch, or OTLP JSON lines in one file when the scenario was built with ``otlp_json``.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        assets = folder / "assets.json"
+        assets.write_bytes(orjson.dumps({"assets": [a.to_record() for a in self.assets]}))
+        findings = folder / "findings.ndjson"
+        findings.write_bytes(b"".join(value + b"\n" for value in self.findings))
+        alerts = folder / "alerts.ndjson"
+        alerts.write_bytes(b"".join(value + b"\n" for value in self.alerts))
+        if self.encoding == "otlp_json":
+            traces = [folder / "traces.otlp.jsonl"]
+            traces[0].write_bytes(b"".join(value + b"\n" for _, value in self.trace_batches))
+        else:
+            batches = folder / "traces"
+            batches.mkdir(exist_ok=True)
+            traces = []
+            for index, (_, value) in enumerate(self.trace_batches):
+                path = batches / f"batch-{index:05d}.binpb"
+                path.write_bytes(value)
+                traces.append(path)
+        return {"assets": [assets], "findings": [findings], "traces": traces, "alerts": [alerts]}
+
+
+def build_scenario(seed: int = DEFAULT_SEED, scale: int = 1, start: float = DEFAULT_START,
+                   minutes: int = DEFAULT_MINUTES, *, encoding: Encoding = "otlp_proto",
+                   partition_traces_by_id: bool = False) -> Scenario:
+    """The whole scenario for one seed; see the module docstring."""
+    if scale < 1:
+        raise ValueError("scale must be at least 1")
+    if minutes < MIN_MINUTES:
+        raise ValueError(f"minutes must be at least {MIN_MINUTES}: the story needs traffic before and after its alerts")
+    rng = random.Random(f"hotpath-demo:{seed}:{scale}")
+    estate = build_estate(rng, scale)
+    end = start + 60 * minutes
+    findings, finding_times, expected = _findings(estate, rng, start, minutes)
+    alerts, alert_times = _alerts(estate, rng, start, end, scale)
+    traffic = Traffic(estate, seed, rng, scale)
+    batches: list[TraceRecord] = trace_records(traffic, start, minutes, encoding=encoding,
+                                               partition_traces_by_id=partition_traces_by_id)
+    return Scenario(
+        seed=seed, scale=scale, start=start, minutes=minutes, encoding=encoding,
+        assets=estate.assets,
+        findings=findings,
+        trace_batches=[(batch.key, batch.value) for batch in batches],
+        alerts=alerts,
+        expected=expected,
+        times={"findings": finding_times, "traces": [b.event_time for b in batches], "alerts": alert_times},
+        span_count=sum(batch.spans for batch in batches),
+    )
+
+
+def _finding_record(planned: PlannedFinding, ts: float, rng: random.Random) -> tuple[str, dict]:
+    """(finding uid, record) of one planned finding in its tool's format."""
+    if planned.check.tool == "prowler":
+        record = records.prowler_finding(planned.check, planned.resource, ts)
+        return record["finding_info"]["uid"], record
+    record = records.security_hub_event(planned.check, planned.resource, ts, rng)
+    return record["detail"]["findings"][0]["Id"], record
+
+
+def _findings(estate: Estate, rng: random.Random, start: float, minutes: int
+              ) -> tuple[list[bytes], list[float], Expected]:
+    """The CSPM scan: every planned finding, spread over the first part of the scenario."""
+    planned = list(estate.findings)
+    rng.shuffle(planned)
+    first, last = start + 10.0, start + SCAN_SHARE * 60 * minutes
+    step = (last - first) / max(1, len(planned) - 1)
+    values, times = [], []
+    escalated: dict[str, Priority] = {}
+    internet, quiet, held = set(), set(), set()
+    for index, finding in enumerate(planned):
+        ts = round(first + index * step, 3)
+        uid, record = _finding_record(finding, ts, rng)
+        values.append(orjson.dumps(record))
+        times.append(ts)
+        if finding.outcome == "held":
+            held.add(uid)
+        elif finding.outcome == "quiet":
+            quiet.add(uid)
+        else:
+            escalated[uid] = finding.outcome
+            if finding.internet:
+                internet.add(uid)
+    return values, times, Expected(escalated, frozenset(internet), frozenset(quiet), frozenset(held))
+
+
+def _alerts(estate: Estate, rng: random.Random, start: float, end: float, scale: int
+            ) -> tuple[list[bytes], list[float]]:
+    """Falco and GuardDuty: two alerts on services the story cares about, the rest noise."""
+    span = end - start
+
+    def story_time(share: float) -> float:
+        return round(max(start + share * span, end - FRESH_ALERT_S), 3)
+
+    kyc, api = estate.services["kyc"], estate.services["payments-api"]
+    timed: list[tuple[float, dict]] = []
+    for rule, svc, share, process in (("Contact K8S API Server From Container", kyc, 0.2, "curl"),
+                                      ("Terminal shell in container", api, 0.35, "bash")):
+        ts = story_time(share)
+        timed.append((ts, records.falco_event(rule, ts, namespace=svc.namespace, pod=svc.pod,
+                                               image=records.image_of(svc.name), node=records.node_name(rng),
+                                               rng=rng, process=process)))
+    ts = round(start + 0.5 * span, 3)
+    timed.append((ts, records.guardduty_event(estate.unrelated_instance, ts, rng)))
+    for index in range(2 * scale):
+        ts = round(start + rng.uniform(0.1, 0.9) * span, 3)
+        if index % 2:
+            timed.append((ts, records.guardduty_event(estate.unrelated_instance, ts, rng)))
+            continue
+        namespace, pod = rng.choice(estate.noise_pods)
+        timed.append((ts, records.falco_event("Contact K8S API Server From Container", ts, namespace=namespace,
+                                              pod=pod, image=records.image_of(pod.split("-")[0]),
+                                              node=records.node_name(rng), rng=rng, process="curl")))
+    timed.sort(key=lambda item: item[0])
+    return [orjson.dumps(event) for _, event in timed], [ts for ts, _ in timed]

@@ -1,0 +1,96 @@
+"""What the demo shows at the end: the ranked escalations, the noise held back, and the story check.
+
+Pure functions over escalation events (the JSON of ``hotpath.escalations``), so ``hotpath demo`` and
+the tests that run the scenario through ``hotpath replay`` judge the outcome the same way.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from stream.demo.scenario import Expected
+from stream.lifecycle import PRIORITY_RANK
+
+_ARN_RESOURCE_PREFIXES = ("db:", "table/", "role/", "security-group/", "instance/", "analyzer/")
+
+
+def latest(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The newest version of each finding's escalation (consumers keep the highest version)."""
+    out: dict[str, dict[str, Any]] = {}
+    for event in events:
+        known = out.get(event["finding_uid"])
+        if known is None or event["version"] > known["version"]:
+            out[event["finding_uid"]] = event
+    return out
+
+
+def ranked(current: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Escalations still open, most urgent first: priority, then score."""
+    active = [event for event in current.values() if event["state"] != "resolved"]
+    return sorted(active, key=lambda e: (PRIORITY_RANK[e["priority"]], -e["score"], e["resource"], e["finding_uid"]))
+
+
+def short_entity(entity: str) -> str:
+    """``arn:aws:rds:us-east-1:123:db:ledger`` -> ``rds ledger``; ``service:kyc`` -> ``kyc``."""
+    if entity.startswith("service:"):
+        return entity.removeprefix("service:")
+    parts = entity.split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn":
+        return entity
+    resource = parts[5]
+    for prefix in _ARN_RESOURCE_PREFIXES:
+        resource = resource.removeprefix(prefix)
+    return f"{parts[2]} {resource}"
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
+
+
+def table(rows: list[dict[str, Any]], width: int = 120) -> list[str]:
+    """The ranked escalations: priority, score, resource, finding, and the top reasons under each."""
+    lines = [f"{'#':>3}  PRI  SCORE  {'RESOURCE':<34} FINDING"]
+    finding_width = max(20, width - 51)
+    for index, event in enumerate(rows, 1):
+        finding = event["finding"]
+        title = f"{finding['check']}  {finding['title']}" if finding["check"] not in finding["title"] else finding["title"]
+        lines.append(f"{index:>3}  {event['priority']:<4} {event['score']:>5.1f}  "
+                     f"{_cut(short_entity(event['resource']), 34):<34} {_cut(title, finding_width)}")
+        why = " | ".join(event["reasons"][:3])
+        lines.append(f"{'':>16}why: {_cut(why, max(20, width - 21))}")
+    return lines
+
+
+def held_back(findings_in: int, rows: list[dict[str, Any]], expected: Expected) -> list[str]:
+    """Findings in versus escalated: the noise hotpath held back, and why."""
+    by_priority = Counter(event["priority"] for event in rows)
+    bands = " · ".join(f"{p} {by_priority[p]}" for p in sorted(by_priority, key=PRIORITY_RANK.__getitem__))
+    held = findings_in - len(rows)
+    share = f"{100 * held / findings_in:.0f}%" if findings_in else "-"
+    return [
+        f"Findings in: {findings_in}    escalated: {len(rows)} ({bands or 'none'})    held back: {held} ({share})",
+        f"  held back: {len(expected.held)} on resources no traffic touches (critical ones included), "
+        f"{len(expected.quiet)} exercised but below the escalation threshold",
+    ]
+
+
+def story_problems(expected: Expected, current: dict[str, dict[str, Any]]) -> list[str]:
+    """How the outcome differs from what the scenario promises (empty when it matches)."""
+    active = {e["finding_uid"]: e for e in ranked(current)}
+    problems = []
+    for uid, priority in expected.escalated.items():
+        event = active.get(uid)
+        if event is None:
+            problems.append(f"not escalated, expected {priority}: {uid}")
+        elif event["priority"] != priority:
+            problems.append(f"escalated at {event['priority']}, expected {priority}: {uid}")
+    for uid in sorted(set(active) - set(expected.escalated)):
+        kind = "held" if uid in expected.held else "quiet" if uid in expected.quiet else "unknown"
+        problems.append(f"escalated at {active[uid]['priority']} but should stay {kind}: {uid}")
+    order = [e["finding_uid"] for e in ranked(current)]
+    top = order[: len(expected.internet_reached)]
+    if active and set(top) != set(expected.internet_reached) & set(active):
+        problems.append("the findings internet traffic exercises are not the top of the ranking")
+    return problems

@@ -1,0 +1,7 @@
+"""Everything downstream of ``hotpath.escalations``: the OCSF SIEM feed and the incident webhooks.
+
+``escalation`` reads and validates the event; ``ocsf`` turns it into an OCSF Detection Finding;
+``pagerduty``, ``opsgenie`` and ``webhook`` build one HTTP request per event and ``http`` classifies
+the answer; ``routing`` decides which sinks an event goes to and loads their secrets; ``delivery`` is
+the ``hotpath deliver`` service that ties them to Kafka with at-least-once semantics.
+"""

@@ -1,0 +1,184 @@
+"""Shared fixtures: one real Kafka broker per test session, and unique topics per test.
+
+The broker comes from, in order: ``KAFKA_BOOTSTRAP_SERVERS``; a testcontainers Kafka when a Docker
+engine answers; the project's own launcher (``deploy/kafka/launcher.py``) on a free port with a
+run folder under ``.run/``, stopped at the end of the session. Every test gets its own topic names
+and app id, so tests never see each other's records and can share the one broker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stream.settings import Settings, load_settings
+from stream.topics import TOPIC_SETTINGS, apply_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCHER = ROOT / "deploy" / "kafka" / "launcher.py"
+TEST_RUN_PREFIX = "test-kafka-"
+# A pinned Confluent image testcontainers' KafkaContainer knows how to start in KRaft mode.
+TESTCONTAINERS_IMAGE = os.environ.get("HOTPATH_TEST_KAFKA_IMAGE", "confluentinc/cp-kafka:7.9.0")
+ADMIN_TIMEOUT_S = 30.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the broker is a ``kafka`` test, so ``-m "not kafka"`` runs without one."""
+    for item in items:
+        if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kafka)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def docker_answers() -> bool:
+    """True when a Docker engine answers a ping within a second; silent otherwise."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if not host and not Path("/var/run/docker.sock").exists():
+        return False
+    try:
+        import docker
+
+        client = docker.from_env(timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def sweep_abandoned_run_dirs(run_root: Path) -> None:
+    """Remove run folders of earlier sessions whose broker is gone (a killed pytest leaves them).
+
+    Folders with a live broker may belong to a session running right now in the same checkout.
+    """
+    for run_dir in run_root.glob(f"{TEST_RUN_PREFIX}*"):
+        try:
+            pid = int((run_dir / "kafka.pid").read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def launcher(command: str, run_dir: Path, port: int | None = None,
+             extra: list[str] | tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run ``deploy/kafka/launcher.py COMMAND`` on a given run folder (and port)."""
+    args = [sys.executable, str(LAUNCHER), command, "--run-dir", str(run_dir), *extra]
+    if port is not None:
+        args += ["--port", str(port)]
+    return subprocess.run(args, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """``host:port`` of a live Apache Kafka broker for the whole session."""
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    if docker_answers():
+        from testcontainers.community.kafka import KafkaContainer
+
+        with KafkaContainer(TESTCONTAINERS_IMAGE).with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    run_root = ROOT / ".run"
+    sweep_abandoned_run_dirs(run_root)
+    run_dir = run_root / f"{TEST_RUN_PREFIX}{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    started = launcher("up", run_dir, port, extra=["--controller-port", str(free_port())])
+    if started.returncode != 0:
+        pytest.fail(f"could not start Kafka with {LAUNCHER.name}: {(started.stderr or started.stdout).strip()}",
+                    pytrace=False)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        launcher("down", run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str):
+    """One AdminClient for the session's broker."""
+    from stream.kafka import admin
+
+    return admin(load_settings(bootstrap_servers=kafka_bootstrap))
+
+
+def unique_suffix() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def delete_topics(client, names: list[str]) -> None:
+    """Best-effort clean-up, so a long-lived external broker does not fill with test topics."""
+    if not names:
+        return
+    for future in client.delete_topics(names, operation_timeout=ADMIN_TIMEOUT_S).values():
+        try:
+            future.result()
+        except Exception:
+            pass
+
+
+def wait_for_topic(client, name: str, partitions: int) -> None:
+    deadline = time.monotonic() + ADMIN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        topic = client.list_topics(topic=name, timeout=5).topics.get(name)
+        if topic is not None and topic.error is None and len(topic.partitions) == partitions:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"topic {name} not visible with {partitions} partitions after {ADMIN_TIMEOUT_S:.0f}s")
+
+
+@pytest.fixture
+def make_topic(kafka_admin) -> Iterator[Callable[..., str]]:
+    """``make_topic(base, partitions=1, config=None)`` creates a uniquely named topic and returns its name."""
+    from confluent_kafka.admin import NewTopic
+
+    created: list[str] = []
+
+    def create(base: str, partitions: int = 1, config: dict[str, str] | None = None) -> str:
+        name = f"{base}-{unique_suffix()}"
+        new = NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config or {}))
+        kafka_admin.create_topics([new], operation_timeout=ADMIN_TIMEOUT_S)[name].result()
+        created.append(name)
+        wait_for_topic(kafka_admin, name, partitions)
+        return name
+
+    yield create
+    delete_topics(kafka_admin, created)
+
+
+@pytest.fixture
+def hotpath_settings(kafka_bootstrap: str, kafka_admin, tmp_path: Path) -> Iterator[Settings]:
+    """Settings on the live broker with every ``topic_*`` uniquely named and created from topics.yaml."""
+    suffix = unique_suffix()
+    prefix = f"t{suffix}-"
+    defaults = Settings.model_fields
+    settings = load_settings(
+        bootstrap_servers=kafka_bootstrap,
+        app_id=f"hotpath-test-{suffix}",
+        data_dir=tmp_path / "worker",
+        web_port=free_port(),
+        **{name: prefix + defaults[name].default for name in TOPIC_SETTINGS},
+    )
+    apply_topics(settings)
+    yield settings
+    # The worker's own topics (changelogs, repartitions) start with its app id.
+    leftovers = [name for name in kafka_admin.list_topics(timeout=10).topics
+                 if name.startswith((prefix, settings.app_id))]
+    delete_topics(kafka_admin, leftovers)

@@ -1,0 +1,396 @@
+"""Delivery that loses nothing: the real broker, real HTTP receivers, and a worker killed mid-delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from jsonschema import Draft202012Validator
+from receivers import (
+    ACCEPT_THEN_DROP,
+    DROP,
+    HANG,
+    OpsgenieReceiver,
+    PagerDutyReceiver,
+    WebhookReceiver,
+    escalation_event,
+    load_schema,
+)
+
+from stream import kafka
+from stream.logs import JsonFormatter
+from stream.settings import Settings, SinkSettings
+from stream.sinks.delivery import (
+    CONSUME_BATCH,
+    MAX_IN_FLIGHT_PER_PARTITION,
+    DeliveryService,
+    PartitionProgress,
+    backoff_delay,
+    sink_clients,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+ROUTING_KEY = "R0UT1NGK3Y0123456789abcdefabcdef"
+GENIE_KEY = "eb243592-faa2-4ba2-a551-1afdf565c889"
+HMAC_SECRET = "whsec-3a9c1f0e7d55"
+SECRETS = {"PD_ROUTING_KEY": ROUTING_KEY, "OG_GENIE_KEY": GENIE_KEY, "HOOK_SECRET": HMAC_SECRET}
+OCSF_SCHEMA = Draft202012Validator(load_schema("ocsf-detection-finding.schema.json"))
+DLQ_SCHEMA = Draft202012Validator(load_schema("dlq.schema.json"), format_checker=Draft202012Validator.FORMAT_CHECKER)
+WAIT_S = 60.0
+
+
+# --- pure parts ---------------------------------------------------------------------------------------
+
+
+def test_backoff_grows_exponentially_with_full_jitter_and_a_cap():
+    highest = [backoff_delay(n, base_s=0.5, max_s=30.0, rng=lambda: 1.0) for n in range(8)]
+    lowest = [backoff_delay(n, base_s=0.5, max_s=30.0, rng=lambda: 0.0) for n in range(8)]
+
+    assert highest == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert lowest == [0.0] * 8
+    assert backoff_delay(10_000, base_s=0.5, max_s=30.0, rng=lambda: 0.5) == 15.0
+
+
+def test_backoff_waits_at_least_retry_after_but_never_past_the_cap():
+    assert backoff_delay(0, base_s=0.5, max_s=30.0, retry_after_s=7.0, rng=lambda: 1.0) == 7.0
+    assert backoff_delay(5, base_s=0.5, max_s=30.0, retry_after_s=2.0, rng=lambda: 1.0) == 16.0
+    assert backoff_delay(0, base_s=0.5, max_s=30.0, retry_after_s=3600.0) == 30.0
+
+
+def test_commit_position_waits_for_every_earlier_record():
+    progress = PartitionProgress()
+    for offset in (10, 11, 12, 13):
+        progress.started(offset)
+
+    progress.finished(12)
+    progress.finished(11)
+    assert progress.to_commit() is None and progress.in_flight == 4
+    progress.finished(10)
+    assert progress.to_commit() == 13 and progress.in_flight == 1
+    progress.committed = 13
+    assert progress.to_commit() is None
+    progress.finished(13)
+    assert progress.to_commit() == 14 and progress.in_flight == 0
+
+
+def test_deliver_with_a_missing_secret_stops_with_one_line_naming_the_variable():
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HOTPATH_")}
+    env["HOTPATH_SINKS"] = json.dumps([{"name": "payments-pd", "kind": "pagerduty", "secret_env": "PD_KEY_NOT_SET"}])
+
+    done = subprocess.run([sys.executable, "-m", "stream.cli", "deliver"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=WAIT_S)
+
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == ("hotpath: configuration error: HOTPATH_SINKS: sink 'payments-pd': "
+                                                    "environment variable PD_KEY_NOT_SET is empty or unset")
+    assert "Traceback" not in done.stderr
+
+
+# --- helpers for the broker tests ------------------------------------------------------------------------
+
+
+def delivery_settings(settings: Settings, sinks: list[dict], **changes) -> Settings:
+    return settings.model_copy(update={
+        "sinks": [SinkSettings(**sink) for sink in sinks],
+        "delivery_backoff_base_s": 0.05, "delivery_backoff_max_s": 1.0, "delivery_request_timeout_s": 5.0,
+        **changes,
+    })
+
+
+def pagerduty_sink(receiver: PagerDutyReceiver, name: str = "payments-pd", **fields) -> dict:
+    return {"name": name, "kind": "pagerduty", "url": receiver.enqueue_url, "min_priority": "P3",
+            "secret_env": "PD_ROUTING_KEY", **fields}
+
+
+def produce(settings: Settings, events: list[dict | bytes], partition: int | None = None) -> list[int]:
+    """Write events keyed by finding uid (raw bytes as they are); returns the partition each landed on."""
+    producer = kafka.producer(settings)
+    partitions: list[int] = [-1] * len(events)
+    for index, event in enumerate(events):
+        key, value = (b"garbage", event) if isinstance(event, bytes) else (event["finding_uid"].encode(), orjson.dumps(event))
+        placement = {} if partition is None else {"partition": partition}
+        producer.produce(settings.topic_escalations, key=key, value=value, **placement,
+                         on_delivery=lambda error, message, index=index: partitions.__setitem__(index, message.partition()))
+    assert producer.flush(30) == 0 and -1 not in partitions
+    return partitions
+
+
+def read_topic(settings: Settings, topic: str, count: int) -> list[tuple[bytes, dict]]:
+    """The first ``count`` records of ``topic`` (all partitions), as (key, JSON value)."""
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    consumer = kafka.consumer(settings, f"reader-{uuid.uuid4().hex}", enable_auto_commit=False)
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    records: list[tuple[bytes, dict]] = []
+    deadline = time.monotonic() + WAIT_S
+    try:
+        while len(records) < count and time.monotonic() < deadline:
+            for message in consumer.consume(100, 0.5):
+                if message.error() is None:
+                    records.append((message.key(), json.loads(message.value())))
+    finally:
+        consumer.close()
+    return records
+
+
+def uncommitted(settings: Settings) -> dict[int, int]:
+    """Per partition of the escalations topic, how many records the delivery group has not committed."""
+    from confluent_kafka import TopicPartition
+
+    topic = settings.topic_escalations
+    consumer = kafka.consumer(settings, f"{settings.app_id}-delivery", enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+        committed = {tp.partition: max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=10)}
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
+    finally:
+        consumer.close()
+    return {p: ends[p] - committed[p] for p in ends if ends[p] != committed[p]}
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.05)
+
+
+class Running:
+    """A DeliveryService running in this event loop until the block ends."""
+
+    def __init__(self, settings: Settings):
+        self.service = DeliveryService(settings, sink_clients(settings, SECRETS))
+        self.stop = asyncio.Event()
+
+    async def __aenter__(self) -> DeliveryService:
+        self.task = asyncio.create_task(self.service.run(self.stop))
+        return self.service
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, WAIT_S)
+
+
+def secret_free(text: str) -> bool:
+    return not any(secret in text for secret in SECRETS.values())
+
+
+# --- the service on the live broker -----------------------------------------------------------------------
+
+
+async def test_every_escalation_reaches_each_matching_sink_once_despite_failures(hotpath_settings):
+    findings = [f"prowler-finding-{n}" for n in range(6)]
+    events = [escalation_event(uid, priority="P2") for uid in findings]
+    events += [escalation_event(uid, state="resolved", version=2, priority="P4") for uid in findings[:3]]
+    quiet = escalation_event("prowler-finding-low", priority="P4")  # below the paging thresholds
+    events.append(quiet)
+    with PagerDutyReceiver(ROUTING_KEY) as pd, OpsgenieReceiver(GENIE_KEY) as og, WebhookReceiver(HMAC_SECRET) as hook:
+        pd.script((429, {"status": "throttle event"}, {"Retry-After": "1"}), (500, None, {}), DROP, ACCEPT_THEN_DROP)
+        og.script((429, {"message": "Too many requests"}, {"Retry-After": "0"}), (502, None, {}))
+        hook.script((503, None, {}), ACCEPT_THEN_DROP)
+        settings = delivery_settings(hotpath_settings, [
+            pagerduty_sink(pd),
+            {"name": "sre-opsgenie", "kind": "opsgenie", "url": og.url, "min_priority": "P2", "secret_env": "OG_GENIE_KEY"},
+            {"name": "audit-hook", "kind": "webhook", "url": hook.url + "/in", "min_priority": "P5", "secret_env": "HOOK_SECRET"},
+        ])
+        produce(settings, events)
+        keys = [event["escalation_uid"] for event in events[:6]]
+
+        def all_delivered() -> bool:
+            return (all(pd.status(k) and og.status(k) for k in keys)
+                    and all(pd.status(k) == og.status(k) == "closed" for k in keys[:3])
+                    and sum(len(alert.events) for alert in hook.alerts.values()) == len(events)
+                    and not uncommitted(settings))
+
+        async with Running(settings) as service:
+            await wait_until(all_delivered, "every event is delivered and committed")
+
+    for key in keys:
+        assert pd.opened(key) == 1 and og.opened(key) == 1, "a retry paged twice"
+    assert [pd.status(k) for k in keys] == ["closed"] * 3 + ["open"] * 3, "a resolve overtook its trigger"
+    assert pd.status(quiet["escalation_uid"]) is None and og.status(quiet["escalation_uid"]) is None
+    assert hook.opened(quiet["escalation_uid"]) == 1
+    metrics = service.metrics
+    assert metrics.retries["payments-pd"] >= 4 and metrics.retries["sre-opsgenie"] >= 2 and metrics.retries["audit-hook"] >= 2
+    assert not metrics.dead_lettered
+    siem = read_topic(settings, settings.topic_siem, len(events))
+    assert len(siem) == len(events) == metrics.siem_published
+    for key, ocsf in siem:
+        OCSF_SCHEMA.validate(ocsf)
+        assert key.decode() == ocsf["finding_info"]["uid"]
+    assert sorted(o["activity_id"] for _, o in siem) == [1] * 7 + [3] * 3
+
+
+async def test_permanent_failures_and_spent_budgets_land_in_the_dead_letter_topic(hotpath_settings, caplog):
+    event = escalation_event("prowler-finding-dlq", priority="P1")
+    garbage = b'{"finding_uid": "truncated'
+    with PagerDutyReceiver(ROUTING_KEY) as pd, OpsgenieReceiver(GENIE_KEY) as og, WebhookReceiver(HMAC_SECRET) as hook:
+        # A 400 whose body echoes the key it refused, as some services do: it must not leak.
+        pd.script((400, {"status": "invalid event", "message": "Event object is invalid",
+                         "errors": [f"routing_key {ROUTING_KEY} is not active"]}, {}))
+        og.script(*[(500, {"message": "Internal Server Error"}, {})] * 10)
+        settings = delivery_settings(hotpath_settings, [
+            pagerduty_sink(pd),
+            {"name": "sre-opsgenie", "kind": "opsgenie", "url": og.url, "secret_env": "OG_GENIE_KEY"},
+            {"name": "audit-hook", "kind": "webhook", "url": hook.url, "secret_env": "HOOK_SECRET"},
+        ], delivery_retry_budget=2)
+        produce(settings, [event, garbage])
+        caplog.set_level(logging.INFO, logger="hotpath")
+        async with Running(settings) as service:
+            await wait_until(lambda: sum(service.metrics.dead_lettered.values()) == 3 and not uncommitted(settings),
+                             "three dead letters are written and the offsets committed")
+
+    assert hook.opened(event["escalation_uid"]) == 1, "a failing sink must not hold back the others"
+    assert len(og.requests) == 3  # the first attempt and two retries
+    dead = {record["reason"].split(":")[0]: record for _, record in read_topic(settings, settings.topic_dlq, 3)}
+    for record in dead.values():
+        DLQ_SCHEMA.validate(record)
+        assert record["stage"] == "delivery" and secret_free(json.dumps(record))
+    pd_letter = dead["sink payments-pd (pagerduty)"]
+    assert pd_letter["reason"] == ("sink payments-pd (pagerduty): permanent failure: HTTP 400: Event object is invalid; "
+                                   "routing_key *** is not active")
+    assert json.loads(pd_letter["value"]) == event
+    assert pd_letter["origin"]["key"] == event["finding_uid"]
+    og_letter = dead["sink sre-opsgenie (opsgenie)"]
+    assert og_letter["reason"] == "sink sre-opsgenie (opsgenie): gave up after 3 attempts: HTTP 500: Internal Server Error"
+    unreadable = dead["cannot read escalation event"]
+    assert unreadable["value"] == garbage.decode() and unreadable["origin"]["key"] == "garbage"
+    lines = [JsonFormatter().format(record) for record in caplog.records]
+    assert any('"dead-lettered"' in line and "payments-pd" in line for line in lines)
+    assert secret_free("\n".join(lines))
+
+
+async def test_a_hanging_sink_holds_back_only_its_own_event_and_its_commit(hotpath_settings):
+    stuck, *others = [escalation_event(f"prowler-finding-{n}", priority="P2") for n in range(5)]
+    with PagerDutyReceiver(ROUTING_KEY) as pd, WebhookReceiver(HMAC_SECRET) as hook:
+        hook.script(HANG, when=lambda request: request.headers.get("X-Hotpath-Dedup-Key") == stuck["escalation_uid"])
+        settings = delivery_settings(hotpath_settings, [
+            pagerduty_sink(pd),
+            {"name": "audit-hook", "kind": "webhook", "url": hook.url, "secret_env": "HOOK_SECRET"},
+        ], delivery_request_timeout_s=WAIT_S)
+        partitions = produce(settings, [stuck, *others])
+        # Records after the stuck one in its partition are delivered, but cannot be committed before it.
+        held_back = {partitions[0]: partitions.count(partitions[0])}
+        async with Running(settings):
+            await wait_until(lambda: all(pd.opened(e["escalation_uid"]) and hook.opened(e["escalation_uid"]) for e in others)
+                             and pd.opened(stuck["escalation_uid"]) and hook.hanging.is_set()
+                             and uncommitted(settings) == held_back,
+                             "everything but the stuck webhook is delivered, and the rest committed")
+            assert hook.opened(stuck["escalation_uid"]) == 0
+            hook.release()  # the hung request is dropped; the retry goes through
+            await wait_until(lambda: hook.opened(stuck["escalation_uid"]) == 1 and not uncommitted(settings),
+                             "the stuck event is delivered and committed")
+
+    assert pd.opened(stuck["escalation_uid"]) == 1
+
+
+async def test_a_partition_with_too_much_in_flight_pauses_while_the_others_go_on(hotpath_settings):
+    stuck, *backlog = [escalation_event(f"prowler-backlog-{n}", priority="P2")
+                       for n in range(MAX_IN_FLIGHT_PER_PARTITION + CONSUME_BATCH + 1)]
+    others = [escalation_event(f"prowler-other-{n}", priority="P2") for n in range(5)]
+    with WebhookReceiver(HMAC_SECRET) as hook:
+        hook.script(HANG, when=lambda request: request.headers.get("X-Hotpath-Dedup-Key") == stuck["escalation_uid"])
+        settings = delivery_settings(hotpath_settings, [
+            {"name": "audit-hook", "kind": "webhook", "url": hook.url, "secret_env": "HOOK_SECRET"},
+        ], delivery_request_timeout_s=WAIT_S)
+        produce(settings, [stuck, *backlog], partition=0)
+        async with Running(settings) as service:
+            await wait_until(lambda: hook.hanging.is_set() and service.metrics.delivered["audit-hook"] >= MAX_IN_FLIGHT_PER_PARTITION,
+                             "the backlog behind the stuck record is delivered")
+            produce(settings, others, partition=1)
+            await wait_until(lambda: all(hook.opened(e["escalation_uid"]) for e in others), "the other partition is delivered")
+            assert service.metrics.consumed < len(backlog) + 1 + len(others), "the stuck partition was not paused"
+            hook.release()
+            await wait_until(lambda: not uncommitted(settings), "everything is delivered and committed after the stuck one")
+
+    assert all(hook.opened(e["escalation_uid"]) == 1 for e in [stuck, *backlog, *others])
+
+
+async def test_stopping_during_back_off_abandons_the_delivery_uncommitted(hotpath_settings):
+    event = escalation_event("prowler-finding-stop", priority="P1")
+    with PagerDutyReceiver(ROUTING_KEY) as pd:
+        pd.script(*[(503, None, {})] * 3)
+        settings = delivery_settings(hotpath_settings, [pagerduty_sink(pd)],
+                                     delivery_backoff_base_s=WAIT_S, delivery_backoff_max_s=WAIT_S)
+        produce(settings, [event])
+        async with Running(settings) as service:
+            await wait_until(lambda: service.metrics.retries["payments-pd"] == 1, "the first retry is scheduled")
+        assert uncommitted(settings) and not service.metrics.delivered
+
+        settings = settings.model_copy(update={"delivery_backoff_base_s": 0.05, "delivery_backoff_max_s": 0.1})
+        async with Running(settings) as service:
+            await wait_until(lambda: pd.opened(event["escalation_uid"]) == 1 and not uncommitted(settings),
+                             "the restarted service delivers and commits")
+
+
+# --- the kill test ---------------------------------------------------------------------------------------
+
+
+def deliver_process(settings: Settings, receiver: PagerDutyReceiver, log_file: Path) -> subprocess.Popen:
+    """``python -m stream.cli deliver`` configured only through HOTPATH_* variables, as an operator would."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HOTPATH_")}
+    env.update({
+        "HOTPATH_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "HOTPATH_APP_ID": settings.app_id,
+        "HOTPATH_TOPIC_ESCALATIONS": settings.topic_escalations,
+        "HOTPATH_TOPIC_SIEM": settings.topic_siem,
+        "HOTPATH_TOPIC_DLQ": settings.topic_dlq,
+        "HOTPATH_SINKS": json.dumps([pagerduty_sink(receiver)]),
+        "HOTPATH_DELIVERY_REQUEST_TIMEOUT_S": str(WAIT_S),
+        "HOTPATH_DELIVERY_BACKOFF_BASE_S": "0.05",
+        "PD_ROUTING_KEY": ROUTING_KEY,
+    })
+    with log_file.open("ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "stream.cli", "deliver"], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_delivery_delivers_after_restart(hotpath_settings, tmp_path):
+    event = escalation_event("prowler-finding-killed", priority="P1")
+    key = event["escalation_uid"]
+    log_file = tmp_path / "deliver.log"
+    with PagerDutyReceiver(ROUTING_KEY) as pd:
+        pd.script(HANG)
+        produce(hotpath_settings, [event])
+        first = deliver_process(hotpath_settings, pd, log_file)
+        try:
+            assert pd.hanging.wait(WAIT_S), "the worker never sent the webhook"
+        finally:
+            first.kill()  # SIGKILL while the request is in flight: no clean-up, no commit
+            first.wait(WAIT_S)
+        assert pd.opened(key) == 0 and sum(uncommitted(hotpath_settings).values()) == 1
+        pd.release()
+
+        second = deliver_process(hotpath_settings, pd, log_file)
+        try:
+            wait_for(lambda: pd.opened(key) == 1 and not uncommitted(hotpath_settings),
+                     "the restarted worker delivers and commits")
+        finally:
+            second.send_signal(signal.SIGTERM)
+            code = second.wait(WAIT_S)
+
+    assert code == 0
+    assert pd.opened(key) == 1 and len(pd.alerts[key].events) == 1
+    lines = log_file.read_text().splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    assert any(entry["msg"] == "delivered" and entry["dedup_key"] == key for entry in entries)
+    assert secret_free(log_file.read_text())
