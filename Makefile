@@ -21,7 +21,7 @@ help:
 	@echo "make test         run the whole test suite (starts a throwaway broker itself)"
 	@echo "make test-faults  run only the fault-injection tests"
 	@echo "make lint         ruff check"
-	@echo "make clean        stop the local broker, remove run state and tool caches (keeps $(VENV) and jars)"
+	@echo "make clean        stop local brokers, remove run state and tool caches (keeps $(VENV) and jars)"
 
 setup: $(SETUP_STAMP)
 
@@ -52,6 +52,15 @@ test-faults: setup
 lint: setup
 	$(BIN)/ruff check $(LINT_PATHS)
 
-clean: kafka-down
+# Stops every broker under .run (the local one and any a test session left) before removing their state.
+clean:
+	@for run_dir in .run/*/; do \
+	  if [ -f "$$run_dir/kafka.pid" ]; then $(or $(PYTHON),python3) deploy/kafka/launcher.py down --run-dir "$$run_dir"; fi; \
+	done
 	rm -rf .run build dist .pytest_cache .ruff_cache .hypothesis
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+# The seeded fintech scenario through Kafka: starts a broker if none answers, plays, shows, cleans up.
+.PHONY: demo
+demo: setup
+	$(BIN)/hotpath demo $(DEMO_ARGS)

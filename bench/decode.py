@@ -2,7 +2,8 @@
 
 The bare parse (``ExportTraceServiceRequest.FromString``) is the floor any Python decoder pays; the
 ratio says what finding the touched entities costs on top of it. Both are measured in one run,
-interleaved repeat by repeat so a busy machine slows both alike, and the median is reported.
+interleaved repeat by repeat, as CPU time of this process (a shared machine's other work does not
+count against either), and the median of the repeats is reported.
 
     python -m bench.decode [--messages 200] [--spans 512] [--repeats 5]
 """
@@ -39,14 +40,14 @@ def measure(messages: list[bytes], repeats: int, resolver: EntityResolver | None
     )
     parse_times, decode_times = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = time.process_time()
         for message in messages:
             ExportTraceServiceRequest.FromString(message)
-        parse_times.append(time.perf_counter() - started)
-        started = time.perf_counter()
+        parse_times.append(time.process_time() - started)
+        started = time.process_time()
         for message in messages:
             decode_traces(message, resolver)
-        decode_times.append(time.perf_counter() - started)
+        decode_times.append(time.process_time() - started)
     parse, decode = statistics.median(parse_times), statistics.median(decode_times)
     return {
         "decode_spans_per_s": spans / decode,

@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from stream.entities import EntityResolver
+from stream.entities import EntityResolver, pod_name
 from stream.models import Alert, Asset
 
 MAX_ALERTS_PER_ENTITY = 20
@@ -45,6 +45,7 @@ class Context:
         self._callers: dict[str, dict[str, float]] = {}
         self._internet: dict[str, float] = {}
         self._alerts: dict[str, dict[str, AlertFact]] = {}
+        self._pod_alert_entities: dict[str, set[str]] = {}  # pod name -> pod entities with alerts
 
     # -- facts, as (key, value) pairs: what ingest publishes and every worker applies ----------
 
@@ -102,6 +103,9 @@ class Context:
             self._internet[entity] = last_seen
 
     def add_alert(self, entity: str, fact: AlertFact) -> None:
+        pod = pod_name(entity)
+        if pod is not None:
+            self._pod_alert_entities.setdefault(pod, set()).add(entity)
         alerts = self._alerts.setdefault(entity, {})
         alerts[fact.uid] = fact
         if len(alerts) > MAX_ALERTS_PER_ENTITY:
@@ -139,7 +143,17 @@ class Context:
         return ()
 
     def alerts_on(self, entity: str, since: float) -> list[AlertFact]:
-        return [a for a in self._alerts.get(entity, {}).values() if a.observed_at >= since]
+        """Alerts on ``entity`` since ``since``, including alerts on the pods that run it.
+
+        An alert on a pod is resolved to its service when ingested if traces have already shown
+        the pod; otherwise it is kept under the pod and bound here, once traces name the pod, so
+        the order in which the alert and trace streams arrive does not matter.
+        """
+        facts = list(self._alerts.get(entity, {}).values())
+        for pod in self.resolver.pods_of(entity):
+            for pod_entity in self._pod_alert_entities.get(pod, ()):
+                facts.extend(self._alerts.get(pod_entity, {}).values())
+        return [a for a in facts if a.observed_at >= since]
 
     def prune(self, before: float) -> None:
         """Forget edges, internet sightings and alerts last seen before ``before``."""
@@ -157,6 +171,9 @@ class Context:
                 del alerts[uid]
             if not alerts:
                 del self._alerts[entity]
+                pod = pod_name(entity)
+                if pod is not None:
+                    self._pod_alert_entities.get(pod, set()).discard(entity)
 
     def size(self) -> dict[str, int]:
         return {

@@ -266,12 +266,12 @@ class Correlator:
         # Services exercising the entity: its callers, what it is exercised via, and the exposure path.
         neighbours = {c for c, last in state["callers"].items() if last >= since} | {
             v for v, last in state["via"].items() if last >= since} | set(path[:-1])
-        for neighbour in sorted(neighbours):
+        for neighbour, on_entity in [(entity, True)] + [(n, False) for n in sorted(neighbours - {entity})]:
             for fact in self.context.alerts_on(neighbour, alert_since):
                 if fact.uid not in seen:
                     seen.add(fact.uid)
                     alerts.append(AlertEvidence(fact.uid, fact.source, fact.rule, fact.severity,
-                                                at - fact.observed_at, fact.subject, False))
+                                                at - fact.observed_at, fact.subject, on_entity))
         return Evidence(
             severity="informational",
             span_count=spans,

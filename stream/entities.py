@@ -51,8 +51,16 @@ def iam_arn(account: str | None, kind: str, name: str) -> str:
     return f"arn:aws:iam::{account or ''}:{kind}/{name}"
 
 
+POD_PREFIX = "k8s:pod/"
+
+
 def pod_entity(namespace: str | None, pod: str) -> str:
-    return f"k8s:pod/{namespace or 'default'}/{pod}"
+    return f"{POD_PREFIX}{namespace or 'default'}/{pod}"
+
+
+def pod_name(entity: str) -> str | None:
+    """The pod name of a ``k8s:pod/NAMESPACE/POD`` entity id, else None."""
+    return entity.rsplit("/", 1)[-1] if entity.startswith(POD_PREFIX) else None
 
 
 def bucket_from_host(host: str) -> str | None:
@@ -92,6 +100,7 @@ class EntityResolver:
         self.assets: dict[str, Asset] = {}
         self._aliases: dict[str, str] = {}
         self._pods: dict[str, str] = {}
+        self._pods_of: dict[str, set[str]] = {}
         self._exercised_by: dict[str, set[str]] = {}
 
     def add_asset(self, asset: Asset) -> None:
@@ -119,10 +128,18 @@ class EntityResolver:
 
     def learn_pod(self, pod: str, service: str) -> bool:
         """Remember that ``pod`` runs ``service``; True when this is new."""
-        if self._pods.get(pod) == service:
+        previous = self._pods.get(pod)
+        if previous == service:
             return False
+        if previous is not None:
+            self._pods_of[previous].discard(pod)
         self._pods[pod] = service
+        self._pods_of.setdefault(service, set()).add(pod)
         return True
+
+    def pods_of(self, service: str) -> set[str]:
+        """The pod names traces have shown running ``service``."""
+        return self._pods_of.get(service, set())
 
     def resolve(self, name: str) -> str | None:
         """The entity an alias names (hostname, endpoint, bucket, table ...), if any asset claims it."""

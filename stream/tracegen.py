@@ -2,7 +2,8 @@
 
 Spans come out of opentelemetry-sdk itself (one ``TracerProvider`` per service, so each service has
 its own ``Resource``), collected in memory with explicit start and end times so event time is under
-the caller's control. They are encoded exactly as the Collector's Kafka exporter publishes them:
+the caller's control. They are encoded as the Collector's Kafka exporter publishes them, one
+``ExportTraceServiceRequest`` per Kafka record:
 
 * ``otlp_proto``: the SDK's own OTLP encoder (``encode_spans``) serialized to bytes;
 * ``otlp_json``: protobuf JSON with camelCase names, enums as numbers, 64-bit integers as strings and
@@ -97,6 +98,7 @@ class TraceBuilder:
         self._exporter = InMemorySpanExporter()
         self._processor = SimpleSpanProcessor(self._exporter)
         self._workloads: dict[str, Workload] = {}
+        self._providers: dict[str, TracerProvider] = {}
         self._tracers: dict[tuple[str, str], trace.Tracer] = {}
         self._service_of_span: dict[int, str] = {}
         for workload in workloads:
@@ -105,21 +107,25 @@ class TraceBuilder:
     def add_workload(self, workload: Workload) -> None:
         """Declare where ``workload.service`` runs; services used undeclared get a default workload."""
         self._workloads[workload.service] = workload
+        self._providers.pop(workload.service, None)
         self._tracers = {key: tracer for key, tracer in self._tracers.items() if key[0] != workload.service}
 
     def _tracer(self, service: str, scope: str) -> trace.Tracer:
+        """The tracer of one instrumentation scope in ``service``'s SDK (one provider per service)."""
         tracer = self._tracers.get((service, scope))
-        if tracer is None:
+        if tracer is not None:
+            return tracer
+        provider = self._providers.get(service)
+        if provider is None:
             workload = self._workloads.setdefault(service, Workload(service))
-            provider = TracerProvider(
+            provider = self._providers[service] = TracerProvider(
                 sampler=ALWAYS_ON,
                 resource=Resource.create(workload.resource_attributes()),
                 id_generator=self._ids,
                 shutdown_on_exit=False,
             )
             provider.add_span_processor(self._processor)
-            tracer = provider.get_tracer(scope, "1.0.0")
-            self._tracers[(service, scope)] = tracer
+        tracer = self._tracers[(service, scope)] = provider.get_tracer(scope, "1.0.0")
         return tracer
 
     def span(

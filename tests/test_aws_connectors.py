@@ -229,6 +229,7 @@ def test_hotpath_reads_what_the_pull_publishes(aws, hotpath_settings):
     assert pull(aws, hotpath_settings, "--regions", REGION) == 0
 
     ((key, value),) = topic_records(hotpath_settings.bootstrap_servers, hotpath_settings.topic_findings)
+    assert key == finding["Id"]
     (decoded,) = decode_findings(orjson.dumps(value))
     assert (decoded.source, decoded.status, decoded.severity) == ("securityhub", "open", "high")
     assert decoded.resources == ["arn:aws:s3:::pay-ledger-exports-1"]

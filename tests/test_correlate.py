@@ -162,3 +162,18 @@ def test_idle_entities_without_findings_are_swept():
     h.traces(touch("service:a", [], 0), touch("service:b", [], 1000))
     assert h.correlator.sweep() == 1
     assert set(h.store) == {"service:b"}
+
+
+def test_alert_on_a_pod_counts_once_traces_name_its_service_whatever_the_order():
+    h = Harness()
+    h.feed(h.router.finding(finding("f-bucket", BUCKET)))
+    # Falco fires before any trace has shown which service the pod runs: it stays on the pod.
+    pod_alert = Alert(uid="falco-early", source="falco", rule="Terminal shell in container", severity="critical",
+                      entities=["k8s:pod/pay/payments-api-7d9f-x2k4q"], observed_at=at(5), subject="payments-api-7d9f-x2k4q")
+    h.feed(h.router.alert(pod_alert))
+    h.traces(touch("service:payments-api", [], 10), touch(BUCKET, ["service:payments-api"], 12),
+             pods={"payments-api-7d9f-x2k4q": "service:payments-api"})
+    h.tick()
+    event = h.latest("f-bucket")
+    assert event["evidence"]["alert_uids"] == ["falco-early"]
+    assert any(r.startswith("Falco: Terminal shell in container on payments-api-7d9f-x2k4q") for r in event["reasons"])

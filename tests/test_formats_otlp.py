@@ -132,6 +132,22 @@ def test_database_spans_with_old_and_new_names_resolve_through_asset_aliases(bui
     assert "db:redis://cache.internal/0" in found  # an INTERNAL span carrying db attributes
 
 
+def test_aliases_added_between_messages_apply_to_the_next_message(builder):
+    call(builder, database("postgresql", "ledger-db.internal", "ledger"))
+    builder.server_span("orders", "GET /orders", start=T0, client_address="10.0.5.5")
+    value = builder.to_otlp_proto()
+    resolver = EntityResolver()
+
+    before = touches(decode_traces(value, resolver))
+    resolver.add_asset(Asset(id="arn:aws:rds:eu-west-1:111122223333:db:ledger", aliases=["ledger-db.internal"]))
+    resolver.add_asset(Asset(id="service:frontend", aliases=["10.0.5.5"]))
+    after = touches(decode_traces(value, resolver))
+
+    assert "db:postgresql://ledger-db.internal/ledger" in before and before["service:orders"].services == []
+    assert "arn:aws:rds:eu-west-1:111122223333:db:ledger" in after
+    assert after["service:orders"].services == ["service:frontend"]
+
+
 def test_peers_by_peer_service_and_by_alias_and_unknown_hosts_ignored(builder, resolver):
     call(builder, {**http_client("http://10.0.9.4:8080/charge"), "peer.service": "payments"})
     call(builder, {"service.peer.name": "ledger", "rpc.system.name": "grpc", "server.address": "10.0.9.5"})
@@ -240,6 +256,17 @@ def test_workload_cloud_identity_is_touched_by_inbound_traffic(resolver):
     assert found[function].internet_spans == 1
 
 
+def test_a_resource_without_a_service_name_is_named_by_its_workload(resolver):
+    builder = TraceBuilder(seed=4, workloads=[Workload("cart", pod="cart-5f6d7c8b9-abcde", extra={
+        "service.name": "unknown_service:python", "k8s.deployment.name": "cart-api"})])
+    builder.server_span("cart", "GET /cart", start=T0, client_address=INTERNET)
+
+    batch = decode(builder, resolver)
+
+    assert [t.entity for t in batch.touches] == ["service:cart-api"]
+    assert batch.pods == {"cart-5f6d7c8b9-abcde": "service:cart-api"}
+
+
 def test_a_batch_folds_many_spans_into_few_touches(builder, resolver):
     for n in range(300):
         root = builder.server_span("orders", "GET /orders", start=T0 + n, client_address=INTERNET if n % 3 else "10.0.0.1")
@@ -314,6 +341,15 @@ def test_oversized_record_is_refused_before_parsing(builder, resolver, encoding)
 def test_unknown_encoding_is_a_decode_error(builder, resolver):
     with pytest.raises(DecodeError, match="unknown trace encoding"):
         decode_traces(b"{}", resolver, encoding="zipkin")  # type: ignore[arg-type]
+
+
+def test_record_may_be_any_bytes_like_value(builder, resolver):
+    builder.server_span("frontend", "GET /", start=T0, client_address=INTERNET)
+    value = builder.to_otlp_proto()
+
+    assert decode_traces(memoryview(value), resolver) == decode_traces(value, resolver)
+    with pytest.raises(DecodeError, match="must be bytes"):
+        decode_traces(value.decode("latin-1"), resolver)  # type: ignore[arg-type]
 
 
 def test_empty_message_has_no_touches(resolver):

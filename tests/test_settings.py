@@ -15,7 +15,12 @@ from stream.kafka import confluent_config, faust_broker_kwargs
 from stream.settings import ConfigError, load_settings
 
 HOTPATH = Path(sys.executable).with_name("hotpath")
-CA_BUNDLE = pytest.importorskip("certifi").where()
+
+
+@pytest.fixture
+def ca_bundle() -> str:
+    """A real PEM CA bundle (certifi comes with the test extras through requests)."""
+    return pytest.importorskip("certifi").where()
 
 
 @pytest.mark.parametrize(("variable", "value"), [
@@ -62,14 +67,14 @@ def test_the_cli_reports_a_bad_topics_declaration_in_one_line(tmp_path):
         f"hotpath: configuration error: {tmp_path / 'topics.yaml'}: topics.0.setting: Field required"]
 
 
-def test_sasl_ssl_settings_configure_both_clients_alike():
+def test_sasl_ssl_settings_configure_both_clients_alike(ca_bundle):
     settings = load_settings(
         bootstrap_servers="kafka-1:9093,kafka-2:9093",
         security_protocol="SASL_SSL",
         sasl_mechanism="SCRAM-SHA-512",
         sasl_username="hotpath",
         sasl_password="s3cret-value",
-        ssl_ca_file=CA_BUNDLE,
+        ssl_ca_file=ca_bundle,
     )
     assert confluent_config(settings) == {
         "bootstrap.servers": "kafka-1:9093,kafka-2:9093",
@@ -77,7 +82,7 @@ def test_sasl_ssl_settings_configure_both_clients_alike():
         "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": "hotpath",
         "sasl.password": "s3cret-value",
-        "ssl.ca.location": CA_BUNDLE,
+        "ssl.ca.location": ca_bundle,
     }
     faust_kwargs = faust_broker_kwargs(settings)
     assert faust_kwargs["broker"] == "kafka://kafka-1:9093;kafka://kafka-2:9093"
@@ -89,8 +94,8 @@ def test_sasl_ssl_settings_configure_both_clients_alike():
     assert "s3cret-value" not in repr(settings) + repr(credentials)
 
 
-def test_ssl_without_sasl_gives_faust_an_ssl_context():
-    settings = load_settings(security_protocol="SSL", ssl_ca_file=CA_BUNDLE)
+def test_ssl_without_sasl_gives_faust_an_ssl_context(ca_bundle):
+    settings = load_settings(security_protocol="SSL", ssl_ca_file=ca_bundle)
     credentials = faust_broker_kwargs(settings)["broker_credentials"]
     assert isinstance(credentials, SSLCredentials)
     assert credentials.context.check_hostname

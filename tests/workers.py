@@ -139,10 +139,30 @@ def read_topic(settings: Settings, topic: str, *, until: callable = None, timeou
 
 
 def final_states(events: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
-    """The latest (state, priority) per finding, by version: what a subscriber ends up believing."""
+    """What a subscriber ends up believing per finding: ("escalated" or "resolved", priority).
+
+    The path there may differ (escalated at P2 then updated to P1, or escalated at P1 at once) with
+    the order in which shared context reaches a worker; the end must not.
+    """
     latest: dict[str, dict[str, Any]] = {}
     for event in events:
         known = latest.get(event["finding_uid"])
         if known is None or event["version"] > known["version"]:
             latest[event["finding_uid"]] = event
-    return {uid: (e["state"], e["priority"]) for uid, e in latest.items()}
+    return {uid: ("resolved" if e["state"] == "resolved" else "escalated", e["priority"])
+            for uid, e in latest.items()}
+
+
+def publish_scenario(settings: Settings, scenario) -> None:
+    """Produce a demo scenario onto the input topics, assets first, the rest in event-time order."""
+    from stream.kafka import producer
+
+    topics = {"findings": settings.topic_findings, "traces": settings.topic_traces, "alerts": settings.topic_alerts}
+    client = producer(settings)
+    for asset in scenario.assets:
+        client.produce(settings.topic_assets, key=asset.id.encode(), value=json.dumps(asset.to_record()).encode())
+    for _, stream, key, value in scenario.timeline():
+        client.produce(topics[stream], key=key, value=value)
+        client.poll(0)
+    if client.flush(30) != 0:
+        raise AssertionError("could not deliver the scenario to Kafka")

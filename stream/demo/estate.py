@@ -235,6 +235,11 @@ def k8s_suffix(rng: random.Random, length: int) -> str:
     return "".join(rng.choice(_K8S_ALPHABET) for _ in range(length))
 
 
+def node_name(rng: random.Random) -> str:
+    """An EKS worker node's hostname (what Falco reports as ``hostname``, and ``k8s.node.name``)."""
+    return f"ip-10-42-{rng.randint(0, 15)}-{rng.randint(2, 250)}.ec2.internal"
+
+
 def _tags(**tags) -> AssetTags:
     return AssetTags(environment="prod", **tags)
 

@@ -295,6 +295,9 @@ def guardduty_event(instance: Resource, ts: float, rng: random.Random) -> dict[s
                 "instanceId": instance.name,
                 "instanceType": "t3.medium",
                 "launchTime": iso_z(ts - 86400 * 200),
+                "productCodes": [],
+                "imageId": "ami-0" + hex_id(rng, 64),
+                "imageDescription": "Amazon Linux 2023 AMI 2023.7.20250512.0 x86_64 HVM kernel-6.1",
                 "networkInterfaces": [{
                     "privateIpAddress": instance.details["private_ip"],
                     "subnetId": "subnet-0" + hex_id(rng, 64),
@@ -347,10 +350,6 @@ def guardduty_event(instance: Resource, ts: float, rng: random.Random) -> dict[s
     }
 
 
-def node_name(rng: random.Random) -> str:
-    """An EKS worker node's hostname, as Falco reports it."""
-    return f"ip-10-42-{rng.randint(0, 15)}-{rng.randint(2, 250)}.ec2.internal"
-
-
-def image_of(service: str) -> str:
-    return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{CLUSTER}/{service}:1.{len(service) % 9 + 30}.2"
+def image_of(service: str, version: str = "1.42.0") -> str:
+    """The container image a service runs, in the account's ECR registry."""
+    return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{CLUSTER}/{service}:{version}"

@@ -19,27 +19,26 @@ still fresh when the scenario's final scores are read.
 from __future__ import annotations
 
 import heapq
+import os
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import orjson
 
-from stream.demo import records
-from stream.demo.estate import Estate, PlannedFinding, build_estate
-from stream.demo.traffic import TraceRecord, Traffic, trace_records
+from stream.demo import DEFAULT_MINUTES, DEFAULT_SEED, MIN_MINUTES, records
+from stream.demo.estate import Estate, PlannedFinding, build_estate, node_name
+from stream.demo.traffic import TrafficSpec, trace_records
 from stream.models import Asset
 from stream.settings import Priority
 from stream.tracegen import Encoding
 
-DEFAULT_SEED = 7
 DEFAULT_START = 1748941200.0  # 2025-06-03T09:00:00Z, fixed so a seed gives the same bytes anywhere
-DEFAULT_MINUTES = 10
-MIN_MINUTES = 2
 SCAN_SHARE = 0.2  # findings arrive over this first share of the scenario
 FRESH_ALERT_S = 7 * 60  # story alerts fire no earlier than this before the end
 STREAMS = ("findings", "traces", "alerts")
+PARALLEL_FROM = 40  # scale x minutes from which worker processes build the traffic
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,7 @@ class Expected:
     internet_reached: frozenset[str]  # escalated findings that traffic from the internet exercises
     quiet: frozenset[str]  # exercised, but not enough to escalate
     held: frozenset[str]  # on resources nothing touches: never escalated, however severe
+    story_alerts: frozenset[str] = frozenset()  # uids of the alerts on services that touch misconfigured resources
 
     @property
     def total(self) -> int:
@@ -82,11 +82,7 @@ class Scenario:
             "traces": self.trace_batches,
             "alerts": [(None, value) for value in self.alerts],
         }
-        lanes = [
-            ((ts, index, stream, key, value) for index, (ts, (key, value)) in
-             enumerate(zip(self.times[stream], keyed[stream], strict=True)))
-            for stream in STREAMS
-        ]
+        lanes = [_lane(stream, self.times[stream], keyed[stream]) for stream in STREAMS]
         for ts, _, stream, key, value in heapq.merge(*lanes):
             yield ts, stream, key, value
 
@@ -118,10 +114,24 @@ class Scenario:
         return {"assets": [assets], "findings": [findings], "traces": traces, "alerts": [alerts]}
 
 
+def workers_for(scale: int, minutes: int) -> int:
+    """Processes worth starting to build a scenario: one per CPU for big ones, else none extra."""
+    return (os.cpu_count() or 1) if scale * minutes >= PARALLEL_FROM else 1
+
+
+def _lane(stream: str, times: list[float], records: list[tuple[bytes | None, bytes]]) -> Iterator[tuple]:
+    for index, (ts, (key, value)) in enumerate(zip(times, records, strict=True)):
+        yield ts, index, stream, key, value
+
+
 def build_scenario(seed: int = DEFAULT_SEED, scale: int = 1, start: float = DEFAULT_START,
                    minutes: int = DEFAULT_MINUTES, *, encoding: Encoding = "otlp_proto",
-                   partition_traces_by_id: bool = False) -> Scenario:
-    """The whole scenario for one seed; see the module docstring."""
+                   partition_traces_by_id: bool = False, workers: int = 1) -> Scenario:
+    """The whole scenario for one seed; see the module docstring.
+
+    ``workers`` processes build the traffic (see :func:`stream.demo.traffic.trace_records`); the
+    result does not depend on it. :func:`workers_for` says how many pay off.
+    """
     if scale < 1:
         raise ValueError("scale must be at least 1")
     if minutes < MIN_MINUTES:
@@ -130,10 +140,10 @@ def build_scenario(seed: int = DEFAULT_SEED, scale: int = 1, start: float = DEFA
     estate = build_estate(rng, scale)
     end = start + 60 * minutes
     findings, finding_times, expected = _findings(estate, rng, start, minutes)
-    alerts, alert_times = _alerts(estate, rng, start, end, scale)
-    traffic = Traffic(estate, seed, rng, scale)
-    batches: list[TraceRecord] = trace_records(traffic, start, minutes, encoding=encoding,
-                                               partition_traces_by_id=partition_traces_by_id)
+    alerts, alert_times, story_alerts = _alerts(estate, rng, start, end, scale)
+    expected = replace(expected, story_alerts=story_alerts)
+    batches = trace_records(TrafficSpec(estate, seed, scale, start, minutes, encoding, partition_traces_by_id),
+                            workers)
     return Scenario(
         seed=seed, scale=scale, start=start, minutes=minutes, encoding=encoding,
         assets=estate.assets,
@@ -182,7 +192,7 @@ def _findings(estate: Estate, rng: random.Random, start: float, minutes: int
 
 
 def _alerts(estate: Estate, rng: random.Random, start: float, end: float, scale: int
-            ) -> tuple[list[bytes], list[float]]:
+            ) -> tuple[list[bytes], list[float], frozenset[str]]:
     """Falco and GuardDuty: two alerts on services the story cares about, the rest noise."""
     span = end - start
 
@@ -195,8 +205,9 @@ def _alerts(estate: Estate, rng: random.Random, start: float, end: float, scale:
                                       ("Terminal shell in container", api, 0.35, "bash")):
         ts = story_time(share)
         timed.append((ts, records.falco_event(rule, ts, namespace=svc.namespace, pod=svc.pod,
-                                               image=records.image_of(svc.name), node=records.node_name(rng),
+                                               image=records.image_of(svc.name), node=node_name(rng),
                                                rng=rng, process=process)))
+    story = frozenset(event["uuid"] for _, event in timed)
     ts = round(start + 0.5 * span, 3)
     timed.append((ts, records.guardduty_event(estate.unrelated_instance, ts, rng)))
     for index in range(2 * scale):
@@ -207,6 +218,6 @@ def _alerts(estate: Estate, rng: random.Random, start: float, end: float, scale:
         namespace, pod = rng.choice(estate.noise_pods)
         timed.append((ts, records.falco_event("Contact K8S API Server From Container", ts, namespace=namespace,
                                               pod=pod, image=records.image_of(pod.split("-")[0]),
-                                              node=records.node_name(rng), rng=rng, process="curl")))
+                                              node=node_name(rng), rng=rng, process="curl")))
     timed.sort(key=lambda item: item[0])
-    return [orjson.dumps(event) for _, event in timed], [ts for ts, _ in timed]
+    return [orjson.dumps(event) for _, event in timed], [ts for ts, _ in timed], story

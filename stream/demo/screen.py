@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stream.demo.scenario import Expected
 from stream.lifecycle import PRIORITY_RANK
+
+if TYPE_CHECKING:
+    from stream.demo.scenario import Expected
+    from stream.models import Asset
 
 _ARN_RESOURCE_PREFIXES = ("db:", "table/", "role/", "security-group/", "instance/", "analyzer/")
 
@@ -45,19 +48,36 @@ def short_entity(entity: str) -> str:
     return f"{parts[2]} {resource}"
 
 
+def display_names(assets: Iterable[Asset]) -> dict[str, str]:
+    """Readable names for resources known by opaque ids: a security group or instance by its label alias."""
+    out = {}
+    for asset in assets:
+        kind = "sg" if ":security-group/" in asset.id else "ec2" if ":instance/" in asset.id else None
+        resource_id = asset.id.rpartition("/")[2]
+        label = next((alias for alias in asset.aliases if alias != resource_id), None)
+        if kind and label:
+            out[asset.id] = f"{kind} {label}"
+    return out
+
+
 def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(0, width - 3)] + "..."
 
 
-def table(rows: list[dict[str, Any]], width: int = 120) -> list[str]:
-    """The ranked escalations: priority, score, resource, finding, and the top reasons under each."""
+def table(rows: list[dict[str, Any]], width: int = 120, names: dict[str, str] | None = None) -> list[str]:
+    """The ranked escalations: priority, score, resource, finding, and the top reasons under each.
+
+    ``names`` gives readable names for some resources (see :func:`display_names`).
+    """
+    names = names or {}
     lines = [f"{'#':>3}  PRI  SCORE  {'RESOURCE':<34} FINDING"]
     finding_width = max(20, width - 51)
     for index, event in enumerate(rows, 1):
         finding = event["finding"]
         title = f"{finding['check']}  {finding['title']}" if finding["check"] not in finding["title"] else finding["title"]
         lines.append(f"{index:>3}  {event['priority']:<4} {event['score']:>5.1f}  "
-                     f"{_cut(short_entity(event['resource']), 34):<34} {_cut(title, finding_width)}")
+                     f"{_cut(names.get(event['resource']) or short_entity(event['resource']), 34):<34} "
+                     f"{_cut(title, finding_width)}")
         why = " | ".join(event["reasons"][:3])
         lines.append(f"{'':>16}why: {_cut(why, max(20, width - 21))}")
     return lines

@@ -11,19 +11,26 @@ Spans reach the Collector when their trace ends, so traces are emitted in end-ti
 never splits a trace (the tail of a request is in the same Kafka record as its head), holds 256 to
 about 1000 spans, and its event time is its last span's end. With ``partition_traces_by_id`` each
 trace is its own record, keyed by its hex trace id, as the exporter does with that option.
+
+Each minute of traffic depends only on the seed, the scale and the minute (its own random stream and
+trace id generator), so minutes can be built in parallel processes and still give the same bytes.
 """
 
 from __future__ import annotations
 
 import heapq
 import ipaddress
+import multiprocessing
 import random
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 
 from opentelemetry.trace import SpanKind
 
-from stream.demo.estate import ACCOUNT, CLUSTER, REGION, Estate, Service
+from stream.demo.estate import ACCOUNT, CLUSTER, REGION, Estate, Service, node_name
 from stream.tracegen import Encoding, TraceBuilder, Workload, aws_call, database, encode_batch, http_client
 
 HTTPX = "opentelemetry.instrumentation.httpx"
@@ -38,6 +45,19 @@ BATCH_MIN_SPANS = 256
 BATCH_TARGET_MAX = 704  # plus at most one trace and a short final remainder: stays near 1000
 ALB_ADDRESSES = ("10.0.1.23", "10.0.2.41", "10.0.3.17")
 ERROR_RATE = 0.02
+
+
+@dataclass(frozen=True)
+class TrafficSpec:
+    """Everything the traffic depends on; picklable, so worker processes can build minutes of it."""
+
+    estate: Estate
+    seed: int
+    scale: int
+    start: float
+    minutes: int
+    encoding: Encoding
+    partition_traces_by_id: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,30 +81,39 @@ def public_addresses(rng: random.Random, count: int) -> list[str]:
 
 
 def _workload(service: Service, node: str, **extra) -> Workload:
+    # service.instance.id is set, not left to the SDK, which draws a random one per process.
+    instance = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{service.pod}.{service.namespace}.{CLUSTER}"))
     return Workload(service.name, pod=service.pod, namespace=service.namespace, region=REGION, account=ACCOUNT,
                     extra={"k8s.cluster.name": CLUSTER, "k8s.node.name": node, "service.version": "1.42.0",
-                           "deployment.environment.name": "prod", **extra})
+                           "service.instance.id": instance, "deployment.environment.name": "prod", **extra})
+
+
+def _random(spec: TrafficSpec, purpose: str) -> random.Random:
+    return random.Random(f"hotpath-demo:{spec.seed}:{spec.scale}:{purpose}")
 
 
 class Traffic:
-    """Builds the scenario's requests one trace at a time with opentelemetry-sdk."""
+    """Builds one minute of the scenario's requests, one trace at a time, with opentelemetry-sdk."""
 
-    def __init__(self, estate: Estate, seed: int, rng: random.Random, scale: int):
-        self.estate = estate
-        self.rng = rng
-        self.scale = scale
-        self.svc = estate.services
-        self.res = estate.resources
-        self.clients = public_addresses(rng, 150 * scale)
-        workloads = [_workload(s, f"ip-10-42-{i}-{rng.randint(2, 250)}.ec2.internal",
-                               **{"k8s.deployment.name": s.name})
-                     for i, s in enumerate(self.svc.values()) if s.name != "reporting"]
+    def __init__(self, spec: TrafficSpec, minute: int):
+        self.spec = spec
+        self.minute = minute
+        self.estate = spec.estate
+        self.scale = spec.scale
+        self.svc = spec.estate.services
+        self.res = spec.estate.resources
+        # The same clients and nodes in every minute; everything else is the minute's own.
+        self.clients = public_addresses(_random(spec, "clients"), 150 * spec.scale)
+        nodes = _random(spec, "nodes")
+        workloads = [_workload(s, node_name(nodes), **{"k8s.deployment.name": s.name})
+                     for s in self.svc.values() if s.name != "reporting"]
         reporting = self.svc["reporting"]
-        workloads.append(_workload(reporting, "ip-10-42-9-71.ec2.internal", **{
+        workloads.append(_workload(reporting, node_name(nodes), **{
             "k8s.cronjob.name": "reporting", "k8s.job.name": reporting.pod.rsplit("-", 1)[0]}))
-        workloads += [_workload(unit.service, f"ip-10-42-{rng.randint(0, 15)}-{rng.randint(2, 250)}.ec2.internal",
-                                **{"k8s.deployment.name": unit.service.name}) for unit in estate.internal]
-        self.builder = TraceBuilder(seed=seed, workloads=workloads)
+        workloads += [_workload(unit.service, node_name(nodes), **{"k8s.deployment.name": unit.service.name})
+                      for unit in spec.estate.internal]
+        self.rng = _random(spec, f"minute-{minute}")
+        self.builder = TraceBuilder(seed=self.rng.getrandbits(64), workloads=workloads)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -228,28 +257,29 @@ class Traffic:
 
     # -- the timeline -----------------------------------------------------------------------
 
-    def plan(self, start: float, minutes: int) -> list[tuple[float, str, int]]:
-        """Every request of the scenario as (start time, kind, argument), in time order."""
+    def plan(self) -> list[tuple[float, str, int]]:
+        """The requests that start in this minute as (start time, kind, argument), in time order."""
+        base = self.spec.start + 60 * self.minute
         requests: list[tuple[float, str, int]] = []
-        for minute in range(minutes):
-            base = start + 60 * minute
-            for kind, rate in RATES.items():
-                expected = rate * self.scale
-                for _ in range(self.rng.randint(round(expected * 0.8), round(expected * 1.2))):
-                    requests.append((base + self.rng.uniform(0, 59.9), kind, 0))
-            for index in range(len(self.estate.internal)):
-                for _ in range(self.rng.randint(round(INTERNAL_RATE * 0.8), round(INTERNAL_RATE * 1.2))):
-                    requests.append((base + self.rng.uniform(0, 59.9), "internal", index))
-        # The nightly job, once per unit of scale, ending well before the scenario does.
+        for kind, rate in RATES.items():
+            expected = rate * self.scale
+            for _ in range(self.rng.randint(round(expected * 0.8), round(expected * 1.2))):
+                requests.append((base + self.rng.uniform(0, 59.9), kind, 0))
+        for index in range(len(self.estate.internal)):
+            for _ in range(self.rng.randint(round(INTERNAL_RATE * 0.8), round(INTERNAL_RATE * 1.2))):
+                requests.append((base + self.rng.uniform(0, 59.9), "internal", index))
+        # The nightly job, once per unit of scale, from half way through the scenario.
         for run in range(self.scale):
-            requests.append((start + 30 * minutes + 5 * run, "report", run))
+            at = self.spec.start + 30 * self.spec.minutes + 5 * run
+            if base <= at < base + 60:
+                requests.append((at, "report", run))
         requests.sort()
         return requests
 
-    def traces(self, start: float, minutes: int) -> Iterator[tuple[float, str, list]]:
-        """Finished traces as (end time, hex trace id, spans), in end-time order."""
+    def traces(self) -> Iterator[tuple[float, str, list]]:
+        """This minute's finished traces as (end time, hex trace id, spans), in end-time order."""
         pending: list[tuple[float, int, str, list]] = []
-        for order, (t, kind, argument) in enumerate(self.plan(start, minutes)):
+        for order, (t, kind, argument) in enumerate(self.plan()):
             if kind == "internal":
                 self.internal(argument, t)
             else:
@@ -267,29 +297,47 @@ class Traffic:
             yield end_time, tid, finished
 
 
-def trace_records(traffic: Traffic, start: float, minutes: int, *, encoding: Encoding,
-                  partition_traces_by_id: bool) -> list[TraceRecord]:
-    """The traffic as Kafka records of the traces topic, in event-time order."""
-    if partition_traces_by_id:
-        return [TraceRecord(trace_id.encode(), encode_batch(spans, encoding), end, len(spans))
-                for end, trace_id, spans in traffic.traces(start, minutes)]
+def trace_records(spec: TrafficSpec, workers: int = 1) -> list[TraceRecord]:
+    """The traffic as Kafka records of the traces topic, in event-time order.
+
+    With ``workers`` > 1 the minutes are built in that many processes, the same records either way.
+    They are spawned (a parent with Kafka client threads must not fork), which re-imports the main
+    module: call it from a program with an ``if __name__ == "__main__"`` guard.
+    """
+    minutes = range(spec.minutes)
+    if workers > 1 and spec.minutes > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, spec.minutes), mp_context=context) as pool:
+            chunks = list(pool.map(minute_records, repeat(spec), minutes))
+    else:
+        chunks = [minute_records(spec, minute) for minute in minutes]
+    # A long trace (the nightly job) can end after the next minute's first batch: sort across minutes.
+    return sorted((record for chunk in chunks for record in chunk), key=lambda record: record.event_time)
+
+
+def minute_records(spec: TrafficSpec, minute: int) -> list[TraceRecord]:
+    """The records of the requests that start in one minute, batched as the Collector would."""
+    traffic = Traffic(spec, minute)
+    if spec.partition_traces_by_id:
+        return [TraceRecord(trace_id.encode(), encode_batch(spans, spec.encoding), end, len(spans))
+                for end, trace_id, spans in traffic.traces()]
     records: list[TraceRecord] = []
     full: tuple[list, float] | None = None  # the last full batch, encoded once the next one fills
     batch: list = []
-    end = start
+    end = spec.start
     target = traffic.rng.randint(BATCH_MIN_SPANS, BATCH_TARGET_MAX)
-    for end, _, spans in traffic.traces(start, minutes):
+    for end, _, spans in traffic.traces():
         batch += spans
         if len(batch) >= target:
             if full is not None:
-                records.append(_record(*full, encoding))
+                records.append(_record(*full, spec.encoding))
             full, batch = (batch, end), []
             target = traffic.rng.randint(BATCH_MIN_SPANS, BATCH_TARGET_MAX)
     if full is not None and len(batch) < BATCH_MIN_SPANS:
         # A short tail joins the last batch rather than going out as an undersized record.
         full, batch = (full[0] + batch, end), []
     for spans, batch_end in ([full] if full else []) + ([(batch, end)] if batch else []):
-        records.append(_record(spans, batch_end, encoding))
+        records.append(_record(spans, batch_end, spec.encoding))
     return records
 
 

@@ -27,9 +27,9 @@ What a span touches:
   when the parent is in the same message and belongs to another service, else the service an asset
   alias gives the caller's address. A SERVER span whose caller address (first X-Forwarded-For hop,
   else the client or peer address) is globally routable counts as internet traffic.
-* Any span touches the AWS resources its attributes name (S3 buckets also from a virtual-hosted or
-  path-style S3 address, SQS queues also from the queue URL); region and account come from the
-  resource when the attribute gives only a name.
+* Any span touches the AWS resources its attributes name; region and account come from the resource
+  when the attribute gives only a name. Outgoing and INTERNAL spans that name none may still name
+  one by the address they call: a virtual-hosted or path-style S3 address, an SQS queue URL.
 * CLIENT and PRODUCER spans without AWS resources touch their peer: ``peer.service`` as a service,
   else the host (``server.address``, ``net.peer.name`` or the URL's host) as an asset alias names it.
   A database host no asset claims becomes ``db:SYSTEM://HOST/NAMESPACE``; any other unclaimed host
@@ -39,10 +39,13 @@ What a span touches:
 Speed: protobuf is parsed once, with a lean schema that is wire-compatible with OTLP (span
 attributes read as a map, whose wire layout is exactly the repeated ``KeyValue``), so unneeded
 fields are skipped in C and the wanted keys are picked out by a set intersection rather than a
-Python walk. Whatever depends only on the resource is computed once per resource; what depends on
-the wanted attribute values is computed once per distinct value set ("plan") and cached for the
-message; per span only counters move. Duplicate attribute keys keep the last value (OTLP requires
-unique keys), so the per-span attribute limit counts distinct keys.
+Python walk; values stay serialized until they are needed. What a span touches depends only on its
+resource, its kind and the wanted attribute values: that is worked out once per distinct
+combination and kept across messages (only the asset-alias lookups are redone per message), so per
+span only counters move. Duplicate attribute keys keep the last value (OTLP requires unique keys);
+a flood of one repeated key is caught by a count of the raw entries, made only when the message
+holds more of them than its spans may carry. ``otlp_json`` is walked straight from orjson's dicts
+(protobuf's ``json_format`` is slow and would read the hex ids as base64).
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -136,13 +140,15 @@ _RESOURCE_KEYS = frozenset({
 })
 _SERVICE_NAME_FALLBACKS = ("faas.name", "k8s.deployment.name", "k8s.statefulset.name", "k8s.daemonset.name")
 
+_MAX_ADDRESS_LENGTH = 64  # the longest IPv6 text with a zone; longer strings are not addresses
 _S3_PATH_STYLE_HOST = re.compile(r"^s3(?:[.\-](?:dualstack\.)?[a-z0-9\-]+)?\.amazonaws\.com$")
 _QUEUE_PATH = re.compile(r"^/(?P<account>\d{12})/(?P<name>[^/?#]+)$")
 
 AttributeValue = str | tuple[str, ...]
 Found = tuple[tuple[str, Any], ...]
-# workload, kind, found attribute values, end time (ns), error, trace id, span id, parent span id
-SpanRow = tuple["_Workload", int, Found, int, bool, bytes, bytes, bytes]
+# the message's plans for the span's resource and kind, found attribute values, end time (ns), error, trace id,
+# span id, parent span id
+SpanRow = tuple["_Plans", Found, int, bool, bytes, bytes, bytes]
 
 
 def detect_encoding(value: bytes) -> Encoding:
@@ -159,7 +165,9 @@ def decode_traces(
 ) -> TraceBatch:
     """Fold one OTLP trace message into touches; raises only :class:`DecodeError`."""
     limits = limits or DecodeLimits()
-    if not isinstance(value, bytes | bytearray | memoryview):
+    if isinstance(value, bytearray | memoryview):
+        value = bytes(value)
+    elif not isinstance(value, bytes):
         raise DecodeError(f"an OTLP record must be bytes, got {type(value).__name__}")
     if len(value) > limits.max_record_bytes:
         raise DecodeError(
@@ -179,22 +187,102 @@ def decode_traces(
 # --- the fold shared by both encodings -------------------------------------------------------------
 
 
-class _Workload:
-    """What one resource contributes to each of its spans, computed once per resource."""
+@dataclass(frozen=True, slots=True)
+class _Resource:
+    """What one resource contributes to each of its spans, the same in every message it sends."""
 
-    __slots__ = ("service", "identity", "region", "account")
+    service: str | None
+    identity: str | None
+    region: str | None
+    account: str | None
+    pod: str | None
 
-    def __init__(self, attributes: dict[str, Any]):
-        name = _text(attributes.get("service.name"))
-        if not name or name.startswith("unknown_service"):
-            name = next((_text(attributes.get(key)) for key in _SERVICE_NAME_FALLBACKS if attributes.get(key)), None)
-        pod = _text(attributes.get("k8s.pod.name"))
-        if not name and pod:
-            name = deployment_of_pod(pod)
-        self.service = service_entity(name) if name else None
-        self.region = _text(attributes.get("cloud.region"))
-        self.account = _text(attributes.get("cloud.account.id"))
-        self.identity = _workload_identity(attributes, self.region, self.account)
+
+def _resource(attributes: dict[str, Any]) -> _Resource:
+    name = _text(attributes.get("service.name"))
+    if not name or name.startswith("unknown_service"):
+        name = next((_text(attributes.get(key)) for key in _SERVICE_NAME_FALLBACKS if _text(attributes.get(key))), None)
+    pod = _text(attributes.get("k8s.pod.name"))
+    if not name and pod:
+        name = deployment_of_pod(pod)
+    region, account = _text(attributes.get("cloud.region")), _text(attributes.get("cloud.account.id"))
+    return _Resource(
+        service=service_entity(name) if name else None,
+        identity=_workload_identity(attributes, region, account),
+        region=region, account=account, pod=pod,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """What spans of one resource and kind with the same wanted attribute values touch, aliases aside.
+
+    It depends on nothing but its key, so it is kept across messages (with traces partitioned by
+    trace id a message holds a few spans, and planning afresh each time would dominate); the asset
+    aliases, which may change between messages, are consulted when a message uses the template.
+    """
+
+    inbound: bool
+    fixed: tuple[str, ...]  # entities named outright
+    host: str | None  # a peer or database host an asset alias may claim
+    unclaimed: str | None  # the database id used when no alias claims ``host``
+    internet: bool
+    caller_addresses: tuple[str, ...]  # addresses an asset alias may name as the calling service
+
+
+TemplateKey = tuple[_Resource, int, Found]
+_TEMPLATES: dict[TemplateKey, _Template] = {}
+_MAX_TEMPLATES = 20_000  # then the cache starts over: bounded memory whatever the input
+_MAX_CACHED_VALUE_LENGTH = 256  # values longer than this (full URLs with queries, say) are rarely seen twice
+
+
+def _template(resource: _Resource, kind: int, found: Found, decode_value: Callable[[Any], AttributeValue]) -> _Template:
+    key = (resource, kind, found)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        template = _plan(resource, kind, {_CANONICAL[name]: decode_value(value) for name, value in found})
+        if all(len(value) <= _MAX_CACHED_VALUE_LENGTH for _, value in found):
+            if len(_TEMPLATES) >= _MAX_TEMPLATES:
+                _TEMPLATES.clear()
+            _TEMPLATES[key] = template
+    return template
+
+
+def _plan(resource: _Resource, kind: int, values: dict[str, AttributeValue]) -> _Template:
+    """The cold path: work out what a new combination of resource, kind and attribute values touches."""
+    callers = {slot: values.pop(slot) for slot in _CALLER_SLOTS if slot in values}
+    fixed = _aws_targets(values, resource)
+    host = unclaimed = None
+    inbound = kind in _INBOUND
+    if inbound:
+        own = [entity for entity in (resource.service, resource.identity) if entity]
+        fixed = own + [target for target in fixed if target not in own]
+    elif not fixed and not _is_aws_call(values):
+        fixed, host, unclaimed = _peer(values, outbound=kind in _OUTBOUND)
+    address = _caller_address(callers)
+    internet = kind == SPAN_KIND_SERVER and len(address) <= _MAX_ADDRESS_LENGTH and is_public_address(address)
+    caller_addresses = tuple(
+        address for address in (_text(callers.get("client.address")), _text(callers.get("network.peer.address"))) if address
+    )
+    return _Template(inbound, tuple(dict.fromkeys(fixed)), host, unclaimed, internet, caller_addresses if inbound else ())
+
+
+def _peer(values: dict[str, AttributeValue], *, outbound: bool) -> tuple[list[str], str | None, str | None]:
+    """A peer named outright (``peer.service``), or the host an alias may claim and the id if none does."""
+    is_database = "db.system" in values or "db.namespace" in values
+    if not outbound and not is_database:
+        return [], None, None
+    peer_service = _text(values.get("peer.service"))
+    if peer_service and outbound:
+        return [service_entity(peer_service)], None, None
+    host = _target_host(values)
+    if not host:
+        return [], None, None
+    if not is_database:
+        return [], host, None
+    system = _text(values.get("db.system")) or "unknown"
+    namespace = _text(values.get("db.namespace"))
+    return [], host, f"db:{system}://{host}" + (f"/{namespace}" if namespace else "")
 
 
 class _Tally:
@@ -213,9 +301,9 @@ class _Tally:
 
 
 class _Plan:
-    """What every span with the same resource, kind and wanted attribute values does to the tallies."""
+    """A template made concrete for one message: the tallies its spans move, and the callers' facts."""
 
-    __slots__ = ("tallies", "internet", "service", "fallback_caller", "needs_fallback")
+    __slots__ = ("tallies", "internet", "fallback_caller", "service", "needs_fallback")
 
     def __init__(self, tallies: tuple[_Tally, ...], internet: bool, fallback_caller: str | None, service: str | None):
         self.tallies = tallies
@@ -223,6 +311,35 @@ class _Plan:
         self.fallback_caller = fallback_caller
         self.service = service
         self.needs_fallback = fallback_caller is not None
+
+
+class _Plans(dict[Found, _Plan]):
+    """One message's plans for one resource and span kind, by found attribute values."""
+
+    __slots__ = ("fold", "resource", "kind")
+
+    def __init__(self, fold: _Fold, resource: _Resource, kind: int):
+        super().__init__()
+        self.fold, self.resource, self.kind = fold, resource, kind
+
+    def __missing__(self, found: Found) -> _Plan:
+        template = _template(self.resource, self.kind, found, self.fold.decode_value)
+        plan = self[found] = self.fold.concrete_plan(template, self.resource)
+        return plan
+
+
+class _PlansByKind(dict[int, _Plans]):
+    """One message's plans for one resource, by span kind."""
+
+    __slots__ = ("fold", "resource")
+
+    def __init__(self, fold: _Fold, resource: _Resource):
+        super().__init__()
+        self.fold, self.resource = fold, resource
+
+    def __missing__(self, kind: int) -> _Plans:
+        plans = self[kind] = _Plans(self.fold, self.resource, kind)
+        return plans
 
 
 class _Fold:
@@ -233,20 +350,16 @@ class _Fold:
         self.decode_value = decode_value
         self.max_trace_ids = limits.max_trace_ids
         self.tallies: dict[str, _Tally] = {}
-        self.plans: dict[tuple[_Workload, int, Found], _Plan] = {}
-        self.target_tallies: dict[tuple[_Workload, int, Found], tuple[_Tally, ...]] = {}
-        self.caller_facts: dict[tuple[int, str | None, Found], tuple[bool, str | None]] = {}
         self.pods: dict[str, str] = {}
         self.span_count = 0
         self.service_of_span: dict[bytes, str | None] = {}
         self.awaiting_parent: list[tuple[bytes, _Plan]] = []
 
-    def workload(self, attributes: dict[str, Any]) -> _Workload:
-        workload = _Workload(attributes)
-        pod = _text(attributes.get("k8s.pod.name"))
-        if pod and workload.service:
-            self.pods[pod] = workload.service
-        return workload
+    def resource_plans(self, resource: _Resource) -> _PlansByKind:
+        """Plans for the spans of one resource of this message; learns the resource's pod on the way."""
+        if resource.pod and resource.service:
+            self.pods[resource.pod] = resource.service
+        return _PlansByKind(self, resource)
 
     def fold(self, spans: Iterable[SpanRow]) -> None:
         """The hot loop: each span moves the counters of the touches its plan names, nothing more.
@@ -254,16 +367,13 @@ class _Fold:
         ``span_id`` is given only when callers may be looked up (several resources in the message),
         ``parent_id`` only for inbound spans.
         """
-        plans = self.plans
         service_of_span = self.service_of_span
         awaiting_parent = self.awaiting_parent
         sample_size = self.max_trace_ids
-        for workload, kind, found, end_ns, error, trace_id, span_id, parent_id in spans:
-            plan = plans.get((workload, kind, found))
-            if plan is None:
-                plan = plans[(workload, kind, found)] = self._plan(workload, kind, found)
+        for plans, found, end_ns, error, trace_id, span_id, parent_id in spans:
+            plan = plans[found]
             if span_id:
-                service_of_span[span_id] = workload.service
+                service_of_span[span_id] = plan.service
             if parent_id:
                 awaiting_parent.append((parent_id, plan))
             elif plan.needs_fallback:
@@ -301,72 +411,31 @@ class _Fold:
         ]
         return TraceBatch(touches=touches, pods=self.pods, span_count=self.span_count)
 
+    def concrete_plan(self, template: _Template, resource: _Resource) -> _Plan:
+        """The template with this message's tallies and the asset aliases as they are now."""
+        entities = template.fixed
+        if template.host is not None:
+            claimed = self.resolver.resolve(template.host) or template.unclaimed
+            entities = (*entities, claimed) if claimed else entities
+        tallies = tuple(self._tally(entity) for entity in entities)
+        if not template.inbound:
+            _add_caller(tallies, resource.service)
+            return _Plan(tallies, False, None, resource.service)
+        return _Plan(tallies, template.internet, self._caller_by_alias(template.caller_addresses, resource.service), resource.service)
+
+    def _caller_by_alias(self, addresses: tuple[str, ...], own_service: str | None) -> str | None:
+        for address in addresses:
+            entity = self.resolver.resolve(address)
+            if entity is not None and is_service(entity) and entity != own_service:
+                return entity
+        return None
+
     def _tally(self, entity: str) -> _Tally:
         tally = self.tallies.get(entity)
         if tally is None:
             tally = self.tallies[entity] = _Tally()
         return tally
 
-    def _plan(self, workload: _Workload, kind: int, found: Found) -> _Plan:
-        """Cold path: what a new combination of resource, kind and attribute values touches.
-
-        Targets and caller facts are cached apart, so a new client address costs a lookup, not a plan.
-        """
-        values = {_CANONICAL[key]: self.decode_value(value) for key, value in found}
-        caller_values = tuple((slot, values.pop(slot)) for slot in _CALLER_SLOTS if slot in values)
-        target_key = (workload, kind, tuple(sorted(values.items())))
-        tallies = self.target_tallies.get(target_key)
-        if tallies is None:
-            tallies = self.target_tallies[target_key] = self._target_tallies(workload, kind, values)
-        if kind not in _INBOUND:
-            return _Plan(tallies, False, None, workload.service)
-        caller_key = (kind, workload.service, caller_values)
-        facts = self.caller_facts.get(caller_key)
-        if facts is None:
-            facts = self.caller_facts[caller_key] = self._caller_facts(kind, workload.service, dict(caller_values))
-        return _Plan(tallies, *facts, workload.service)
-
-    def _target_tallies(self, workload: _Workload, kind: int, values: dict[str, AttributeValue]) -> tuple[_Tally, ...]:
-        targets = _aws_targets(values, workload)
-        if kind in _INBOUND:
-            own = [entity for entity in (workload.service, workload.identity) if entity]
-            targets = own + [target for target in targets if target not in own]
-        elif not targets and not _is_aws_call(values):
-            target = self._peer_target(values, outbound=kind in _OUTBOUND)
-            targets = [target] if target else []
-        tallies = tuple(self._tally(entity) for entity in dict.fromkeys(targets))
-        if kind not in _INBOUND:
-            _add_caller(tallies, workload.service)
-        return tallies
-
-    def _caller_facts(self, kind: int, own_service: str | None, values: dict[str, AttributeValue]) -> tuple[bool, str | None]:
-        """Is the caller on the internet (SERVER spans only), and which service its address names."""
-        internet = kind == SPAN_KIND_SERVER and is_public_address(_caller_address(values))
-        for slot in ("client.address", "network.peer.address"):
-            address = _text(values.get(slot))
-            entity = self.resolver.resolve(address) if address else None
-            if entity is not None and is_service(entity) and entity != own_service:
-                return internet, entity
-        return internet, None
-
-    def _peer_target(self, values: dict[str, AttributeValue], *, outbound: bool) -> str | None:
-        is_database = "db.system" in values or "db.namespace" in values
-        if not outbound and not is_database:
-            return None
-        peer_service = _text(values.get("peer.service"))
-        if peer_service and outbound:
-            return service_entity(peer_service)
-        host = _target_host(values)
-        if not host:
-            return None
-        claimed = self.resolver.resolve(host)
-        if claimed is not None:
-            return claimed
-        if is_database:
-            system = _text(values.get("db.system")) or "unknown"
-            namespace = _text(values.get("db.namespace"))
-            return f"db:{system}://{host}" + (f"/{namespace}" if namespace else "")
-        return None
 
 def _add_caller(tallies: Iterable[_Tally], caller: str | None) -> None:
     if caller:
@@ -407,18 +476,18 @@ def _is_aws_call(values: dict[str, AttributeValue]) -> bool:
     return values.get("rpc.system") == "aws-api"
 
 
-def _aws_targets(values: dict[str, AttributeValue], workload: _Workload) -> list[str]:
+def _aws_targets(values: dict[str, AttributeValue], resource: _Resource) -> list[str]:
     targets = []
     bucket = _text(values.get("aws.s3.bucket"))
     if bucket:
         targets.append(s3_bucket_arn(bucket))
     for table in _texts(values.get("aws.dynamodb.table_names")):
-        targets.append(dynamodb_table_arn(table, workload.region, workload.account))
+        targets.append(dynamodb_table_arn(table, resource.region, resource.account))
     function = _text(values.get("aws.lambda.invoked_arn"))
     if function and function.startswith("arn:"):
         targets.append(_unqualified_lambda_arn(function))
     queue_url = _text(values.get("aws.sqs.queue.url"))
-    queue = _queue_arn(queue_url, workload) if queue_url else None
+    queue = _queue_arn(queue_url, resource.region) if queue_url else None
     if queue:
         targets.append(queue)
     for key in ("aws.sns.topic.arn", "aws.secretsmanager.secret.arn"):
@@ -426,49 +495,56 @@ def _aws_targets(values: dict[str, AttributeValue], workload: _Workload) -> list
         if arn and arn.startswith("arn:"):
             targets.append(arn)
     if not targets:
-        targets.extend(_aws_endpoint_targets(values, workload))
+        targets.extend(_aws_endpoint_targets(values))
     return targets
 
 
-def _aws_endpoint_targets(values: dict[str, AttributeValue], workload: _Workload) -> list[str]:
+def _aws_endpoint_targets(values: dict[str, AttributeValue]) -> list[str]:
     """Resources named only by the address called: S3 virtual-hosted or path-style, SQS queue URLs."""
-    url = _text(values.get("url.full"))
     host = _target_host(values)
     if host is None:
         return []
     bucket = bucket_from_host(host)
     if bucket:
         return [s3_bucket_arn(bucket)]
-    if url and _S3_PATH_STYLE_HOST.match(host):
-        path_bucket = urlsplit(url).path.lstrip("/").split("/", 1)[0]
+    url = _text(values.get("url.full"))
+    parts = _url_parts(url) if url else None
+    if url is None or parts is None:
+        return []
+    if _S3_PATH_STYLE_HOST.match(host):
+        path_bucket = parts.path.lstrip("/").split("/", 1)[0]
         return [s3_bucket_arn(path_bucket)] if path_bucket else []
-    queue = sqs_queue_arn(url) if url and host.endswith(".amazonaws.com") else None
+    queue = sqs_queue_arn(url) if host.endswith(".amazonaws.com") else None
     return [queue] if queue else []
 
 
-def _queue_arn(url: str, workload: _Workload) -> str | None:
+def _queue_arn(url: str, region: str | None) -> str | None:
     """An SQS queue URL's ARN; local endpoints (``http://host:port/ACCOUNT/NAME``) take the resource's region."""
     arn = sqs_queue_arn(url)
     if arn:
         return arn
-    try:
-        match = _QUEUE_PATH.match(urlsplit(url).path)
-    except ValueError:
-        return None
-    return aws_arn("sqs", workload.region, match.group("account"), match.group("name")) if match else None
+    parts = _url_parts(url)
+    match = _QUEUE_PATH.match(parts.path) if parts else None
+    return aws_arn("sqs", region, match.group("account"), match.group("name")) if match else None
 
 
 def _target_host(values: dict[str, AttributeValue]) -> str | None:
     host = _text(values.get("server.address"))
     if host is None:
         url = _text(values.get("url.full"))
-        if url is None:
-            return None
-        try:
-            host = urlsplit(url).hostname
-        except ValueError:
-            return None
+        parts = _url_parts(url) if url else None
+        host = parts.hostname if parts else None
     return host.lower() if host else None
+
+
+def _url_parts(url: str) -> SplitResult | None:
+    """A URL split into its parts, or None when it is not one (a bad IPv6 host, say)."""
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 - parsed lazily, so an invalid host only raises here
+    except ValueError:
+        return None
+    return parts
 
 
 def _caller_address(values: dict[str, AttributeValue]) -> str:
@@ -564,11 +640,13 @@ def _check_duplicate_attribute_flood(value: bytes, span_count: int, max_attribut
     """Refuse a flood of attribute entries that the map view would fold away.
 
     The map view keeps one entry per key, so a span repeating one key a million times passes the
-    per-span check on distinct keys. Every span attribute starts with one tag byte on the wire; only
-    when that byte occurs more often than ``span_count`` spans may legitimately carry attributes is
-    the message parsed a second (cheap) time to count every entry, so ordinary messages never pay.
+    per-span check on distinct keys. Every span attribute takes two bytes or more and starts with one
+    tag byte on the wire; only when the message is long enough, and that byte frequent enough, to
+    hold more entries than ``span_count`` spans may legitimately carry is it parsed a second (cheap)
+    time to count every entry, so ordinary messages never pay.
     """
-    if value.count(_SPAN_ATTRIBUTE_TAG) <= span_count * max_attributes:
+    allowed = span_count * max_attributes
+    if len(value) <= 2 * allowed or value.count(_SPAN_ATTRIBUTE_TAG) <= allowed:  # an entry takes 2 bytes or more
         return
     for resource in _CountedRequest.FromString(value).resource_spans:
         for scope in resource.scope_spans:
@@ -612,8 +690,9 @@ def _proto_spans(value: bytes, fold: _Fold, limits: DecodeLimits) -> Iterator[Sp
     error_status = _is_error_status
     wanted_by_kind = _WANTED_BY_KIND
     for resource in resource_spans:
-        resource_attributes = resource.resource.attributes
-        workload = fold.workload({key: _proto_value(resource_attributes[key]) for key in _RESOURCE_KEYS.intersection(resource_attributes)})
+        attributes = resource.resource.attributes
+        wanted = _RESOURCE_KEYS.intersection(attributes)
+        plans_by_kind = fold.resource_plans(_resource_of(tuple(zip(wanted, map(attributes.__getitem__, wanted), strict=True))))
         for scope in resource.scope_spans:
             for span in scope.spans:
                 attributes = span.attributes
@@ -624,9 +703,24 @@ def _proto_spans(value: bytes, fold: _Fold, limits: DecodeLimits) -> Iterator[Sp
                     raise DecodeError(f"span trace id is {len(trace_id)} bytes, expected 16")
                 hits = wanted_by_kind.get(kind, _INTERNAL_WANTED).intersection(attributes)
                 yield (
-                    workload, kind, tuple(zip(hits, map(attributes.__getitem__, hits), strict=True)), end_ns, error_status[status],
-                    trace_id, span.span_id if track_span_ids else b"", span.parent_span_id if kind in _INBOUND else b"",
+                    plans_by_kind[kind], tuple(zip(hits, map(attributes.__getitem__, hits), strict=True)), end_ns,
+                    error_status[status], trace_id, span.span_id if track_span_ids else b"",
+                    span.parent_span_id if kind in _INBOUND else b"",
                 )
+
+
+_RESOURCES: dict[Found, _Resource] = {}
+
+
+def _resource_of(found: Found) -> _Resource:
+    """A protobuf resource's facts from its still-serialized attribute values, kept across messages."""
+    resource = _RESOURCES.get(found)
+    if resource is None:
+        resource = _resource({key: _proto_value(value) for key, value in found})
+        if len(_RESOURCES) >= _MAX_TEMPLATES:
+            _RESOURCES.clear()
+        _RESOURCES[found] = resource
+    return resource
 
 
 def _proto_value(encoded: bytes) -> AttributeValue:
@@ -667,7 +761,7 @@ def _json_spans(value: bytes, fold: _Fold, limits: DecodeLimits) -> Iterator[Spa
     max_attributes = limits.max_attributes_per_span
     for resource, span_lists in scopes_of:
         resource_object = jsonsafe.expect_dict(resource.get("resource", {}), "resourceSpans[].resource")
-        workload = fold.workload(_json_attributes(resource_object.get("attributes"), _RESOURCE_KEYS, max_attributes))
+        plans_by_kind = fold.resource_plans(_resource(_json_attributes(resource_object.get("attributes"), _RESOURCE_KEYS, max_attributes)))
         for spans in span_lists:
             for span in spans:
                 if not isinstance(span, dict):
@@ -678,7 +772,7 @@ def _json_spans(value: bytes, fold: _Fold, limits: DecodeLimits) -> Iterator[Spa
                 status = span.get("status") or {}
                 error = isinstance(status, dict) and status.get("code") in (STATUS_CODE_ERROR, "STATUS_CODE_ERROR")
                 yield (
-                    workload, kind, found, _json_time(span.get("endTimeUnixNano")), error,
+                    plans_by_kind[kind], found, _json_time(span.get("endTimeUnixNano")), error,
                     _json_id(span.get("traceId"), 16, "traceId"),
                     _json_id(span.get("spanId"), 8, "spanId") if track_span_ids else b"",
                     _json_id(span.get("parentSpanId"), 8, "parentSpanId", required=False) if kind in _INBOUND else b"",
@@ -732,6 +826,8 @@ def _json_attributes(attributes: Any, wanted: frozenset[str], max_attributes: in
         if not isinstance(attribute, dict):
             raise DecodeError(f"an attribute must be a JSON object with key and value, got {type(attribute).__name__}")
         key = attribute.get("key")
+        if not isinstance(key, str):
+            raise DecodeError(f"an attribute key must be a string, got {type(key).__name__}")
         if key in wanted:
             picked[key] = _json_value(attribute.get("value"))
     return picked
