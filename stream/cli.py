@@ -45,11 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
     # Argument definitions are needed for --help, so modules are imported here; each keeps its
     # heavy imports (faust, boto3) inside run().
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return
-    add = getattr(mod, "add_arguments", None)
+    add = getattr(importlib.import_module(module), "add_arguments", None)
     if add is not None:
         add(parser)
 

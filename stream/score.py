@@ -124,6 +124,9 @@ def _ago(seconds: float) -> str:
 
 
 def _display(entity: str) -> str:
+    """A short name for a path hop: the service, or the resource part of an ARN."""
+    if entity.startswith("arn:"):
+        return entity.rsplit(":", 1)[-1].rsplit("/", 1)[-1] or entity
     return entity.removeprefix("service:")
 
 
