@@ -4,6 +4,7 @@ and agreement with the offline replay of the same scenario."""
 from __future__ import annotations
 
 import json
+import re
 
 import orjson
 import pytest
@@ -83,7 +84,23 @@ def test_worker_escalates_exercised_findings_holds_the_rest_and_resolves(hotpath
         assert mine[-1]["reasons"][0].startswith("resolved at the source")
         assert sum(1 for v in mine if v["state"] == "resolved") == 1
         status, body = worker.get("/escalations")
-        assert status == 200 and top not in {e["finding_uid"] for e in json.loads(body)["escalations"]}
+        board = json.loads(body)["escalations"]
+        assert status == 200 and top not in {e["finding_uid"] for e in board}
+        assert {e["finding_uid"] for e in board} == set(expected.escalated) - {top}
+        assert [e["priority"] for e in board] == sorted(e["priority"] for e in board), "top escalations come first"
+
+        status, body = worker.get("/health")
+        assert status == 200 and json.loads(body)["ready"] is True
+        status, body = worker.get("/metrics")
+        metrics = body.decode()
+        assert status == 200
+        assert f'hotpath_records_in_total{{topic="{settings.topic_findings}"}} {len(scenario.findings) + 1}' in metrics
+        assert f'hotpath_records_in_total{{topic="{settings.topic_traces}"}} {len(scenario.trace_batches)}' in metrics
+        assert 'hotpath_escalations_total{kind="P1:escalated"}' in metrics
+        lags = re.findall(rf'hotpath_consumer_lag{{topic="{re.escape(settings.topic_findings)}",partition="\d"}} (\d+)',
+                          metrics)
+        assert lags and set(lags) == {"0"}, "the worker has read every finding"
+        assert "hotpath_processing_latency_ms_count" in metrics
 
 
 def test_two_workers_and_replay_agree_with_one_worker(hotpath_settings, kafka_bootstrap, scenario, tmp_path):
