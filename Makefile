@@ -64,3 +64,9 @@ clean:
 .PHONY: demo
 demo: setup
 	$(BIN)/hotpath demo $(DEMO_ARGS)
+
+# Coverage-guided fuzzing (atheris) of every decoder and of inspect; crashes land in .run/fuzz/.
+.PHONY: fuzz
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	$(BIN)/python fuzz/fuzz_decoders.py -max_total_time=$(FUZZ_SECONDS) $(FUZZ_ARGS)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,16 +28,24 @@ from stream.correlate import Correlator
 from stream.deadletter import dead_letter
 from stream.formats.assets import load_asset_file
 from stream.formats.limits import DecodeLimits
-from stream.ingest import Ingest, Router
+from stream.ingest import EntityPartitioner, Ingest, Router, encode_events, event_position
 from stream.kafka import faust_broker_kwargs
 from stream.metrics import Metrics
 from stream.models import DecodeError
+from stream.recovery import CLOCK_SKEW_S, HeldWrites, emitted_since
+from stream.redact import mask
 from stream.settings import ConfigError, Settings
 from stream.web import EscalationBoard, register_views
 
 log = logging.getLogger("hotpath.worker")
 TICK = orjson.dumps({"kind": "tick"})
 SWEEP_EVERY_TICKS = 60
+CORRELATE_CHUNK_RECORDS = 256
+CORRELATE_CHUNK_WAIT_S = 0.05
+FETCH_MAX_WAIT_MS = 50
+# A crashed worker's partitions move to the others when its group session expires: 10 s instead of
+# Faust's 60 s, so a SIGKILLed or partitioned-off worker stalls its entities for seconds, not a minute.
+SESSION_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -50,6 +60,7 @@ class Hotpath:
     feed: ContextFeed
     board: EscalationBoard = field(default_factory=EscalationBoard)
     ticks: dict[int, int] = field(default_factory=dict)
+    reconciled: set[int] = field(default_factory=set)  # entity partitions checked against published escalations
 
 
 def create_app(settings: Settings) -> Hotpath:
@@ -76,6 +87,10 @@ def create_app(settings: Settings) -> Hotpath:
         datadir=str(datadir),
         broker_commit_every=1000,
         broker_commit_interval=1.0,
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        producer_max_batch_size=512 * 1024,
+        producer_linger_ms=5,
+        consumer_max_fetch_size=4 * 1024 * 1024,
     )
     context = Context(max_path_depth=settings.max_path_depth)
     if settings.asset_file:
@@ -83,10 +98,12 @@ def create_app(settings: Settings) -> Hotpath:
             context.add_asset(asset)
     router = Router(context, settings.window_step_s)
     ingest = Ingest(router, DecodeLimits.from_settings(settings), settings.traces_encoding)
+    partitioner = EntityPartitioner(partitions)
     metrics = Metrics()
     table = app.Table("entity-state", default=None, partitions=partitions,
                       schema=faust.Schema(key_serializer="json", value_serializer="json"))
-    correlator = Correlator(settings, context, table)
+    store = HeldWrites(EntityTable(table))  # an entity's state is written once its escalations are acknowledged
+    correlator = Correlator(settings, context, store)
     hotpath = Hotpath(settings, app, context, correlator, metrics, ContextFeed(settings, context))
 
     def topic(name: str):
@@ -112,8 +129,8 @@ def create_app(settings: Settings) -> Hotpath:
                     await _dead_letter(f"internal error while decoding: {type(exc).__name__}: {exc}", message)
                     continue
                 metrics.touches.inc_by(stream_name, len(routed.events))
-                for entity, record in routed.events:
-                    await entity_events.send(key=entity.encode(), value=orjson.dumps(record))
+                for partition, events in partitioner.split(routed.events).items():
+                    await entity_events.send(value=encode_events(events), partition=partition)
                 for key, value in routed.facts:
                     await context_topic.send(key=key.encode(), value=orjson.dumps(value))
 
@@ -122,7 +139,7 @@ def create_app(settings: Settings) -> Hotpath:
 
     async def _dead_letter(reason: str, message) -> None:
         metrics.decode_errors.inc(message.topic)
-        record = dead_letter(reason, topic=message.topic, partition=message.partition, offset=message.offset,
+        record = dead_letter(mask(reason), topic=message.topic, partition=message.partition, offset=message.offset,
                              key=message.key, value=message.value, max_value_bytes=settings.dlq_max_value_bytes)
         await dlq.send(key=message.key, value=orjson.dumps(record))
         metrics.dlq_records.inc("decode")
@@ -134,19 +151,47 @@ def create_app(settings: Settings) -> Hotpath:
 
     @app.agent(entity_events, name="correlate")
     async def correlate(stream):
-        async for event in stream.events():
-            message = event.message
-            record = orjson.loads(event.value)
-            if record["kind"] == "tick":
-                results = _tick(message.partition)
-            else:
-                results = correlator.process(message.key.decode(), record, partition=message.partition,
-                                             position=message.offset)
-                metrics.observe_latency(message.timestamp)
+        # Records are taken in chunks: an entity that many records touch is judged and written to the
+        # changelog once per chunk, and a chunk's records are acknowledged only after its writes are out.
+        async for chunk in stream.take_events(CORRELATE_CHUNK_RECORDS, within=CORRELATE_CHUNK_WAIT_S):
+            results = []
+            for event in chunk:
+                message = event.message
+                if message.partition not in hotpath.reconciled:
+                    await _reconcile(message.partition, message.timestamp)
+                events = orjson.loads(event.value)
+                if isinstance(events, dict):  # a tick
+                    results += correlator.judge_deferred() + _tick(message.partition)
+                    continue
+                for index, (entity, record) in enumerate(events):
+                    correlator.process(entity, record, partition=message.partition,
+                                       position=event_position(message.offset, index), defer=True)
+                    metrics.observe_latency(message.timestamp)
+            results += correlator.judge_deferred()
+            sent = []
             for escalation in results:
                 metrics.escalations.inc(escalation.event["priority"] + ":" + escalation.event["state"])
                 hotpath.board.record(escalation.event)
-                await escalations.send(key=escalation.key.encode(), value=orjson.dumps(escalation.event))
+                sent.append(await escalations.send(key=escalation.key.encode(), value=orjson.dumps(escalation.event)))
+            if sent:
+                await asyncio.gather(*sent)
+            store.release()
+
+    async def _reconcile(partition: int, first_timestamp: float) -> None:
+        """Before a newly assigned partition's first event: raise its recovered states to the escalations
+        published since then, which a crash may have kept from being recorded (see stream.recovery)."""
+        try:
+            published = await asyncio.get_running_loop().run_in_executor(
+                None, emitted_since, settings, first_timestamp - CLOCK_SKEW_S)
+        except Exception:  # without the check a crash may duplicate a version, never lose one: go on
+            log.exception("could not read back published escalations for partition %s", partition)
+            published = []
+        mine = [e for e in published if partitioner.partition(e["resource"]) == partition]
+        raised = correlator.reconcile(partition, mine)
+        hotpath.reconciled.add(partition)
+        if raised:
+            log.warning("recovered state of partition %s raised to %s escalations published before a crash",
+                        partition, raised)
 
     def _tick(partition: int) -> list:
         count = hotpath.ticks.get(partition)
@@ -167,12 +212,19 @@ def create_app(settings: Settings) -> Hotpath:
             if tp.topic == settings.topic_entity_events:
                 await entity_events.send(value=TICK, partition=tp.partition)
 
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender, assigned, **_: Any) -> None:
+        fetcher = getattr(getattr(app.consumer._thread, "_consumer", None), "_fetcher", None)
+        if fetcher is not None:
+            fetcher._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **_: Any) -> None:
         lost = {tp.partition for tp in revoked if tp.topic == settings.topic_entity_events}
         correlator.forget_partitions(lost)
         for partition in lost:
             hotpath.ticks.pop(partition, None)
+            hotpath.reconciled.discard(partition)
 
     @app.task
     async def start_context_feed():
@@ -182,11 +234,45 @@ def create_app(settings: Settings) -> Hotpath:
     return hotpath
 
 
-def entity_partitions(settings: Settings) -> int:
-    """The entity topic's partition count, which the state table must share (co-partitioning)."""
-    from stream.kafka import admin
+class EntityTable(MutableMapping):
+    """The ``entity-state`` table, written outside the context of one event.
 
-    metadata = admin(settings).list_topics(timeout=10)
+    Faust sends a table write to the changelog partition of the event being processed; the correlate
+    agent writes once per chunk of records from several partitions, so each state goes to the
+    partition of its own entity's events instead (``state["p"]``), which is where Faust would send it.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __getitem__(self, key: str) -> Any:
+        return self.table.data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.table.data[key] = value
+        self.table.send_changelog(value["p"], key, value)
+
+    def __delitem__(self, key: str) -> None:
+        partition = self.table.data[key]["p"]
+        del self.table.data[key]
+        self.table.send_changelog(partition, key, None, value_serializer="raw")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.data)
+
+    def __len__(self) -> int:
+        return len(self.table.data)
+
+
+def entity_partitions(settings: Settings) -> int:
+    """The entity topic's partition count, which the state table must share (co-partitioning).
+
+    Asked with confluent-kafka before Faust starts: aiokafka retries a refused login for ever, while
+    this probe fails at once with one line (TopicsError) naming the cause.
+    """
+    from stream.topics import BrokerAdmin
+
+    metadata = BrokerAdmin(settings).metadata()
     topic = metadata.topics.get(settings.topic_entity_events)
     if topic is None or topic.error is not None or not topic.partitions:
         raise ConfigError(f"topic {settings.topic_entity_events} does not exist on {settings.bootstrap_servers}: "
@@ -202,9 +288,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
     from stream.logs import configure_logging
+    from stream.topics import TopicsError
 
+    try:
+        hotpath = create_app(settings)
+    except TopicsError as exc:  # the broker refused or is not there: one line, not librdkafka's retries
+        print(f"hotpath worker: {exc}", file=sys.stderr)
+        return 1
     configure_logging(args.loglevel or settings.log_level)
-    hotpath = create_app(settings)
     worker = faust.Worker(hotpath.app, loglevel=args.loglevel or settings.log_level, logging_config=None,
                           override_logging=False)
     try:

@@ -15,7 +15,7 @@ ids, callers and alerts.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from stream import windows
 from stream.context import Context
 from stream.lifecycle import EscalationState, Transition, Verdict, decide, escalation_uid
 from stream.models import epoch_to_rfc3339, parse_rfc3339
+from stream.redact import mask
 from stream.score import AlertEvidence, Evidence, reasons, score
 from stream.settings import Settings
 
@@ -68,16 +69,21 @@ class Correlator:
         self.watermark = float("-inf")  # highest event time this correlator has seen
         self.live: dict[str, int | None] = {}  # entities to re-score on tick -> their partition
         self.late_dropped = 0
+        # finding uid -> (partition, escalation state) already published for a finding whose state a
+        # crash lost entirely; applied when its redelivered record re-creates it (see reconcile).
+        self.published_for_lost: dict[str, tuple[int, EscalationState]] = {}
+        self.deferred: dict[str, tuple[float, frozenset[str] | None]] = {}  # entity -> when and what to judge
 
     # -- events -----------------------------------------------------------------------------
 
     def process(self, entity: str, record: dict[str, Any], partition: int | None = None,
-                position: int | None = None) -> list[Escalation]:
+                position: int | None = None, defer: bool = False) -> list[Escalation]:
         """Apply one event about ``entity`` and return the escalation events it causes.
 
         ``position`` is the event's offset in its partition: an entity's events all come from one
         partition, so an event at or below the last position applied is a redelivery (after a
-        crash or rebalance) and is skipped, keeping counts and versions exact.
+        crash or rebalance) and is skipped, keeping counts and versions exact. With ``defer`` the
+        entity is judged later, by :meth:`judge_deferred`, once for all the events applied until then.
         """
         state = self.store.get(entity) or new_state()
         if position is not None:
@@ -94,12 +100,44 @@ class Correlator:
             eval_at = self._add_finding(state, record)
         else:
             raise ValueError(f"unknown event kind {kind!r}")
-        escalations = [] if eval_at is None else self._evaluate(
-            entity, state, eval_at, only=record["uid"] if kind == "finding" else None)
+        escalations: list[Escalation] = []
+        if eval_at is not None and state["findings"]:  # nothing to judge on an entity without findings
+            only = frozenset((record["uid"],)) if kind == "finding" else None
+            if defer:
+                self._defer(entity, eval_at, only)
+            else:
+                escalations = self._evaluate(entity, state, eval_at, only=only)
         self.store[entity] = state
         if state["findings"] and self._is_live(state):
             self.live[entity] = partition
         return escalations
+
+    def judge_deferred(self) -> list[Escalation]:
+        """Judge each entity whose events were applied with ``defer``, once, at the latest of their times.
+
+        The worker applies a chunk of events and then judges every entity they touched: an entity
+        touched by a hundred trace batches in the chunk is scored once, not a hundred times.
+        """
+        out: list[Escalation] = []
+        deferred, self.deferred = self.deferred, {}
+        for entity, (at, only) in deferred.items():
+            state = self.store.get(entity)
+            if state is None:
+                continue
+            escalations = self._evaluate(entity, state, at, only=only)
+            if escalations:
+                self.store[entity] = state
+                out.extend(escalations)
+            if self._is_live(state):
+                self.live[entity] = state["p"]
+        return out
+
+    def _defer(self, entity: str, at: float, only: frozenset[str] | None) -> None:
+        known = self.deferred.get(entity)
+        if known is not None:
+            at = max(at, known[0])
+            only = None if only is None or known[1] is None else only | known[1]
+        self.deferred[entity] = (at, only)
 
     def tick(self, partition: int | None = None) -> list[Escalation]:
         """Re-score live entities (of one partition) with the latest context; resolve stale ones."""
@@ -144,6 +182,35 @@ class Correlator:
         """Another worker owns these partitions now: stop ticking their entities."""
         for entity in [e for e, p in self.live.items() if p in partitions]:
             del self.live[entity]
+        for uid in [u for u, (p, _) in self.published_for_lost.items() if p in partitions]:
+            del self.published_for_lost[uid]
+
+    def reconcile(self, partition: int, published: Iterable[dict[str, Any]]) -> int:
+        """Raise the recovered escalation states of one partition's findings to what was published.
+
+        ``published`` are escalation events already on the escalations topic about entities of
+        ``partition``. A crash can lose the state write that recorded one (see stream.recovery); the
+        redelivered event must then find its version taken, not emit it again. Returns how many
+        findings were raised.
+        """
+        raised = 0
+        for event in published:
+            uid, entity = event["finding_uid"], event["resource"]
+            esc = EscalationState(event["version"], event["state"] != "resolved", event["priority"], event["score"])
+            state = self.store.get(entity)
+            finding = state["findings"].get(uid) if state else None
+            if finding is not None:
+                if EscalationState.from_list(finding["esc"]).version >= esc.version:
+                    continue
+                finding["esc"] = esc.to_list()
+                self.store[entity] = state
+            else:
+                lost = self.published_for_lost.get(uid)
+                if lost is not None and lost[1].version >= esc.version:
+                    continue
+                self.published_for_lost[uid] = (partition, esc)
+            raised += 1
+        return raised
 
     def _is_live(self, state: EntityState) -> bool:
         active = any(EscalationState.from_list(f.get("esc")).active for f in state["findings"].values())
@@ -206,7 +273,11 @@ class Correlator:
             return None
         entry = {k: finding[k] for k in ("source", "check", "title", "severity", "status", "resources",
                                          "account", "region", "observed_at")}
-        entry["esc"] = known["esc"] if known else None
+        if known:
+            entry["esc"] = known["esc"]
+        else:
+            lost = self.published_for_lost.pop(finding["uid"], None)
+            entry["esc"] = lost[1].to_list() if lost else None
         findings[finding["uid"]] = entry
         if len(findings) > MAX_FINDINGS_PER_ENTITY:
             _evict_resolved(findings)
@@ -214,12 +285,13 @@ class Correlator:
 
     # -- evaluation -------------------------------------------------------------------------
 
-    def _evaluate(self, entity: str, state: EntityState, at: float, only: str | None = None) -> list[Escalation]:
+    def _evaluate(self, entity: str, state: EntityState, at: float,
+                  only: frozenset[str] | None = None) -> list[Escalation]:
         evidence_base = self._evidence(entity, state, at)
         stale = (state["last_exercised"] is None or self.watermark - state["last_exercised"] > self._stale_after())
         out: list[Escalation] = []
         for uid, finding in list(state["findings"].items()):
-            if only is not None and uid != only:
+            if only is not None and uid not in only:
                 continue
             prev = EscalationState.from_list(finding["esc"])
             if not prev.active and finding["status"] == "resolved":
@@ -309,7 +381,7 @@ class Correlator:
                 "held": result.held,
                 "contributions": result.contributions,
             },
-            "reasons": why,
+            "reasons": [mask(reason) for reason in why],  # alert subjects and names from traffic
             "evidence": {
                 "trace_ids": list(state["traces"]),
                 "alert_uids": [a.uid for a in evidence.alerts],

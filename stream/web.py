@@ -2,7 +2,8 @@
 
 Served by Faust's own web server (``HOTPATH_WEB_HOST``/``HOTPATH_WEB_PORT``). ``/health`` answers 200
 only when the worker is ready: its partitions are assigned and their tables recovered, and the
-shared context has been read up to where it stood at start-up; 503 with the reason otherwise.
+shared context has been read up to where it stood at start-up; 503 with the reason otherwise. It
+also lists the entity partitions the worker owns, to see how a group has spread them.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def register_views(hotpath: Hotpath) -> None:
     @app.page("/health")
     async def health(view, request):
         ready, why = readiness(hotpath)
-        return view.json({"ready": ready, "status": why, "context": hotpath.context.size()},
+        owned = sorted(tp.partition for tp in app.assignor.assigned_actives()
+                       if tp.topic == hotpath.settings.topic_entity_events)
+        return view.json({"ready": ready, "status": why, "context": hotpath.context.size(), "partitions": owned},
                          status=200 if ready else 503)
 
     @app.page("/metrics")

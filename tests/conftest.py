@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,22 @@ def launcher(command: str, run_dir: Path, port: int | None = None,
     if port is not None:
         args += ["--port", str(port)]
     return subprocess.run(args, capture_output=True, text=True, timeout=600)
+
+
+@contextmanager
+def own_broker(name: str, port: int, controller_port: int, properties: list[str]) -> Iterator[Path]:
+    """A launcher broker of a test's own, with extra ``server.properties`` lines (listeners, security),
+    on ``port`` (which must speak plain Kafka: the launcher probes it); stopped and removed after."""
+    run_dir = ROOT / ".run" / f"{TEST_RUN_PREFIX}{name}-{unique_suffix()}"
+    extra = ["--controller-port", str(controller_port)] + [arg for line in properties for arg in ("--config", line)]
+    started = launcher("up", run_dir, port, extra=extra)
+    if started.returncode != 0:
+        pytest.fail(f"could not start the {name} broker: {(started.stderr or started.stdout).strip()}", pytrace=False)
+    try:
+        yield run_dir
+    finally:
+        launcher("down", run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,16 +155,76 @@ def final_states(events: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
             for uid, e in latest.items()}
 
 
-def publish_scenario(settings: Settings, scenario) -> None:
-    """Produce a demo scenario onto the input topics, assets first, the rest in event-time order."""
+Record = tuple[str, bytes | None, bytes]  # (topic, key, value)
+
+
+def scenario_records(settings: Settings, scenario) -> list[Record]:
+    """A demo scenario as the records of the input topics: assets first, the rest in event-time order."""
+    topics = {"findings": settings.topic_findings, "traces": settings.topic_traces, "alerts": settings.topic_alerts}
+    records: list[Record] = [(settings.topic_assets, asset.id.encode(), json.dumps(asset.to_record()).encode())
+                             for asset in scenario.assets]
+    records += [(topics[stream], key, value) for _, stream, key, value in scenario.timeline()]
+    return records
+
+
+def publish(settings: Settings, records: list[Record], over_s: float = 0.0,
+            played: Callable[[int], None] | None = None) -> None:
+    """Produce ``records`` in order; ``over_s`` spreads them evenly over that many seconds, so a fault can
+    land in the middle of the stream. ``played(n)`` hears how many have been handed to the producer."""
     from stream.kafka import producer
 
-    topics = {"findings": settings.topic_findings, "traces": settings.topic_traces, "alerts": settings.topic_alerts}
     client = producer(settings)
-    for asset in scenario.assets:
-        client.produce(settings.topic_assets, key=asset.id.encode(), value=json.dumps(asset.to_record()).encode())
-    for _, stream, key, value in scenario.timeline():
-        client.produce(topics[stream], key=key, value=value)
+    started = time.monotonic()
+    for index, (topic, key, value) in enumerate(records):
+        wait = started + over_s * index / len(records) - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        client.produce(topic, key=key, value=value)
         client.poll(0)
-    if client.flush(30) != 0:
-        raise AssertionError("could not deliver the scenario to Kafka")
+        if played is not None:
+            played(index + 1)
+    if client.flush(60) != 0:
+        raise AssertionError("could not deliver the records to Kafka")
+
+
+def publish_scenario(settings: Settings, scenario) -> None:
+    """Produce a demo scenario onto the input topics, assets first, the rest in event-time order."""
+    publish(settings, scenario_records(settings, scenario))
+
+
+class Player(threading.Thread):
+    """Plays records onto their topics over ``over_s`` seconds on a thread, while the test injects a fault.
+
+    ``played`` is how many records have been produced so far; :meth:`finish` waits for the rest and
+    re-raises anything that went wrong on the thread.
+    """
+
+    def __init__(self, settings: Settings, records: list[Record], over_s: float) -> None:
+        super().__init__(name="scenario-player", daemon=True)
+        self.settings, self.records, self.over_s = settings, records, over_s
+        self.played = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            publish(self.settings, self.records, self.over_s, played=self._count)
+        except BaseException as exc:  # handed to the test by finish()
+            self.error = exc
+
+    def _count(self, played: int) -> None:
+        self.played = played
+
+    def wait_for_share(self, share: float, timeout: float = 120.0) -> None:
+        """Block until ``share`` (0..1) of the records have been produced."""
+        deadline = time.monotonic() + timeout
+        while self.played < share * len(self.records):
+            if not self.is_alive() or time.monotonic() > deadline:
+                raise AssertionError(f"the player stopped at {self.played}/{len(self.records)} records: {self.error}")
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 120.0) -> None:
+        self.join(timeout)
+        if self.error is not None:
+            raise self.error
+        if self.is_alive():
+            raise AssertionError(f"the player is still playing after {timeout}s")

@@ -19,6 +19,13 @@ Attributes read (old and new semantic-convention names side by side):
 * callers of SERVER spans: ``http.request.header.x-forwarded-for`` (first hop), ``client.address`` /
   ``http.client_ip``, ``network.peer.address`` / ``net.sock.peer.addr``.
 
+This list is the allow-list of what traces can put into escalations: every other attribute (headers,
+statements, user ids, payloads) is skipped unread, on both encodings. The entity ids made from
+allowed values (names, namespaces, hosts, URL paths) pass through :func:`stream.redact.mask`, so a
+card number or credential placed in one reaches no topic unmasked, and may not be longer than the
+longest ARN AWS allows (2048 characters): a message naming a longer one is refused, as a message
+with too many attributes is.
+
 What a span touches:
 
 * SERVER and CONSUMER spans touch their own service (``service:NAME``) and, when the resource names
@@ -77,6 +84,7 @@ from stream.entities import (
 from stream.formats import jsonsafe
 from stream.formats.limits import DecodeLimits
 from stream.models import DecodeError, Touch, TraceBatch
+from stream.redact import mask
 
 Encoding = Literal["otlp_proto", "otlp_json"]
 
@@ -122,7 +130,9 @@ _CALLER_KEYS = {
     "network.peer.address": "network.peer.address",
     "net.sock.peer.addr": "network.peer.address",
 }
-_CALLER_SLOTS = tuple(dict.fromkeys(_CALLER_KEYS.values()))
+_CALLER_KEY_SET = frozenset(_CALLER_KEYS)
+_HOST_KEYS = ("server.address", "net.peer.name")
+_URL_KEYS = ("url.full", "http.url")
 _CANONICAL = {**_AWS_KEYS, **_TARGET_KEYS, **_DB_KEYS, **_PEER_SERVICE_KEYS, **_CALLER_KEYS}
 
 # Which attribute keys matter depends only on the span kind.
@@ -141,14 +151,15 @@ _RESOURCE_KEYS = frozenset({
 _SERVICE_NAME_FALLBACKS = ("faas.name", "k8s.deployment.name", "k8s.statefulset.name", "k8s.daemonset.name")
 
 _MAX_ADDRESS_LENGTH = 64  # the longest IPv6 text with a zone; longer strings are not addresses
+MAX_ENTITY_ID_LENGTH = 2048  # the longest ARN AWS allows
 _S3_PATH_STYLE_HOST = re.compile(r"^s3(?:[.\-](?:dualstack\.)?[a-z0-9\-]+)?\.amazonaws\.com$")
 _QUEUE_PATH = re.compile(r"^/(?P<account>\d{12})/(?P<name>[^/?#]+)$")
 
 AttributeValue = str | tuple[str, ...]
 Found = tuple[tuple[str, Any], ...]
-# the message's plans for the span's resource and kind, found attribute values, end time (ns), error, trace id,
-# span id, parent span id
-SpanRow = tuple["_Plans", Found, int, bool, bytes, bytes, bytes]
+# the message's plans for the span's resource and kind, found attribute values (callers aside), found caller
+# attribute values, end time (ns), error, trace id, span id, parent span id
+SpanRow = tuple["_Plans", Found, Found, int, bool, bytes, bytes, bytes]
 
 
 def detect_encoding(value: bytes) -> Encoding:
@@ -206,10 +217,11 @@ def _resource(attributes: dict[str, Any]) -> _Resource:
     if not name and pod:
         name = deployment_of_pod(pod)
     region, account = _text(attributes.get("cloud.region")), _text(attributes.get("cloud.account.id"))
+    identity = _workload_identity(attributes, region, account)
     return _Resource(
-        service=service_entity(name) if name else None,
-        identity=_workload_identity(attributes, region, account),
-        region=region, account=account, pod=pod,
+        service=_entity_id(service_entity(name)) if name else None,
+        identity=_entity_id(identity) if identity else None,
+        region=region, account=account, pod=_entity_id(pod) if pod else None,
     )
 
 
@@ -220,20 +232,37 @@ class _Template:
     It depends on nothing but its key, so it is kept across messages (with traces partitioned by
     trace id a message holds a few spans, and planning afresh each time would dominate); the asset
     aliases, which may change between messages, are consulted when a message uses the template.
+    Who called an inbound span is kept apart (:class:`_Caller`): client addresses change from request
+    to request and would make nearly every template new.
     """
 
     inbound: bool
+    server: bool  # a SERVER span: internet traffic when its caller's address is public
     fixed: tuple[str, ...]  # entities named outright
     host: str | None  # a peer or database host an asset alias may claim
     unclaimed: str | None  # the database id used when no alias claims ``host``
-    internet: bool
-    caller_addresses: tuple[str, ...]  # addresses an asset alias may name as the calling service
+
+
+@dataclass(frozen=True, slots=True)
+class _Caller:
+    """What an inbound span's caller attributes say: a public address, and addresses an alias may name."""
+
+    public: bool
+    addresses: tuple[str, ...]
 
 
 TemplateKey = tuple[_Resource, int, Found]
 _TEMPLATES: dict[TemplateKey, _Template] = {}
-_MAX_TEMPLATES = 20_000  # then the cache starts over: bounded memory whatever the input
+_CALLERS: dict[Found, _Caller] = {}
+_MAX_TEMPLATES = 20_000  # then a cache starts over: bounded memory whatever the input
 _MAX_CACHED_VALUE_LENGTH = 256  # values longer than this (full URLs with queries, say) are rarely seen twice
+
+
+def _keep(cache: dict, key: Any, value: Any, found: Found) -> None:
+    if all(len(raw) <= _MAX_CACHED_VALUE_LENGTH for _, raw in found):
+        if len(cache) >= _MAX_TEMPLATES:
+            cache.clear()
+        cache[key] = value
 
 
 def _template(resource: _Resource, kind: int, found: Found, decode_value: Callable[[Any], AttributeValue]) -> _Template:
@@ -241,16 +270,25 @@ def _template(resource: _Resource, kind: int, found: Found, decode_value: Callab
     template = _TEMPLATES.get(key)
     if template is None:
         template = _plan(resource, kind, {_CANONICAL[name]: decode_value(value) for name, value in found})
-        if all(len(value) <= _MAX_CACHED_VALUE_LENGTH for _, value in found):
-            if len(_TEMPLATES) >= _MAX_TEMPLATES:
-                _TEMPLATES.clear()
-            _TEMPLATES[key] = template
+        _keep(_TEMPLATES, key, template, found)
     return template
+
+
+def _caller(found: Found, decode_value: Callable[[Any], AttributeValue]) -> _Caller:
+    """An inbound span's caller attributes, read once per distinct combination."""
+    caller = _CALLERS.get(found)
+    if caller is None:
+        values = {_CANONICAL[name]: decode_value(value) for name, value in found}
+        address = _caller_address(values)
+        addresses = tuple(address for address in (_text(values.get("client.address")),
+                                                  _text(values.get("network.peer.address"))) if address)
+        caller = _Caller(len(address) <= _MAX_ADDRESS_LENGTH and is_public_address(address), addresses)
+        _keep(_CALLERS, found, caller, found)
+    return caller
 
 
 def _plan(resource: _Resource, kind: int, values: dict[str, AttributeValue]) -> _Template:
     """The cold path: work out what a new combination of resource, kind and attribute values touches."""
-    callers = {slot: values.pop(slot) for slot in _CALLER_SLOTS if slot in values}
     fixed = _aws_targets(values, resource)
     host = unclaimed = None
     inbound = kind in _INBOUND
@@ -259,12 +297,15 @@ def _plan(resource: _Resource, kind: int, values: dict[str, AttributeValue]) -> 
         fixed = own + [target for target in fixed if target not in own]
     elif not fixed and not _is_aws_call(values):
         fixed, host, unclaimed = _peer(values, outbound=kind in _OUTBOUND)
-    address = _caller_address(callers)
-    internet = kind == SPAN_KIND_SERVER and len(address) <= _MAX_ADDRESS_LENGTH and is_public_address(address)
-    caller_addresses = tuple(
-        address for address in (_text(callers.get("client.address")), _text(callers.get("network.peer.address"))) if address
-    )
-    return _Template(inbound, tuple(dict.fromkeys(fixed)), host, unclaimed, internet, caller_addresses if inbound else ())
+    return _Template(inbound, kind == SPAN_KIND_SERVER, tuple(dict.fromkeys(map(_entity_id, fixed))), host,
+                     _entity_id(unclaimed) if unclaimed else None)
+
+
+def _entity_id(text: str) -> str:
+    """An entity id made from attribute values, as it may leave the decoder: bounded and masked."""
+    if len(text) > MAX_ENTITY_ID_LENGTH:
+        raise DecodeError(f"a span names an entity of {len(text)} characters, over the {MAX_ENTITY_ID_LENGTH}-character limit")
+    return mask(text)
 
 
 def _peer(values: dict[str, AttributeValue], *, outbound: bool) -> tuple[list[str], str | None, str | None]:
@@ -285,8 +326,32 @@ def _peer(values: dict[str, AttributeValue], *, outbound: bool) -> tuple[list[st
     return [], host, f"db:{system}://{host}" + (f"/{namespace}" if namespace else "")
 
 
+_HOST_NEEDS_URL: dict[Any, bool] = {}
+
+
+def _url_unneeded(hits: Iterable[str], value_of: Callable[[str], Any], decode_value: Callable[[Any], AttributeValue]) -> bool:
+    """True when the span's URL cannot change what it touches, so its (per-request) value is left out.
+
+    A URL adds to a plain host only for AWS endpoints (path-style S3, SQS queue URLs); a span that
+    names a host outright (``server.address``, ``net.peer.name``) outside ``amazonaws.com`` is
+    planned the same whatever its URL path, and keeping the path would make each request a new plan.
+    """
+    hosts = [value_of(key) for key in _HOST_KEYS if key in hits]
+    if not hosts:
+        return False
+    for raw in hosts:
+        needed = _HOST_NEEDS_URL.get(raw)
+        if needed is None:
+            host = _text(decode_value(raw))
+            needed = host is None or host.lower().endswith(".amazonaws.com")
+            _keep(_HOST_NEEDS_URL, raw, needed, (("", raw),))
+        if needed:
+            return False
+    return True
+
+
 class _Tally:
-    """The running fold of one entity's touch."""
+    """One entity's touch: what the plans naming it add up to, and the first trace ids seen."""
 
     __slots__ = ("spans", "errors", "internet", "first", "last", "trace_ids", "callers")
 
@@ -301,16 +366,24 @@ class _Tally:
 
 
 class _Plan:
-    """A template made concrete for one message: the tallies its spans move, and the callers' facts."""
+    """A template made concrete for one message: the tallies its spans move, and running counts.
 
-    __slots__ = ("tallies", "internet", "fallback_caller", "service", "needs_fallback")
+    The counts are kept per plan, not per tally, so a span costs the same however many entities it
+    touches; :meth:`_Fold.batch` adds them to the tallies once.
+    """
 
-    def __init__(self, tallies: tuple[_Tally, ...], internet: bool, fallback_caller: str | None, service: str | None):
+    __slots__ = ("tallies", "service", "server", "callers", "spans", "errors", "internet", "first", "last",
+                 "sampling")
+
+    def __init__(self, tallies: tuple[_Tally, ...], service: str | None, server: bool):
         self.tallies = tallies
-        self.internet = internet
-        self.fallback_caller = fallback_caller
         self.service = service
-        self.needs_fallback = fallback_caller is not None
+        self.server = server
+        self.callers: dict[str, None] = {}
+        self.spans = self.errors = self.internet = 0
+        self.first = 1 << 64
+        self.last = -1
+        self.sampling = bool(tallies)  # some tally still wants trace ids
 
 
 class _Plans(dict[Found, _Plan]):
@@ -350,10 +423,11 @@ class _Fold:
         self.decode_value = decode_value
         self.max_trace_ids = limits.max_trace_ids
         self.tallies: dict[str, _Tally] = {}
+        self.plans: list[_Plan] = []
         self.pods: dict[str, str] = {}
         self.span_count = 0
         self.service_of_span: dict[bytes, str | None] = {}
-        self.awaiting_parent: list[tuple[bytes, _Plan]] = []
+        self.inbound: list[tuple[bytes, _Plan, _Caller | None]] = []  # (parent span id, plan, caller)
 
     def resource_plans(self, resource: _Resource) -> _PlansByKind:
         """Plans for the spans of one resource of this message; learns the resource's pod on the way."""
@@ -362,45 +436,53 @@ class _Fold:
         return _PlansByKind(self, resource)
 
     def fold(self, spans: Iterable[SpanRow]) -> None:
-        """The hot loop: each span moves the counters of the touches its plan names, nothing more.
+        """The hot loop: each span moves the counters of its plan, nothing more.
 
-        ``span_id`` is given only when callers may be looked up (several resources in the message),
-        ``parent_id`` only for inbound spans.
+        ``span_id`` is given only when callers may be looked up (several resources in the message);
+        ``callers`` and ``parent_id`` only for inbound spans, whose callers are worked out in :meth:`batch`.
         """
         service_of_span = self.service_of_span
-        awaiting_parent = self.awaiting_parent
+        inbound = self.inbound
         sample_size = self.max_trace_ids
-        for plans, found, end_ns, error, trace_id, span_id, parent_id in spans:
+        decode_value = self.decode_value
+        callers_seen = _CALLERS
+        for plans, found, callers, end_ns, error, trace_id, span_id, parent_id in spans:
             plan = plans[found]
+            plan.spans += 1
+            if error:
+                plan.errors += 1
+            if end_ns < plan.first:
+                plan.first = end_ns
+            if end_ns > plan.last:
+                plan.last = end_ns
             if span_id:
                 service_of_span[span_id] = plan.service
-            if parent_id:
-                awaiting_parent.append((parent_id, plan))
-            elif plan.needs_fallback:
-                plan.needs_fallback = False
-                _add_caller(plan.tallies, plan.fallback_caller)
-            internet = plan.internet
-            for tally in plan.tallies:
-                tally.spans += 1
-                if error:
-                    tally.errors += 1
-                if internet:
-                    tally.internet += 1
-                if end_ns < tally.first:
-                    tally.first = end_ns
-                if end_ns > tally.last:
-                    tally.last = end_ns
-                sample = tally.trace_ids
-                if len(sample) < sample_size and trace_id not in sample:
-                    sample.append(trace_id)
+            if callers:
+                caller = callers_seen.get(callers) or _caller(callers, decode_value)
+                if caller.public and plan.server:
+                    plan.internet += 1
+                inbound.append((parent_id, plan, caller))
+            elif parent_id:
+                inbound.append((parent_id, plan, None))
+            if plan.sampling:
+                plan.sampling = False
+                for tally in plan.tallies:
+                    sample = tally.trace_ids
+                    if len(sample) < sample_size:
+                        if trace_id not in sample:
+                            sample.append(trace_id)
+                        plan.sampling = plan.sampling or len(sample) < sample_size
 
     def batch(self) -> TraceBatch:
-        for parent_id, plan in self.awaiting_parent:
-            caller = self.service_of_span.get(parent_id)
-            if caller is not None and caller != plan.service:
-                _add_caller(plan.tallies, caller)
-            elif plan.fallback_caller is not None:
-                _add_caller(plan.tallies, plan.fallback_caller)
+        self._add_callers()
+        for plan in self.plans:
+            for tally in plan.tallies:
+                tally.spans += plan.spans
+                tally.errors += plan.errors
+                tally.internet += plan.internet
+                tally.first = min(tally.first, plan.first)
+                tally.last = max(tally.last, plan.last)
+                tally.callers.update(plan.callers)
         touches = [
             Touch(
                 entity=entity, services=list(tally.callers), spans=tally.spans, errors=tally.errors,
@@ -411,17 +493,32 @@ class _Fold:
         ]
         return TraceBatch(touches=touches, pods=self.pods, span_count=self.span_count)
 
+    def _add_callers(self) -> None:
+        """Inbound spans: the caller is the parent's service when the parent is in this message and
+        belongs to another service, else the service an asset alias gives the caller's address."""
+        by_alias: dict[tuple[tuple[str, ...], str | None], str | None] = {}
+        for parent_id, plan, caller in self.inbound:
+            service = self.service_of_span.get(parent_id) if parent_id else None
+            if service is not None and service != plan.service:
+                plan.callers[service] = None
+            elif caller is not None and caller.addresses:
+                key = (caller.addresses, plan.service)
+                if key not in by_alias:
+                    by_alias[key] = self._caller_by_alias(caller.addresses, plan.service)
+                if by_alias[key] is not None:
+                    plan.callers[by_alias[key]] = None
+
     def concrete_plan(self, template: _Template, resource: _Resource) -> _Plan:
         """The template with this message's tallies and the asset aliases as they are now."""
         entities = template.fixed
         if template.host is not None:
             claimed = self.resolver.resolve(template.host) or template.unclaimed
             entities = (*entities, claimed) if claimed else entities
-        tallies = tuple(self._tally(entity) for entity in entities)
-        if not template.inbound:
-            _add_caller(tallies, resource.service)
-            return _Plan(tallies, False, None, resource.service)
-        return _Plan(tallies, template.internet, self._caller_by_alias(template.caller_addresses, resource.service), resource.service)
+        plan = _Plan(tuple(self._tally(entity) for entity in entities), resource.service, template.server)
+        if not template.inbound and resource.service:
+            plan.callers[resource.service] = None
+        self.plans.append(plan)
+        return plan
 
     def _caller_by_alias(self, addresses: tuple[str, ...], own_service: str | None) -> str | None:
         for address in addresses:
@@ -435,12 +532,6 @@ class _Fold:
         if tally is None:
             tally = self.tallies[entity] = _Tally()
         return tally
-
-
-def _add_caller(tallies: Iterable[_Tally], caller: str | None) -> None:
-    if caller:
-        for tally in tallies:
-            tally.callers[caller] = None
 
 
 def _text(value: Any) -> str | None:
@@ -701,11 +792,22 @@ def _proto_spans(value: bytes, fold: _Fold, limits: DecodeLimits) -> Iterator[Sp
                 kind, end_ns, status, trace_id = _SPAN_FIELDS(span)
                 if len(trace_id) != 16:
                     raise DecodeError(f"span trace id is {len(trace_id)} bytes, expected 16")
-                hits = wanted_by_kind.get(kind, _INTERNAL_WANTED).intersection(attributes)
+                callers: Found = ()
+                parent_id = b""
+                if kind in _INBOUND:
+                    hits = _INBOUND_WANTED.intersection(attributes)
+                    caller_keys = hits & _CALLER_KEY_SET
+                    if caller_keys:
+                        hits -= caller_keys
+                        callers = tuple(zip(caller_keys, map(attributes.__getitem__, caller_keys), strict=True))
+                    parent_id = span.parent_span_id
+                else:
+                    hits = wanted_by_kind.get(kind, _INTERNAL_WANTED).intersection(attributes)
+                    if ("url.full" in hits or "http.url" in hits) and _url_unneeded(hits, attributes.__getitem__, _proto_value):
+                        hits = hits.difference(_URL_KEYS)
                 yield (
-                    plans_by_kind[kind], tuple(zip(hits, map(attributes.__getitem__, hits), strict=True)), end_ns,
-                    error_status[status], trace_id, span.span_id if track_span_ids else b"",
-                    span.parent_span_id if kind in _INBOUND else b"",
+                    plans_by_kind[kind], tuple(zip(hits, map(attributes.__getitem__, hits), strict=True)), callers,
+                    end_ns, error_status[status], trace_id, span.span_id if track_span_ids else b"", parent_id,
                 )
 
 
@@ -767,12 +869,15 @@ def _json_spans(value: bytes, fold: _Fold, limits: DecodeLimits) -> Iterator[Spa
                 if not isinstance(span, dict):
                     raise DecodeError(f"a span must be a JSON object, got {type(span).__name__}")
                 kind = _json_kind(span.get("kind", 0))
-                wanted = _WANTED_BY_KIND.get(kind, _INTERNAL_WANTED)
-                found = tuple(_json_attributes(span.get("attributes"), wanted, max_attributes).items())
+                picked = _json_attributes(span.get("attributes"), _WANTED_BY_KIND.get(kind, _INTERNAL_WANTED), max_attributes)
+                callers = tuple((key, picked.pop(key)) for key in _CALLER_KEYS if key in picked)
+                if ("url.full" in picked or "http.url" in picked) and _url_unneeded(picked, picked.__getitem__, _as_is):
+                    for key in _URL_KEYS:
+                        picked.pop(key, None)
                 status = span.get("status") or {}
                 error = isinstance(status, dict) and status.get("code") in (STATUS_CODE_ERROR, "STATUS_CODE_ERROR")
                 yield (
-                    plans_by_kind[kind], found, _json_time(span.get("endTimeUnixNano")), error,
+                    plans_by_kind[kind], tuple(picked.items()), callers, _json_time(span.get("endTimeUnixNano")), error,
                     _json_id(span.get("traceId"), 16, "traceId"),
                     _json_id(span.get("spanId"), 8, "spanId") if track_span_ids else b"",
                     _json_id(span.get("parentSpanId"), 8, "parentSpanId", required=False) if kind in _INBOUND else b"",

@@ -7,7 +7,9 @@ For each record of ``topic_escalations`` (consumer group ``<app_id>-delivery``, 
    timeouts and network errors are retried with exponential back-off and full jitter, never sooner
    than ``Retry-After``, up to ``delivery_retry_budget`` retries per event and sink; a permanent
    error or a spent budget puts a dead-letter record on ``topic_dlq`` (reason names the sink, the
-   status and the answer, never the secret);
+   status and the answer, never the secret). A sink that refuses connections is down, not refusing
+   the event: those retries spend no budget, so an outage is waited out (the events stay
+   uncommitted, retried every ``delivery_backoff_max_s`` at most) and they are delivered when it is back;
 3. only then is the record done. Offsets are committed per partition up to the first record not
    done, so deliveries may finish out of order while a crash re-delivers everything unfinished:
    at least once, and the receivers de-duplicate on the escalation uid.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import functools
 import logging
 import os
@@ -61,6 +64,8 @@ CONSUME_WAIT_S = 0.2
 # group session expires: 10 s instead of librdkafka's 45 s.
 SESSION_TIMEOUT_MS = 10_000
 UNREADABLE = "(unreadable event)"
+# Connection refused or no route: nothing at the sink's address answers, whatever the event.
+UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
 SIEM = "(siem)"
 Key = tuple[str, int]
 
@@ -164,6 +169,11 @@ def _sink_client(sink: SinkSettings, secret: Secret, trace_url_template: str) ->
         return module.build_request(escalation, sink, secret, trace_url_template=trace_url_template)
 
     return SinkClient(sink, secret, build_incident, module.classify)
+
+
+@dataclass(frozen=True, slots=True)
+class Unreachable(Retry):
+    """The sink could not be connected to at all: retried without spending the event's budget."""
 
 
 class KafkaDeliveryError(Exception):
@@ -302,7 +312,7 @@ class DeliveryService:
         settings = self._settings
         where = {"sink": sink.name, "dedup_key": escalation.dedup_key, "state": escalation.state,
                  "version": escalation.version}
-        retry = 0
+        retry = spent = 0
         while True:
             request = sink.build(escalation, time.time())
             async with self._limits[sink.name]:
@@ -311,11 +321,13 @@ class DeliveryService:
                 self.metrics.delivered[sink.name] += 1
                 _log(logging.INFO, "delivered", **where, status=outcome.status, attempts=retry + 1)
                 return
-            if isinstance(outcome, Permanent) or retry >= settings.delivery_retry_budget:
+            if isinstance(outcome, Permanent) or spent >= settings.delivery_retry_budget:
                 break
             delay = backoff_delay(retry, base_s=settings.delivery_backoff_base_s, max_s=settings.delivery_backoff_max_s,
                                   retry_after_s=outcome.after_s, rng=self._rng)
             retry += 1
+            if not isinstance(outcome, Unreachable):
+                spent += 1
             self.metrics.retries[sink.name] += 1
             _log(logging.WARNING, "retrying", **where, reason=sink.secret.redact(outcome.reason),
                  retry=retry, delay_s=round(delay, 3))
@@ -342,7 +354,8 @@ class DeliveryService:
         except TimeoutError:
             return Retry(f"no answer within {self._settings.delivery_request_timeout_s:g}s")
         except aiohttp.ClientError as exc:
-            return Retry(f"network error: {type(exc).__name__}: {exc}")
+            refused = isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error.errno in UNREACHABLE_ERRNOS
+            return (Unreachable if refused else Retry)(f"network error: {type(exc).__name__}: {exc}")
 
     async def _dead_letter(self, record, reason: str, counted_as: str) -> None:
         entry = dead_letter(reason, topic=record.topic(), partition=record.partition(), offset=record.offset(),

@@ -1,0 +1,60 @@
+"""End-to-end throughput of hotpath workers: trace batches in, every entity event correlated, escalations out.
+
+The workers start on empty topics that already hold the asset context and the CSPM findings (what a
+deployment has before the traffic it is judged by), all of them ready (partitions assigned), so a
+second worker never finds the first one half-way through. Then the scenario's trace batches and
+alerts are written as fast as the broker takes them, and the clock runs until the workers have
+read every one and correlated every entity event they caused (from their ``/metrics``). The figure
+is the scenario's span count over that time; producing runs alongside, as it would in production.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from bench.harness import (
+    context_records,
+    fresh_topics,
+    metrics,
+    publish,
+    running_workers,
+    total,
+    traffic_records,
+    wait_until,
+)
+from stream.demo.scenario import Scenario
+from stream.settings import Settings
+
+TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Throughput:
+    spans_per_s: float
+    seconds: float
+    records_per_worker: tuple[int, ...]  # trace batches each worker read: how evenly the group split them
+
+
+def measure(base: Settings, scenario: Scenario, workers: int = 1, **extra) -> Throughput:
+    """One run of ``workers`` workers in one consumer group over the scenario's traffic."""
+    with fresh_topics(base, f"w{workers}") as settings:
+        publish(settings, context_records(settings, scenario))
+        with running_workers(settings, workers, "worker", **extra) as processes:
+            traces = f'hotpath_records_in_total{{topic="{settings.topic_traces}"}}'
+            alerts = f'hotpath_records_in_total{{topic="{settings.topic_alerts}"}}'
+            wanted = {traces: len(scenario.trace_batches), alerts: len(scenario.alerts)}
+            started = time.monotonic()
+            publish(settings, traffic_records(settings, scenario))
+            samples: list[dict[str, float]] = []
+
+            def done() -> bool:
+                samples[:] = [metrics(process) for process in processes]
+                read_all = all(total(samples, name) >= count for name, count in wanted.items())
+                correlated = total(samples, "hotpath_processing_latency_ms_count")
+                return read_all and correlated >= total(samples, "hotpath_entity_events_total")
+
+            finished = wait_until(done, TIMEOUT_S, "done with the traffic", processes)
+    seconds = finished - started
+    return Throughput(scenario.span_count / seconds, seconds,
+                      tuple(int(sample.get(traces, 0)) for sample in samples))
