@@ -129,6 +129,18 @@ def total(samples: list[dict[str, float]], prefix: str) -> float:
     return sum(value for sample in samples for name, value in sample.items() if name.startswith(prefix))
 
 
+def records_in(topic: str) -> str:
+    """The worker metric counting the records it read from ``topic``."""
+    return f'hotpath_records_in_total{{topic="{topic}"}}'
+
+
+def caught_up(samples: list[dict[str, float]], wanted: dict[str, float]) -> bool:
+    """True when the workers have read ``wanted`` records per metric and correlated every entity event they made."""
+    read_all = all(total(samples, name) >= count for name, count in wanted.items())
+    correlated = total(samples, "hotpath_processing_latency_ms_count")
+    return read_all and correlated >= total(samples, "hotpath_entity_events_total")
+
+
 @contextmanager
 def running_workers(settings: Settings, count: int, label: str, **extra) -> Iterator[list[HotpathProcess]]:
     """``count`` hotpath workers in one consumer group, all ready (partitions assigned) together."""

@@ -14,12 +14,13 @@ import time
 from dataclasses import dataclass
 
 from bench.harness import (
+    caught_up,
     context_records,
     fresh_topics,
     metrics,
     publish,
+    records_in,
     running_workers,
-    total,
     traffic_records,
     wait_until,
 )
@@ -41,18 +42,15 @@ def measure(base: Settings, scenario: Scenario, workers: int = 1, **extra) -> Th
     with fresh_topics(base, f"w{workers}") as settings:
         publish(settings, context_records(settings, scenario))
         with running_workers(settings, workers, "worker", **extra) as processes:
-            traces = f'hotpath_records_in_total{{topic="{settings.topic_traces}"}}'
-            alerts = f'hotpath_records_in_total{{topic="{settings.topic_alerts}"}}'
-            wanted = {traces: len(scenario.trace_batches), alerts: len(scenario.alerts)}
+            traces = records_in(settings.topic_traces)
+            wanted = {traces: len(scenario.trace_batches), records_in(settings.topic_alerts): len(scenario.alerts)}
             started = time.monotonic()
             publish(settings, traffic_records(settings, scenario))
             samples: list[dict[str, float]] = []
 
             def done() -> bool:
                 samples[:] = [metrics(process) for process in processes]
-                read_all = all(total(samples, name) >= count for name, count in wanted.items())
-                correlated = total(samples, "hotpath_processing_latency_ms_count")
-                return read_all and correlated >= total(samples, "hotpath_entity_events_total")
+                return caught_up(samples, wanted)
 
             finished = wait_until(done, TIMEOUT_S, "done with the traffic", processes)
     seconds = finished - started
