@@ -70,3 +70,8 @@ demo: setup
 FUZZ_SECONDS ?= 60
 fuzz: setup
 	$(BIN)/python fuzz/fuzz_decoders.py -max_total_time=$(FUZZ_SECONDS) $(FUZZ_ARGS)
+
+# Issue 7: throughput, latency, memory and scale-out on the local broker, one table and bench/results.json.
+.PHONY: bench
+bench: setup kafka-up
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick)

@@ -25,7 +25,7 @@ from stream.topics import TOPIC_SETTINGS, apply_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from workers import HotpathProcess, Record  # noqa: E402  (tests/ is not a package)
+from workers import HotpathProcess, Record, final_states, read_topic  # noqa: E402, F401  (tests/ is not a package; re-exported)
 
 CACHE_DIR = ROOT / ".cache" / "bench"
 LOG_DIR = ROOT / ".run" / "bench"

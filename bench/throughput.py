@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from bench.harness import (
     caught_up,
     context_records,
+    final_states,
     fresh_topics,
     metrics,
     publish,
+    read_topic,
     records_in,
     running_workers,
     traffic_records,
@@ -28,6 +30,7 @@ from stream.demo.scenario import Scenario
 from stream.settings import Settings
 
 TIMEOUT_S = 600
+CHECK_S = 20.0  # how long the escalations may take to settle on the expected ones, after the clock stopped
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class Throughput:
     spans_per_s: float
     seconds: float
     records_per_worker: tuple[int, ...]  # trace batches each worker read: how evenly the group split them
+    escalations_as_expected: bool  # the findings the scenario says should escalate did, at their priority
 
 
 def measure(base: Settings, scenario: Scenario, workers: int = 1, **extra) -> Throughput:
@@ -53,6 +57,9 @@ def measure(base: Settings, scenario: Scenario, workers: int = 1, **extra) -> Th
                 return caught_up(samples, wanted)
 
             finished = wait_until(done, TIMEOUT_S, "done with the traffic", processes)
+            wanted_states = {uid: ("escalated", priority) for uid, priority in scenario.expected.escalated.items()}
+            escalations = read_topic(settings, settings.topic_escalations, timeout=CHECK_S, until=lambda records: (
+                final_states([value for _, value in records]) == wanted_states))
     seconds = finished - started
-    return Throughput(scenario.span_count / seconds, seconds,
-                      tuple(int(sample.get(traces, 0)) for sample in samples))
+    return Throughput(scenario.span_count / seconds, seconds, tuple(int(sample.get(traces, 0)) for sample in samples),
+                      final_states([value for _, value in escalations]) == wanted_states)

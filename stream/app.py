@@ -116,6 +116,9 @@ def create_app(settings: Settings) -> Hotpath:
 
     def ingest_agent(stream_name: str, topic_name: str) -> None:
         async def agent(stream):
+            # Resolution needs the assets (aliases, exercised_via): read them before the first record.
+            while not hotpath.feed.caught_up.is_set():
+                await asyncio.sleep(0.05)
             async for event in stream.events():
                 message = event.message
                 metrics.records_in.inc(topic_name)
