@@ -168,7 +168,3 @@ class EntityResolver:
     def exercised_by(self, entity: str) -> set[str]:
         """Assets whose findings are exercised by traffic on ``entity`` (reverse of ``exercised_via``)."""
         return self._exercised_by.get(entity, set())
-
-    @property
-    def pods(self) -> dict[str, str]:
-        return dict(self._pods)

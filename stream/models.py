@@ -5,7 +5,7 @@ validating. A :class:`Touch` is built on the trace hot path (several per Kafka m
 plain slotted dataclass with epoch-second times.
 
 ``to_record()`` gives the normalized JSON shape that ``hotpath inspect`` prints and that travels on
-the internal ``hotpath.entity-events`` topic; ``record_from_dict`` reads it back.
+the internal ``hotpath.entity-events`` topic.
 """
 
 from __future__ import annotations
@@ -165,21 +165,3 @@ def parse_rfc3339(value: str) -> float:
     """RFC 3339 text (``Z`` or an offset) to epoch seconds."""
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
-
-def record_from_dict(data: dict[str, Any]) -> NormalizedRecord:
-    """Rebuild a normalized record from its ``to_record()`` form."""
-    kind = data.get("kind")
-    if kind == "touch":
-        return Touch(
-            entity=data["entity"], services=list(data["services"]), spans=data["spans"],
-            errors=data["errors"], internet_spans=data["internet_spans"],
-            first_seen=parse_rfc3339(data["first_seen"]), last_seen=parse_rfc3339(data["last_seen"]),
-            trace_ids=list(data.get("trace_ids", ())),
-        )
-    if kind == "finding":
-        return Finding.model_validate(data)
-    if kind == "alert":
-        return Alert.model_validate(data)
-    if kind == "asset":
-        return Asset.model_validate(data)
-    raise ValueError(f"unknown record kind {kind!r}")

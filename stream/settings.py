@@ -7,7 +7,6 @@ Defaults run on a laptop against the project's own broker on 127.0.0.1:9092. Nes
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -210,9 +209,3 @@ def load_settings(**overrides) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
-
-
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    """The process-wide settings, read once."""
-    return load_settings()
