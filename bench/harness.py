@@ -31,6 +31,7 @@ CACHE_DIR = ROOT / ".cache" / "bench"
 LOG_DIR = ROOT / ".run" / "bench"
 CACHE_FORMAT = 1  # bump when what a cached scenario holds changes
 POLL_S = 0.1
+STALL_S = 60.0
 STARTED = time.monotonic()
 
 
@@ -99,10 +100,15 @@ def publish(settings: Settings, records: Iterable[Record]) -> int:
     return count
 
 
-def context_records(settings: Settings, scenario: Scenario) -> list[Record]:
-    """Assets and CSPM findings: what a deployment has before its traffic is measured."""
-    return [(settings.topic_assets, asset.id.encode(), orjson.dumps(asset.to_record())) for asset in scenario.assets] + [
-        (settings.topic_findings, None, value) for value in scenario.findings]
+def asset_records(settings: Settings, scenario: Scenario) -> list[Record]:
+    """The asset inventory, which a deployment holds before its workers start."""
+    return [(settings.topic_assets, asset.id.encode(), orjson.dumps(asset.to_record())) for asset in scenario.assets]
+
+
+def finding_records(settings: Settings, scenario: Scenario) -> list[Record]:
+    """The CSPM findings, written once the workers are up: records in flight while a worker joins its
+    group can be dropped by Faust (faust-streaming issue 596) and would never be correlated."""
+    return [(settings.topic_findings, None, value) for value in scenario.findings]
 
 
 def traffic_records(settings: Settings, scenario: Scenario) -> list[Record]:
@@ -149,8 +155,8 @@ def running_workers(settings: Settings, count: int, label: str, **extra) -> Iter
     with ExitStack() as stack:
         workers = [stack.enter_context(HotpathProcess("worker", settings, log_dir, name=f"{label}-{index}", **extra))
                    for index in range(count)]
-        wait_until(lambda: all(_ready(worker) for worker in workers), 120, f"{count} worker(s) ready",
-                   workers=workers)
+        wait_until(lambda: all(_ready(worker) for worker in workers), 120, f"{count} worker(s) ready", workers,
+                   watch_progress=False)
         yield workers
 
 
@@ -162,15 +168,27 @@ def _ready(worker: HotpathProcess) -> bool:
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str,
-               workers: Iterable[HotpathProcess] = ()) -> float:
-    """Poll ``condition`` every POLL_S; returns the monotonic time it first held."""
+               workers: Iterable[HotpathProcess] = (), watch_progress: bool = True) -> float:
+    """Poll ``condition`` every POLL_S; returns the monotonic time it first held.
+
+    With ``watch_progress`` it gives up early when the hotpath workers' correlated-event count stands
+    still for STALL_S: a worker that lost events (Faust drops in-flight ones on a rebalance,
+    faust-streaming issue 596) would never get there.
+    """
     deadline = time.monotonic() + timeout
+    last_progress, moved_at = None, time.monotonic()
     while time.monotonic() < deadline:
         if condition():
             return time.monotonic()
         for worker in workers:
             if worker.proc.poll() is not None:
                 raise RuntimeError(f"{worker.name} exited with {worker.proc.returncode}:\n{worker.log_tail()}")
+        progress = total([metrics(worker) for worker in workers], "hotpath_processing_latency_ms_count") \
+            if watch_progress else None
+        if progress != last_progress:
+            last_progress, moved_at = progress, time.monotonic()
+        elif watch_progress and time.monotonic() - moved_at > STALL_S:
+            raise TimeoutError(f"not {what}: no entity event correlated for {STALL_S:.0f}s")
         time.sleep(POLL_S)
     tails = "\n".join(worker.log_tail(20) for worker in workers)
     raise TimeoutError(f"not {what} after {timeout:.0f}s\n{tails}")

@@ -19,8 +19,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from bench.harness import (
     Record,
+    asset_records,
     caught_up,
-    context_records,
+    finding_records,
     fresh_topics,
     metrics,
     publish,
@@ -108,11 +109,12 @@ def measure(base: Settings, scenario: Scenario, spans_per_s: float, seconds: flo
     with fresh_topics(base, "latency") as settings:
         probe_findings: list[Record] = [(settings.topic_findings, None, probe.finding)
                                         for _, probes in plans for probe in probes]
-        publish(settings, context_records(settings, scenario) + probe_findings)
+        publish(settings, asset_records(settings, scenario))
         watcher = Watcher(settings)
         watcher.start()
         try:
             with running_workers(settings, 1, "latency") as workers:
+                publish(settings, finding_records(settings, scenario) + probe_findings)
                 wanted = {records_in(settings.topic_findings): len(scenario.findings) + len(probe_findings)}
                 wait_until(lambda: caught_up([metrics(worker) for worker in workers], wanted), 120,
                            "caught up with the findings", workers)

@@ -119,7 +119,7 @@ def measure(base: Settings, scenario: Scenario, window_s: float, windows: int) -
         log_dir = LOG_DIR / settings.app_id
         log_dir.mkdir(parents=True, exist_ok=True)
         with NaiveProcess("naive", settings, log_dir) as process:
-            wait_until(lambda: _spans(process) > 0, 120, "naive pipeline busy", [process])
+            wait_until(lambda: _spans(process) > 0, 120, "naive pipeline busy", [process], watch_progress=False)
             time.sleep(WARM_UP_S)
             rates = []
             for _ in range(windows):

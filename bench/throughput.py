@@ -1,11 +1,11 @@
 """End-to-end throughput of hotpath workers: trace batches in, every entity event correlated, escalations out.
 
-The workers start on empty topics that already hold the asset context and the CSPM findings (what a
-deployment has before the traffic it is judged by), all of them ready (partitions assigned), so a
-second worker never finds the first one half-way through. Then the scenario's trace batches and
-alerts are written as fast as the broker takes them, and the clock runs until the workers have
-read every one and correlated every entity event they caused (from their ``/metrics``). The figure
-is the scenario's span count over that time; producing runs alongside, as it would in production.
+The workers start on topics that hold only the asset inventory, and are all ready (partitions
+assigned) before anything else is written, so a second worker never finds the first one half-way
+through. Then the scenario's findings, trace batches and alerts are written as fast as the broker
+takes them, and the clock runs until the workers have read every one and correlated every entity
+event they caused (from their ``/metrics``). The figure is the scenario's span count over that
+time; producing runs alongside, as it would in production.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass
 
 from bench.harness import (
+    asset_records,
     caught_up,
-    context_records,
     final_states,
+    finding_records,
     fresh_topics,
     metrics,
     publish,
@@ -44,12 +45,13 @@ class Throughput:
 def measure(base: Settings, scenario: Scenario, workers: int = 1, **extra) -> Throughput:
     """One run of ``workers`` workers in one consumer group over the scenario's traffic."""
     with fresh_topics(base, f"w{workers}") as settings:
-        publish(settings, context_records(settings, scenario))
+        publish(settings, asset_records(settings, scenario))
         with running_workers(settings, workers, "worker", **extra) as processes:
             traces = records_in(settings.topic_traces)
-            wanted = {traces: len(scenario.trace_batches), records_in(settings.topic_alerts): len(scenario.alerts)}
+            wanted = {traces: len(scenario.trace_batches), records_in(settings.topic_alerts): len(scenario.alerts),
+                      records_in(settings.topic_findings): len(scenario.findings)}
             started = time.monotonic()
-            publish(settings, traffic_records(settings, scenario))
+            publish(settings, finding_records(settings, scenario) + traffic_records(settings, scenario))
             samples: list[dict[str, float]] = []
 
             def done() -> bool:

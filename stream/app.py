@@ -28,7 +28,14 @@ from stream.correlate import Correlator
 from stream.deadletter import dead_letter
 from stream.formats.assets import load_asset_file
 from stream.formats.limits import DecodeLimits
-from stream.ingest import EntityPartitioner, Ingest, Router, encode_events, event_position
+from stream.ingest import (
+    EntityPartitioner,
+    Ingest,
+    Router,
+    encode_events,
+    event_position,
+    merge_trace_batches,
+)
 from stream.kafka import faust_broker_kwargs
 from stream.metrics import Metrics
 from stream.models import DecodeError
@@ -42,6 +49,8 @@ TICK = orjson.dumps({"kind": "tick"})
 SWEEP_EVERY_TICKS = 60
 CORRELATE_CHUNK_RECORDS = 256
 CORRELATE_CHUNK_WAIT_S = 0.05
+TRACE_CHUNK_RECORDS = 32
+TRACE_CHUNK_WAIT_S = 0.05
 FETCH_MAX_WAIT_MS = 50
 # A crashed worker's partitions move to the others when its group session expires: 10 s instead of
 # Faust's 60 s, so a SIGKILLed or partitioned-off worker stalls its entities for seconds, not a minute.
@@ -94,14 +103,14 @@ def create_app(settings: Settings) -> Hotpath:
     )
     context = Context(max_path_depth=settings.max_path_depth)
     if settings.asset_file:
-        for asset in load_asset_file(settings.asset_file):
+        for asset in load_asset_file(settings.asset_file, settings.max_record_bytes, settings.max_json_depth):
             context.add_asset(asset)
     router = Router(context, settings.window_step_s)
     ingest = Ingest(router, DecodeLimits.from_settings(settings), settings.traces_encoding)
     partitioner = EntityPartitioner(partitions)
     metrics = Metrics()
-    table = app.Table("entity-state", default=None, partitions=partitions,
-                      schema=faust.Schema(key_serializer="json", value_serializer="json"))
+    table = app.Table("entity-state", default=None, partitions=partitions, value_type=bytes,
+                      schema=faust.Schema(key_serializer="json", value_serializer="raw"))
     store = HeldWrites(EntityTable(table))  # an entity's state is written once its escalations are acknowledged
     correlator = Correlator(settings, context, store)
     hotpath = Hotpath(settings, app, context, correlator, metrics, ContextFeed(settings, context))
@@ -114,31 +123,50 @@ def create_app(settings: Settings) -> Hotpath:
     escalations = topic(settings.topic_escalations)
     dlq = topic(settings.topic_dlq)
 
+    async def decoded(event, decode):
+        """``decode(value)`` of one input record, or None once a bad record is in the dead-letter topic."""
+        # Resolution needs the assets (aliases, exercised_via): they are read before the first record.
+        # The wait is inside the stream: Faust drops, unread, what arrives for a stream nobody iterates.
+        while not hotpath.feed.caught_up.is_set():
+            await asyncio.sleep(0.05)
+        message = event.message
+        metrics.records_in.inc(message.topic)
+        try:
+            return decode(event.value)
+        except DecodeError as exc:
+            await _dead_letter(exc.reason, message)
+        except Exception as exc:  # a bug must not stop the stream: park the record, say why
+            log.exception("ingest failed on %s/%s@%s", message.topic, message.partition, message.offset)
+            await _dead_letter(f"internal error while decoding: {type(exc).__name__}: {exc}", message)
+        return None
+
+    async def send_routed(stream_name: str, routed) -> None:
+        metrics.touches.inc_by(stream_name, len(routed.events))
+        for partition, events in partitioner.split(routed.events).items():
+            await entity_events.send(value=encode_events(events), partition=partition)
+        for key, value in routed.facts:
+            await context_topic.send(key=key.encode(), value=orjson.dumps(value))
+
     def ingest_agent(stream_name: str, topic_name: str) -> None:
         async def agent(stream):
-            # Resolution needs the assets (aliases, exercised_via): read them before the first record.
-            while not hotpath.feed.caught_up.is_set():
-                await asyncio.sleep(0.05)
             async for event in stream.events():
-                message = event.message
-                metrics.records_in.inc(topic_name)
-                try:
-                    routed = ingest(stream_name, event.value)
-                except DecodeError as exc:
-                    await _dead_letter(exc.reason, message)
-                    continue
-                except Exception as exc:  # a bug must not stop the stream: park the record, say why
-                    log.exception("ingest failed on %s/%s@%s", message.topic, message.partition, message.offset)
-                    await _dead_letter(f"internal error while decoding: {type(exc).__name__}: {exc}", message)
-                    continue
-                metrics.touches.inc_by(stream_name, len(routed.events))
-                for partition, events in partitioner.split(routed.events).items():
-                    await entity_events.send(value=encode_events(events), partition=partition)
-                for key, value in routed.facts:
-                    await context_topic.send(key=key.encode(), value=orjson.dumps(value))
+                routed = await decoded(event, lambda value: ingest(stream_name, value))
+                if routed is not None:
+                    await send_routed(stream_name, routed)
 
         agent.__name__ = agent.__qualname__ = f"ingest_{stream_name}"
         app.agent(topic(topic_name), name=f"ingest-{stream_name}")(agent)
+
+    @app.agent(topic(settings.topic_traces), name="ingest-traces")
+    async def ingest_traces(stream):
+        # Trace messages are taken a few at a time and routed as one batch (merge_trace_batches): the
+        # entities they share cost one entity event each, not one per message.
+        async for chunk in stream.take_events(TRACE_CHUNK_RECORDS, within=TRACE_CHUNK_WAIT_S):
+            batches = [batch for event in chunk
+                       if (batch := await decoded(event, ingest.decode_traces)) is not None]
+            if batches:
+                merged = merge_trace_batches(batches, settings.window_step_s, settings.max_trace_ids)
+                await send_routed("traces", router.traces(merged))
 
     async def _dead_letter(reason: str, message) -> None:
         metrics.decode_errors.inc(message.topic)
@@ -148,7 +176,6 @@ def create_app(settings: Settings) -> Hotpath:
         metrics.dlq_records.inc("decode")
 
     ingest_agent("findings", settings.topic_findings)
-    ingest_agent("traces", settings.topic_traces)
     ingest_agent("alerts", settings.topic_alerts)
     ingest_agent("assets", settings.topic_assets)
 
@@ -238,27 +265,33 @@ def create_app(settings: Settings) -> Hotpath:
 
 
 class EntityTable(MutableMapping):
-    """The ``entity-state`` table, written outside the context of one event.
+    """The ``entity-state`` table, written outside the context of one event, holding serialized states.
 
     Faust sends a table write to the changelog partition of the event being processed; the correlate
     agent writes once per chunk of records from several partitions, so each state goes to the
     partition of its own entity's events instead (``state["p"]``), which is where Faust would send it.
+
+    States are kept as their JSON bytes (the changelog's own encoding), not as dicts: an entity's
+    nested dicts and lists take about six times the memory of its JSON, and an idle entity is
+    only read on a tick or a sweep. The correlator reads each state once per chunk (held writes
+    keep the decoded dict until the chunk is written), so decoding costs microseconds per entity.
     """
 
     def __init__(self, table: Any) -> None:
         self.table = table
 
     def __getitem__(self, key: str) -> Any:
-        return self.table.data[key]
+        return orjson.loads(self.table.data[key])
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self.table.data[key] = value
-        self.table.send_changelog(value["p"], key, value)
+        # orjson returns its bytes in a 4 KiB buffer whatever the length: keep an exact copy instead.
+        encoded = self.table.data[key] = bytes(memoryview(orjson.dumps(value)))
+        self.table.send_changelog(value["p"], key, encoded)
 
     def __delitem__(self, key: str) -> None:
-        partition = self.table.data[key]["p"]
+        partition = self[key]["p"]
         del self.table.data[key]
-        self.table.send_changelog(partition, key, None, value_serializer="raw")
+        self.table.send_changelog(partition, key, None)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.table.data)

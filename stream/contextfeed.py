@@ -89,7 +89,7 @@ class ContextFeed:
                 continue
             try:
                 if topic == self.settings.topic_assets:
-                    for asset in decode_assets(value, self.settings.max_record_bytes):
+                    for asset in decode_assets(value, self.settings.max_record_bytes, self.settings.max_json_depth):
                         self.context.add_asset(asset)
                 else:
                     self.context.apply(key.decode(), orjson.loads(value))

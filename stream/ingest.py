@@ -8,7 +8,7 @@ serves the Kafka worker, which sends events to ``hotpath.entity-events`` and fac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -19,7 +19,7 @@ from stream.formats.assets import decode_assets
 from stream.formats.findings import decode_findings
 from stream.formats.limits import DecodeLimits
 from stream.formats.otlp import decode_traces, detect_encoding
-from stream.models import Alert, Asset, DecodeError, Finding, TraceBatch
+from stream.models import Alert, Asset, DecodeError, Finding, Touch, TraceBatch
 
 Event = tuple[str, dict[str, Any]]  # (entity id, normalized record as a dict)
 EVENTS_PER_RECORD = 1 << 20  # room for each event of one record in the position the correlator dedups on
@@ -102,6 +102,7 @@ class Ingest:
         self.router = router
         self.limits = limits
         self.traces_encoding = traces_encoding
+        self._json_limits = (limits.max_record_bytes, limits.max_json_depth)
 
     def __call__(self, stream: str, value: bytes | None) -> Routed:
         if value is None:
@@ -109,23 +110,60 @@ class Ingest:
                 return Routed()  # a tombstone: the context feed forgets the asset
             raise DecodeError("empty record (no value)")
         if stream == "traces":
-            encoding = detect_encoding(value) if self.traces_encoding == "auto" else self.traces_encoding
-            batch = decode_traces(value, self.router.context.resolver, encoding=encoding, limits=self.limits)
-            return self.router.traces(batch)
+            return self.router.traces(self.decode_traces(value))
         routed = Routed()
         if stream == "findings":
-            parts = [self.router.finding(f) for f in decode_findings(value, self.limits.max_record_bytes)]
+            parts = [self.router.finding(f) for f in decode_findings(value, *self._json_limits)]
         elif stream == "alerts":
-            alerts = decode_alerts(value, self.router.context.resolver, self.limits.max_record_bytes)
+            alerts = decode_alerts(value, self.router.context.resolver, *self._json_limits)
             parts = [self.router.alert(a) for a in alerts]
         elif stream == "assets":
-            parts = [self.router.asset(a) for a in decode_assets(value, self.limits.max_record_bytes)]
+            parts = [self.router.asset(a) for a in decode_assets(value, *self._json_limits)]
         else:
             raise ValueError(f"unknown input stream {stream!r}")
         for part in parts:
             routed.events += part.events
             routed.facts += part.facts
         return routed
+
+
+    def decode_traces(self, value: bytes) -> TraceBatch:
+        """One trace message folded into touches, for callers that route several messages at once."""
+        encoding = detect_encoding(value) if self.traces_encoding == "auto" else self.traces_encoding
+        return decode_traces(value, self.router.context.resolver, encoding=encoding, limits=self.limits)
+
+
+def merge_trace_batches(batches: list[TraceBatch], step_s: float, max_trace_ids: int) -> TraceBatch:
+    """Several trace messages as one batch: the touches of one entity within one window step added up.
+
+    The worker routes the messages it takes together as one, so an entity that every message
+    reaches costs one event, not one per message. Nothing the correlator decides changes: a touch
+    counts in the step bucket of its last span, and callers, paths and windows are compared at
+    step boundaries, so touches of one entity in one step say together what they say one after
+    the other. Trace ids keep the latest ``max_trace_ids``, as the entity's state does.
+    """
+    if len(batches) == 1:
+        return batches[0]
+    merged: dict[tuple[str, float], Touch] = {}
+    pods: dict[str, str] = {}
+    for batch in batches:
+        pods.update(batch.pods)
+        for touch in batch.touches:
+            key = (touch.entity, touch.last_seen - touch.last_seen % step_s)
+            known = merged.get(key)
+            if known is None:
+                merged[key] = replace(touch, services=list(touch.services), trace_ids=list(touch.trace_ids))
+                continue
+            known.spans += touch.spans
+            known.errors += touch.errors
+            known.internet_spans += touch.internet_spans
+            known.first_seen = min(known.first_seen, touch.first_seen)
+            known.last_seen = max(known.last_seen, touch.last_seen)
+            known.services += [service for service in touch.services if service not in known.services]
+            trace_ids = known.trace_ids
+            trace_ids += [trace_id for trace_id in touch.trace_ids if trace_id not in trace_ids]
+            del trace_ids[: max(0, len(trace_ids) - max_trace_ids)]
+    return TraceBatch(list(merged.values()), pods, sum(batch.span_count for batch in batches))
 
 
 class EntityPartitioner:

@@ -113,11 +113,12 @@ class _Decoder:
     def __init__(self, resolver: EntityResolver, settings: Settings, limits: DecodeLimits) -> None:
         self.resolver = resolver
         self.max_bytes = settings.max_record_bytes
+        self.max_depth = settings.max_json_depth
         self.limits = limits
 
     def yaml_assets(self, path: Path) -> Iterator[FileRecord]:
         try:
-            yield from load_asset_file(path, self.max_bytes)
+            yield from load_asset_file(path, self.max_bytes, self.max_depth)
         except DecodeError as exc:
             yield ErrorRecord(exc.reason, f"{path}:1")
 
@@ -143,7 +144,7 @@ class _Decoder:
         if line.startswith(_OTLP_JSON_LINE):  # no need to parse a large OTLP line twice
             return True
         try:
-            loads(line, self.max_bytes)
+            loads(line, self.max_bytes, self.max_depth)
         except DecodeError:
             return False
         return True
@@ -173,7 +174,7 @@ class _Decoder:
     def document(self, raw: bytes, origin: str) -> Iterator[FileRecord]:
         """One JSON document: an array is decoded item by item, so one bad item spoils only itself."""
         try:
-            value = loads(raw, self.max_bytes)
+            value = loads(raw, self.max_bytes, self.max_depth)
         except DecodeError as exc:
             yield ErrorRecord(exc.reason, origin)
             return
@@ -253,7 +254,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     asset_file = args.asset_file or settings.asset_file
     if asset_file is not None:
         try:
-            for asset in load_asset_file(asset_file, settings.max_record_bytes):
+            for asset in load_asset_file(asset_file, settings.max_record_bytes, settings.max_json_depth):
                 resolver.add_asset(asset)
         except DecodeError as exc:
             print(f"hotpath inspect: {exc.reason}", file=sys.stderr)

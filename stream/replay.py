@@ -39,7 +39,7 @@ def replay(settings: Settings, *, findings: Iterable[Path] = (), traces: Iterabl
     store: dict[str, Any] = {}
     correlator = Correlator(settings, context, store, **({"clock": clock} if clock else {}))
     for path in ([settings.asset_file] if settings.asset_file else []) + list(assets):
-        for asset in load_asset_file(path):
+        for asset in load_asset_file(path, settings.max_record_bytes, settings.max_json_depth):
             router.asset(asset)
 
     records: list[NormalizedRecord] = []

@@ -24,6 +24,15 @@ METADATA_TIMEOUT_S = 6.0
 OPERATION_TIMEOUT_S = 30.0
 VALID_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 TOPIC_SETTINGS = tuple(name for name in Settings.model_fields if name.startswith("topic_"))
+# A TLS alert the broker sent, as OpenSSL words it inside a librdkafka error ("... SSL routines::ssl/tls alert
+# bad certificate: SSL alert number 42 ..."; OpenSSL 1.1 says "sslv3 alert ..." or "tlsv13 alert ...").
+TLS_ALERT = re.compile(r"\b(?:sslv3|ssl/tls|tlsv1\d*) alert ([a-z ]+[a-z])")
+# Alerts a broker sends when its listener has ssl.client.auth=required and the client presents no certificate
+# (Kafka's JSSE sends bad_certificate; OpenSSL-based TLS 1.3 servers send certificate_required).
+CLIENT_CERTIFICATE_ALERTS = frozenset({"bad certificate", "certificate required"})
+# ... and when it does not accept the certificate the client presented.
+REJECTED_CERTIFICATE_ALERTS = frozenset({"bad certificate", "certificate unknown", "unknown ca", "certificate expired",
+                                         "unsupported certificate", "certificate revoked"})
 
 
 class TopicsError(Exception):
@@ -206,14 +215,31 @@ class BrokerAdmin:
         from stream.kafka import admin
 
         self.bootstrap = settings.bootstrap_servers
-        self.refusal: str | None = None
+        self.client_certificate = settings.ssl_cert_file is not None
+        self.refusal: str | None = None  # why the broker refused, as the rest of "Kafka at HOST ..."
         self.client = admin(settings, error_cb=self._note)
 
     def _note(self, error) -> None:
         from confluent_kafka import KafkaError
 
-        if error.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
-            self.refusal = error.str()
+        code, text = error.code(), error.str()
+        alert = TLS_ALERT.search(text)
+        # A TLS alert from the broker arrives as a transport error once TLS 1.3 has let the client finish its
+        # side of the handshake (the broker checks the client's certificate after that), or as an SSL error.
+        if alert and code in (KafkaError._TRANSPORT, KafkaError._SSL):
+            self.refusal = self._tls_refusal(alert.group(1))
+        elif code in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+            self.refusal = f"refused the connection: {text}; check the HOTPATH_SASL_* and HOTPATH_SSL_* settings"
+
+    def _tls_refusal(self, alert: str) -> str:
+        refused = f'refused the TLS handshake (TLS alert "{alert}")'
+        if not self.client_certificate and alert in CLIENT_CERTIFICATE_ALERTS:
+            return (f"{refused}: its listener requires a client certificate; "
+                    f"set HOTPATH_SSL_CERT_FILE and HOTPATH_SSL_KEY_FILE")
+        if self.client_certificate and alert in REJECTED_CERTIFICATE_ALERTS:
+            return (f"{refused}: it does not accept the client certificate in HOTPATH_SSL_CERT_FILE; "
+                    f"use one signed by a CA in the broker's truststore")
+        return f"{refused}; check the HOTPATH_SSL_* and HOTPATH_SECURITY_PROTOCOL settings"
 
     def metadata(self):
         """Cluster metadata, or a TopicsError saying in one line why there is none."""
@@ -225,8 +251,7 @@ class BrokerAdmin:
             error = exc.args[0]
             self.client.poll(0)  # deliver pending error callbacks: an authentication failure explains a timeout
             if self.refusal:
-                raise TopicsError(f"Kafka at {self.bootstrap} refused the connection: {self.refusal}; "
-                                  f"check the HOTPATH_SASL_* and HOTPATH_SSL_* settings") from None
+                raise TopicsError(f"Kafka at {self.bootstrap} {self.refusal}") from None
             if error.code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
                                 KafkaError._RESOLVE):
                 raise TopicsError(f"cannot reach Kafka at {self.bootstrap}: start it with `make kafka-up` "

@@ -5,8 +5,8 @@ PLAIN), an SSL listener that requires a client certificate, and a plain listener
 launcher probes and the fixture uses to create the SCRAM user (as ``kafka-configs`` would). Its
 certificates, a CA, the broker's and a client's, are made here with ``cryptography``. Every client
 is configured from one ``Settings`` (``stream.kafka``): the worker runs end to end over SCRAM, and a
-wrong password or an untrusted broker stops ``hotpath worker`` and ``hotpath topics apply`` with one
-line instead of a retry storm.
+wrong password, an untrusted broker or a missing client certificate stops ``hotpath worker`` and
+``hotpath topics apply`` with one line instead of a retry storm.
 """
 
 from __future__ import annotations
@@ -185,12 +185,48 @@ async def test_mutual_tls_with_a_client_certificate_serves_both_clients(secure_b
     await agent_receives_what_confluent_sends(settings, settings.topic_findings)
 
 
-@pytest.mark.xfail(strict=True, reason="stream.topics.BrokerAdmin reads the broker's TLS alert (a transport error "
-                   "naming SSL) as an unreachable broker and advises `make kafka-up`")
+# The broker's TLS alert reaches librdkafka as a transport error (TLS 1.3: the broker checks the client's
+# certificate after the client has finished its side of the handshake), worded like an unreachable broker's.
+NO_CLIENT_CERTIFICATE = "requires a client certificate; set HOTPATH_SSL_CERT_FILE and HOTPATH_SSL_KEY_FILE"
+
+
 def test_mutual_tls_without_a_client_certificate_is_refused_in_one_line(secure_broker, tmp_path):
     with pytest.raises(TopicsError) as refused:
         apply_topics(mtls_settings(secure_broker, tmp_path, client_cert=False))
-    assert "\n" not in str(refused.value) and "refused the connection" in str(refused.value)
+    message = str(refused.value)
+    assert "\n" not in message, message
+    assert message.startswith(f"Kafka at {secure_broker.mtls} refused the TLS handshake"), message
+    assert NO_CLIENT_CERTIFICATE in message, message
+    assert "cannot reach Kafka" not in message and "make kafka-up" not in message, message
+
+
+@pytest.mark.parametrize(("code", "text", "client_cert", "expected"), [
+    ("_TRANSPORT", "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A000412:SSL routines::ssl/tls alert bad "
+     "certificate: SSL alert number 42 (after 0ms in state APIVERSION_QUERY)", False, NO_CLIENT_CERTIFICATE),
+    ("_SSL", "ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: error:14094412:SSL routines:ssl3_read_bytes:sslv3 "
+     "alert bad certificate: SSL alert number 42", False, NO_CLIENT_CERTIFICATE),
+    ("_TRANSPORT", "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A00045C:SSL routines::tlsv13 alert "
+     "certificate required: SSL alert number 116", False, NO_CLIENT_CERTIFICATE),
+    ("_TRANSPORT", "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A000418:SSL routines::tlsv1 alert unknown "
+     "ca: SSL alert number 48", True, "does not accept the client certificate in HOTPATH_SSL_CERT_FILE"),
+    ("_SSL", "ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify "
+     "failed", False, "refused the connection: "),
+    ("_TRANSPORT", "127.0.0.1:9093/bootstrap: Connect to ipv4#127.0.0.1:9093 failed: Connection refused", False, None),
+], ids=["tls13-bad-certificate", "tls12-bad-certificate", "certificate-required", "unknown-ca", "untrusted-broker",
+        "no-broker"])
+def test_a_tls_alert_from_the_broker_is_explained(code, text, client_cert, expected):
+    """What BrokerAdmin makes of librdkafka's error callbacks, without a broker."""
+    from confluent_kafka import KafkaError
+
+    from stream.topics import BrokerAdmin
+
+    broker = BrokerAdmin.__new__(BrokerAdmin)  # no AdminClient: only the error callback is exercised
+    broker.client_certificate, broker.refusal = client_cert, None
+    broker._note(KafkaError(getattr(KafkaError, code), text))
+    if expected is None:
+        assert broker.refusal is None
+    else:
+        assert broker.refusal is not None and expected in broker.refusal and "\n" not in broker.refusal
 
 
 def run_hotpath(command: list[str], settings: Settings, tmp_path: Path) -> tuple[subprocess.CompletedProcess, float]:
@@ -217,3 +253,16 @@ def test_a_refused_login_stops_the_command_with_one_clear_line(secure_broker, tm
     assert cause in output[0] and "check the HOTPATH_SASL_* and HOTPATH_SSL_* settings" in output[0]
     assert WRONG_PASSWORD not in output[0] and "Traceback" not in output[0]
     print(f"hotpath {' '.join(command)} ({mistake}) gave up after {seconds:.1f}s: {output[0]}")
+
+
+@pytest.mark.parametrize("command", [["worker"], ["topics", "apply"]], ids=["worker", "topics-apply"])
+def test_mutual_tls_without_a_client_certificate_stops_the_command_with_one_clear_line(secure_broker, tmp_path,
+                                                                                       command):
+    done, seconds = run_hotpath(command, mtls_settings(secure_broker, tmp_path, client_cert=False), tmp_path)
+
+    output = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 1, output
+    assert len(output) == 1, output
+    assert "refused the TLS handshake" in output[0] and NO_CLIENT_CERTIFICATE in output[0], output
+    assert "make kafka-up" not in output[0] and "Traceback" not in output[0], output
+    print(f"hotpath {' '.join(command)} (no client certificate) gave up after {seconds:.1f}s: {output[0]}")

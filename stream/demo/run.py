@@ -84,7 +84,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"hotpath demo: --scale must be at least 1 and --minutes at least {MIN_MINUTES}", file=sys.stderr)
         return 2
     demo = Demo(args, settings)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _interrupted.clear()
     try:
         return demo.play()
     except DemoError as exc:
@@ -93,13 +94,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:
         print("\nhotpath demo: interrupted", file=sys.stderr)
         return 130
+    except SystemError:
+        # confluent-kafka's flush() loses the KeyboardInterrupt a signal raises while it waits, and
+        # raises "returned NULL without setting an exception" instead: still an interruption.
+        if not _interrupted.is_set():
+            raise
+        print("\nhotpath demo: interrupted", file=sys.stderr)
+        return 130
     finally:
         with _uninterruptible():
             demo.shutdown()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_interrupted = threading.Event()
 
 
 def _interrupt(signum: int, frame: Any) -> None:
+    _interrupted.set()
     raise KeyboardInterrupt
 
 

@@ -14,7 +14,7 @@ from stream.entities import EntityResolver
 from stream.formats.falco import falco_alert, is_falco
 from stream.formats.findings import build, each
 from stream.formats.guardduty import EVENT_DETAIL_TYPE, guardduty_alert, is_guardduty
-from stream.formats.jsonsafe import DEFAULT_MAX_BYTES, expect_dict, loads
+from stream.formats.jsonsafe import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, expect_dict, loads
 from stream.models import Alert, DecodeError
 
 
@@ -56,6 +56,7 @@ def alerts_from_document(document: Any, resolver: EntityResolver) -> list[Alert]
     return _from_object(document, resolver)
 
 
-def decode_alerts(value: bytes, resolver: EntityResolver, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Alert]:
+def decode_alerts(value: bytes, resolver: EntityResolver, max_bytes: int = DEFAULT_MAX_BYTES,
+                  max_depth: int = DEFAULT_MAX_DEPTH) -> list[Alert]:
     """Decode one ``hotpath.alerts`` record value into its alerts."""
-    return alerts_from_document(loads(value, max_bytes), resolver)
+    return alerts_from_document(loads(value, max_bytes, max_depth), resolver)

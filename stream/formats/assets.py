@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from stream.formats.findings import build, each
-from stream.formats.jsonsafe import DEFAULT_MAX_BYTES, expect_dict, expect_list, loads
+from stream.formats.jsonsafe import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, expect_dict, expect_list, loads
 from stream.models import Asset, DecodeError
 
 _ASSET_KEYS = ("aliases", "tags", "exercised_via")
@@ -57,12 +57,12 @@ def assets_from_document(document: Any) -> list[Asset]:
     return _asset(document)
 
 
-def decode_assets(value: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Asset]:
+def decode_assets(value: bytes, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH) -> list[Asset]:
     """Decode one ``hotpath.assets`` record value into its assets."""
-    return assets_from_document(loads(value, max_bytes))
+    return assets_from_document(loads(value, max_bytes, max_depth))
 
 
-def load_asset_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Asset]:
+def load_asset_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH) -> list[Asset]:
     """Read an asset file: YAML for ``.yaml``/``.yml``, JSON otherwise. Errors name the file."""
     path = Path(path)
     try:
@@ -71,7 +71,7 @@ def load_asset_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> lis
         data = path.read_bytes()
         if path.suffix.lower() in _YAML_SUFFIXES:
             return assets_from_document(_yaml(data))
-        return decode_assets(data, max_bytes)
+        return decode_assets(data, max_bytes, max_depth)
     except OSError as exc:
         raise DecodeError(f"asset file {path}: cannot read it: {exc.strerror or exc}") from None
     except DecodeError as exc:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from stream.formats import awsconfig, securityhub
-from stream.formats.jsonsafe import DEFAULT_MAX_BYTES, expect_dict, expect_list, loads
+from stream.formats.jsonsafe import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, expect_dict, expect_list, loads
 from stream.formats.prowler import PROWLER_PRODUCT, product_of, prowler_finding
 from stream.models import DecodeError, Finding
 
@@ -141,6 +141,6 @@ def findings_from_document(document: Any) -> list[Finding]:
     return _from_object(document)
 
 
-def decode_findings(value: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Finding]:
+def decode_findings(value: bytes, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH) -> list[Finding]:
     """Decode one ``hotpath.findings`` record value into its findings."""
-    return findings_from_document(loads(value, max_bytes))
+    return findings_from_document(loads(value, max_bytes, max_depth))

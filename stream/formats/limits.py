@@ -13,6 +13,7 @@ class DecodeLimits:
     max_spans_per_message: int = 200_000
     max_attributes_per_span: int = 512
     max_trace_ids: int = 5
+    max_json_depth: int = 64
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DecodeLimits:
@@ -21,4 +22,5 @@ class DecodeLimits:
             max_spans_per_message=settings.max_spans_per_message,
             max_attributes_per_span=settings.max_attributes_per_span,
             max_trace_ids=settings.max_trace_ids,
+            max_json_depth=settings.max_json_depth,
         )

@@ -850,7 +850,7 @@ def _as_is(value: AttributeValue) -> AttributeValue:
 
 def _json_spans(value: bytes, fold: _Fold, limits: DecodeLimits) -> Iterator[SpanRow]:
     """Span rows of an ``otlp_json`` message, walked straight from orjson's dicts."""
-    document = jsonsafe.expect_dict(jsonsafe.loads(value, limits.max_record_bytes), "an OTLP/JSON trace message")
+    document = jsonsafe.expect_dict(jsonsafe.loads(value, limits.max_record_bytes, limits.max_json_depth), "an OTLP/JSON trace message")
     resources = _json_list(document, "resourceSpans", "the message")
     scopes_of = [
         (resource, [_json_list(scope, "spans", "scopeSpans[]") for scope in _json_list(resource, "scopeSpans", "resourceSpans[]")])
