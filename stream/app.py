@@ -49,8 +49,10 @@ TICK = orjson.dumps({"kind": "tick"})
 SWEEP_EVERY_TICKS = 60
 CORRELATE_CHUNK_RECORDS = 256
 CORRELATE_CHUNK_WAIT_S = 0.05
-TRACE_CHUNK_RECORDS = 32
+CORRELATE_MAX_HELD_STATES = 2048
+TRACE_CHUNK_RECORDS = 64
 TRACE_CHUNK_WAIT_S = 0.05
+TRACE_ROUTE_MAX_TOUCHES = 1024
 FETCH_MAX_WAIT_MS = 50
 # A crashed worker's partitions move to the others when its group session expires: 10 s instead of
 # Faust's 60 s, so a SIGKILLed or partitioned-off worker stalls its entities for seconds, not a minute.
@@ -161,12 +163,19 @@ def create_app(settings: Settings) -> Hotpath:
     async def ingest_traces(stream):
         # Trace messages are taken a few at a time and routed as one batch (merge_trace_batches): the
         # entities they share cost one entity event each, not one per message.
+        # A chunk is routed in parts of at most TRACE_ROUTE_MAX_TOUCHES touches, which bounds the memory
+        # one chunk takes when every message reaches thousands of entities.
         async for chunk in stream.take_events(TRACE_CHUNK_RECORDS, within=TRACE_CHUNK_WAIT_S):
-            batches = [batch for event in chunk
-                       if (batch := await decoded(event, ingest.decode_traces)) is not None]
-            if batches:
-                merged = merge_trace_batches(batches, settings.window_step_s, settings.max_trace_ids)
-                await send_routed("traces", router.traces(merged))
+            batches, touches = [], 0
+            for event in chunk:
+                batch = await decoded(event, ingest.decode_traces)
+                if batch is not None:
+                    batches.append(batch)
+                    touches += len(batch.touches)
+                if batches and (touches >= TRACE_ROUTE_MAX_TOUCHES or event is chunk[-1]):
+                    merged = merge_trace_batches(batches, settings.window_step_s, settings.max_trace_ids)
+                    await send_routed("traces", router.traces(merged))
+                    batches, touches = [], 0
 
     async def _dead_letter(reason: str, message) -> None:
         metrics.decode_errors.inc(message.topic)
@@ -183,6 +192,8 @@ def create_app(settings: Settings) -> Hotpath:
     async def correlate(stream):
         # Records are taken in chunks: an entity that many records touch is judged and written to the
         # changelog once per chunk, and a chunk's records are acknowledged only after its writes are out.
+        # A chunk reaching more than CORRELATE_MAX_HELD_STATES entities is settled in parts, so the
+        # decoded states held at once stay few whatever the chunk holds.
         async for chunk in stream.take_events(CORRELATE_CHUNK_RECORDS, within=CORRELATE_CHUNK_WAIT_S):
             results = []
             for event in chunk:
@@ -197,15 +208,22 @@ def create_app(settings: Settings) -> Hotpath:
                     correlator.process(entity, record, partition=message.partition,
                                        position=event_position(message.offset, index), defer=True)
                     metrics.observe_latency(message.timestamp)
-            results += correlator.judge_deferred()
-            sent = []
-            for escalation in results:
-                metrics.escalations.inc(escalation.event["priority"] + ":" + escalation.event["state"])
-                hotpath.board.record(escalation.event)
-                sent.append(await escalations.send(key=escalation.key.encode(), value=orjson.dumps(escalation.event)))
-            if sent:
-                await asyncio.gather(*sent)
-            store.release()
+                if len(store.held) >= CORRELATE_MAX_HELD_STATES:
+                    await _settle(results)
+                    results = []
+            await _settle(results)
+
+    async def _settle(results: list) -> None:
+        """Judge the entities the events so far touched, publish the escalations, then write the states."""
+        results += correlator.judge_deferred()
+        sent = []
+        for escalation in results:
+            metrics.escalations.inc(escalation.event["priority"] + ":" + escalation.event["state"])
+            hotpath.board.record(escalation.event)
+            sent.append(await escalations.send(key=escalation.key.encode(), value=orjson.dumps(escalation.event)))
+        if sent:
+            await asyncio.gather(*sent)
+        store.release()
 
     async def _reconcile(partition: int, first_timestamp: float) -> None:
         """Before a newly assigned partition's first event: raise its recovered states to the escalations
