@@ -34,6 +34,12 @@ MAX_FINDINGS_PER_ENTITY = 500
 EntityState = dict[str, Any]
 
 
+def add_trace_ids(kept: list[str], new: Iterable[str], limit: int) -> None:
+    """Add the ``new`` trace ids not yet ``kept`` and keep the latest ``limit``: evidence stays recent and small."""
+    kept += [trace_id for trace_id in new if trace_id not in kept]
+    del kept[: max(0, len(kept) - limit)]
+
+
 def new_state() -> EntityState:
     return {
         "clock": None,  # latest event time of traffic or alerts on this entity
@@ -240,11 +246,7 @@ class Correlator:
             _remember(state["callers"], caller, last, MAX_CALLERS)
         if touch.get("via"):
             _remember(state["via"], touch["via"], last, MAX_CALLERS)
-        traces = state["traces"]
-        for trace_id in touch["trace_ids"]:
-            if trace_id not in traces:
-                traces.append(trace_id)
-        del traces[: max(0, len(traces) - self.settings.max_trace_ids)]
+        add_trace_ids(state["traces"], touch["trace_ids"], self.settings.max_trace_ids)
         # A late touch is judged in the window it belongs to, so it still counts.
         return last
 

@@ -13,7 +13,9 @@ from typing import Any
 
 import orjson
 
+from stream import windows
 from stream.context import Context
+from stream.correlate import add_trace_ids
 from stream.formats.alerts import decode_alerts
 from stream.formats.assets import decode_assets
 from stream.formats.findings import decode_findings
@@ -126,7 +128,6 @@ class Ingest:
             routed.facts += part.facts
         return routed
 
-
     def decode_traces(self, value: bytes) -> TraceBatch:
         """One trace message folded into touches, for callers that route several messages at once."""
         encoding = detect_encoding(value) if self.traces_encoding == "auto" else self.traces_encoding
@@ -149,7 +150,7 @@ def merge_trace_batches(batches: list[TraceBatch], step_s: float, max_trace_ids:
     for batch in batches:
         pods.update(batch.pods)
         for touch in batch.touches:
-            key = (touch.entity, touch.last_seen - touch.last_seen % step_s)
+            key = (touch.entity, windows.bucket_start(touch.last_seen, step_s))
             known = merged.get(key)
             if known is None:
                 merged[key] = replace(touch, services=list(touch.services), trace_ids=list(touch.trace_ids))
@@ -160,9 +161,7 @@ def merge_trace_batches(batches: list[TraceBatch], step_s: float, max_trace_ids:
             known.first_seen = min(known.first_seen, touch.first_seen)
             known.last_seen = max(known.last_seen, touch.last_seen)
             known.services += [service for service in touch.services if service not in known.services]
-            trace_ids = known.trace_ids
-            trace_ids += [trace_id for trace_id in touch.trace_ids if trace_id not in trace_ids]
-            del trace_ids[: max(0, len(trace_ids) - max_trace_ids)]
+            add_trace_ids(known.trace_ids, touch.trace_ids, max_trace_ids)
     return TraceBatch(list(merged.values()), pods, sum(batch.span_count for batch in batches))
 
 

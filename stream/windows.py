@@ -14,6 +14,11 @@ from dataclasses import dataclass
 Bucket = list  # [start: float, spans: int, errors: int, internet_spans: int]
 
 
+def bucket_start(ts: float, step_s: float) -> float:
+    """Start of the step-sized bucket that holds event time ``ts``."""
+    return ts - (ts % step_s)
+
+
 @dataclass(frozen=True, slots=True)
 class WindowSpec:
     size_s: float
@@ -21,7 +26,7 @@ class WindowSpec:
     allowed_lateness_s: float
 
     def bucket_start(self, ts: float) -> float:
-        return ts - (ts % self.step_s)
+        return bucket_start(ts, self.step_s)
 
     def window_start(self, now: float) -> float:
         """First bucket start inside the hopping window that contains ``now``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stream.formats.jsonsafe import DEFAULT_MAX_DEPTH
 from stream.settings import Settings
 
 
@@ -13,7 +14,7 @@ class DecodeLimits:
     max_spans_per_message: int = 200_000
     max_attributes_per_span: int = 512
     max_trace_ids: int = 5
-    max_json_depth: int = 64
+    max_json_depth: int = DEFAULT_MAX_DEPTH
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DecodeLimits:
