@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     """Internal: decoded records re-keyed by entity id."""
     topic_context: str = "hotpath.context"
     """Internal, compacted: facts every worker reads in full (pods, call edges, alerts)."""
+    replication_factor: int = Field(default=1, ge=1)
+    """Copies of every topic hotpath creates, Faust's changelogs included (3 in production)."""
+    min_insync_replicas: int = Field(default=1, ge=1)
+    """min.insync.replicas of every topic hotpath creates (2 in production, with acks=all)."""
     topics_dir: Path = Path(__file__).resolve().parent.parent / "topics"
     """Folder of topics.yaml and the output JSON Schemas."""
 
@@ -166,6 +170,10 @@ class Settings(BaseSettings):
     """Address of the worker's /health, /metrics and /escalations."""
     web_port: int = Field(default=6066, ge=0, le=65535)
     """Port of the worker's web views."""
+    web_token: SecretStr | None = None
+    """Bearer token the data views (/escalations, ...) require; without one the web servers listen on loopback only."""
+    deliver_web_port: int = Field(default=6067, ge=0, le=65535)
+    """Port of `hotpath deliver`'s /health and /metrics."""
     data_dir: Path = Path(".run/worker")
     """Where the worker keeps local files."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -191,6 +199,16 @@ class Settings(BaseSettings):
         if self.security_protocol.startswith("SASL") and not (self.sasl_mechanism and self.sasl_username):
             raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism and sasl_username")
         return self
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def web_bind_host(settings: Settings) -> str:
+    """Where a web server of hotpath listens: anywhere only when its data views need a token."""
+    if settings.web_token is None and settings.web_host not in LOOPBACK_HOSTS:
+        return "127.0.0.1"
+    return settings.web_host
 
 
 def _one_line(exc: ValidationError) -> str:
