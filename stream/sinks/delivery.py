@@ -343,7 +343,8 @@ class DeliveryService:
 
         method, url, headers, body = request
         try:
-            async with self._session.request(method, url, headers=headers, data=body) as response:
+            async with self._session.request(method, url, headers=headers, data=body,
+                                             allow_redirects=False) as response:
                 answer = bytearray()
                 while len(answer) < RESPONSE_READ_BYTES:
                     chunk = await response.content.read(RESPONSE_READ_BYTES - len(answer))

@@ -4,6 +4,12 @@ A sink answers in one of three ways that matter: accepted (deliver no more), ret
 a server error or a network error: try again later, after ``Retry-After`` when the server says so),
 or permanent (the request itself is wrong: retrying cannot help, so it goes to the dead-letter topic
 with the reason). The classification follows PagerDuty's and Opsgenie's documented retry rules.
+Redirects are never followed (a redirect to another host would re-send the routing key or the
+signed event there): a 3xx answer is permanent.
+
+A reason quotes the answer's body, which may echo the request and its secret. It is masked here,
+but not cut: the sink's :meth:`stream.sinks.routing.Secret.redact` removes the secret, masks and
+only then cuts it to ``REASON_MAX_CHARS``, so a cut never leaves part of a secret or a card number.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
 import orjson
+
+from stream.redact import mask
 
 REASON_MAX_CHARS = 500
 # 408 Request Timeout and 425 Too Early say "not now", not "never".
@@ -50,6 +58,9 @@ def classify_response(status: int, headers: Mapping[str, str], body: bytes, now:
     """2xx accepted; 408/425/429 and 5xx retry (honouring Retry-After); any other status is permanent."""
     if 200 <= status < 300:
         return Accepted(status)
+    if 300 <= status < 400:
+        return Permanent(f"HTTP {status}: the sink answered with a redirect, and redirects are not followed "
+                         "(configure the sink with the final URL)")
     reason = f"HTTP {status}: {error_detail(body)}"
     if status in RETRYABLE_CLIENT_STATUSES or status >= 500:
         return Retry(reason, parse_retry_after(headers.get("Retry-After"), now))
@@ -57,7 +68,7 @@ def classify_response(status: int, headers: Mapping[str, str], body: bytes, now:
 
 
 def error_detail(body: bytes) -> str:
-    """The useful part of an error answer: ``message`` and ``errors`` of a JSON body, else the text."""
+    """The useful part of an error answer, masked: ``message`` and ``errors`` of a JSON body, else the text."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -72,12 +83,24 @@ def error_detail(body: bytes) -> str:
         text = "; ".join(part for part in parts if part)
     else:
         text = body.decode("utf-8", errors="replace").strip()
-    return truncate(" ".join(text.split()) or "(empty body)", REASON_MAX_CHARS)
+    return mask(" ".join(text.split())) or "(empty body)"
 
 
 def truncate(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, ending in ``...`` when cut (the APIs refuse longer fields)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def fit_json(value: object, max_bytes: int) -> object:
+    """``value`` when its JSON takes at most ``max_bytes``, else the start of that JSON as a string that takes no more.
+
+    A string's JSON doubles at most the bytes it is made of (quotes and backslashes are escaped), so
+    half the budget of JSON text always fits.
+    """
+    encoded = orjson.dumps(value)
+    if len(encoded) <= max_bytes:
+        return value
+    return encoded[: max_bytes // 2 - 3].decode("utf-8", errors="ignore") + "..."
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -96,6 +119,6 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def json_request(url: str, document: dict, headers: dict[str, str] | None = None) -> HttpRequest:
-    """A POST with a JSON body (orjson: compact, UTF-8)."""
-    return HttpRequest("POST", url, {"Content-Type": "application/json", **(headers or {})}, orjson.dumps(document))
+def json_request(url: str, document: dict, headers: dict[str, str] | None = None, method: str = "POST") -> HttpRequest:
+    """A request with a JSON body (orjson: compact, UTF-8), a POST unless said otherwise."""
+    return HttpRequest(method, url, {"Content-Type": "application/json", **(headers or {})}, orjson.dumps(document))

@@ -24,8 +24,13 @@ import os
 from collections.abc import Iterable, Mapping
 
 from stream.lifecycle import PRIORITY_RANK
+from stream.redact import mask
 from stream.settings import ConfigError, SinkSettings
 from stream.sinks.escalation import Escalation
+from stream.sinks.http import REASON_MAX_CHARS, truncate
+
+# Shorter tails of the secret are too likely to be ordinary text to be worth removing.
+SECRET_FRAGMENT_MIN_CHARS = 4
 
 
 class Secret:
@@ -40,8 +45,19 @@ class Secret:
         return self._value
 
     def redact(self, text: str) -> str:
-        """``text`` with every occurrence of the secret replaced by ``***`` (for reasons that echo requests)."""
-        return text.replace(self._value, "***") if self._value else text
+        """``text`` fit to leave hotpath as a reason: the secret replaced by ``***``, masked, then cut.
+
+        In this order, so the cut to ``REASON_MAX_CHARS`` can never leave part of the secret (or of a
+        card number) behind. An answer read only in part can end in the start of the secret: that
+        is removed too.
+        """
+        if self._value:
+            text = text.replace(self._value, "***")
+            for length in range(len(self._value) - 1, SECRET_FRAGMENT_MIN_CHARS - 1, -1):
+                if text.endswith(self._value[:length]):
+                    text = text[:-length] + "***"
+                    break
+        return truncate(mask(text), REASON_MAX_CHARS)
 
     def __repr__(self) -> str:
         return "***"
