@@ -7,8 +7,10 @@ Defaults run on a laptop against the project's own broker on 127.0.0.1:9092. Nes
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -152,6 +154,8 @@ class Settings(BaseSettings):
     """How often live entities are re-scored with the latest shared context (wall time)."""
     sinks: list[SinkSettings] = []
     """Incident webhooks, as a JSON list of {name, kind, url, min_priority, match_owner, match_environment, secret_env, secret_file}."""
+    allow_plain_http: bool = False
+    """Let sinks use plain http to hosts other than loopback (https is required otherwise)."""
     trace_url_template: str = "http://localhost:16686/trace/{trace_id}"
     """Link to a trace in your trace UI (Jaeger, Tempo, X-Ray), for webhook payloads."""
     delivery_retry_budget: int = Field(default=8, ge=0)
@@ -198,10 +202,41 @@ class Settings(BaseSettings):
             raise ValueError("window_step_s must not exceed window_size_s")
         if self.security_protocol.startswith("SASL") and not (self.sasl_mechanism and self.sasl_username):
             raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism and sasl_username")
+        for sink in self.sinks:
+            problem = sink.url and insecure_url(sink.url, self.allow_plain_http)
+            if problem:
+                raise ValueError(f"HOTPATH_SINKS: sink {sink.name!r}: {problem}")
         return self
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def insecure_url(url: str, allow_plain_http: bool = False) -> str | None:
+    """What is wrong with a sink's URL for carrying secrets, or None; names the scheme and host only.
+
+    https always; plain http to loopback (a local receiver, the demo, tests), or anywhere when the
+    operator says so. The user-info, path and query of the URL may hold secrets and are never shown.
+    """
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    if scheme == "https" and host:
+        return None
+    if scheme == "http" and host and (allow_plain_http or _is_loopback(host)):
+        return None
+    if scheme == "http" and host:
+        return (f"url http://{host} must use https (plain http is allowed to loopback only, "
+                "unless HOTPATH_ALLOW_PLAIN_HTTP=true)")
+    return "url must be https://host/..."
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def web_bind_host(settings: Settings) -> str:
