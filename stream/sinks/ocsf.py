@@ -19,8 +19,13 @@ P5         1 Informational         0 Info                   info
 =========  ======================  =======================  =====================
 
 ``risk_score`` is the hotpath score (0..100) rounded; ``status_id`` is 1 New while the escalation is
-open and 4 Resolved once it is resolved. Scores, factors and the asset context travel in
-``unmapped.hotpath``. Times are OCSF ``timestamp_t``: milliseconds since the epoch.
+open and 4 Resolved once it is resolved. A priority change is an Update with the new severity, and
+``unmapped.hotpath.previous_priority`` says what it was. Scores, factors and the asset context
+travel in ``unmapped.hotpath``. Times are OCSF ``timestamp_t``: milliseconds since the epoch.
+
+Every text comes from the masked, bounded escalation (:mod:`stream.sinks.escalation`: at most 1024
+characters each, lists of at most 20), so the record stays within the schema's limits
+(topics/schemas/ocsf-detection-finding.schema.json) and the SIEM topic's message size.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import importlib.metadata
 import re
 from typing import Any
 
+import orjson
 from py_ocsf_models.events.findings.activity_id import ActivityID
 from py_ocsf_models.events.findings.class_uid import ClassUID
 from py_ocsf_models.events.findings.detection_finding import DetectionFinding
@@ -44,11 +50,17 @@ from py_ocsf_models.objects.product import Product
 from py_ocsf_models.objects.related_event import RelatedEvent
 from py_ocsf_models.objects.resource_details import ResourceDetails
 
-from stream.sinks.escalation import Escalation, epoch_ms, escalation_from_dict
+from stream.sinks.escalation import TEXT_MAX_CHARS, Escalation, epoch_ms, escalation_from_dict
+from stream.sinks.http import truncate
 
 OCSF_SCHEMA_VERSION = "1.5.0"
 PRODUCT_NAME = "hotpath"
 PRODUCT_VERSION = importlib.metadata.version("hotpath")
+# Kafka's default message.max.bytes (the SIEM topic keeps the broker's default): a larger record
+# would stop the delivery; it is refused with a reason instead, and dead-lettered.
+RECORD_MAX_BYTES = 1_000_000
+MESSAGE_MAX_CHARS = 2048
+DESC_MAX_CHARS = 16384
 
 SEVERITY_BY_PRIORITY: dict[str, SeverityID] = {
     "P1": SeverityID.Critical,
@@ -100,7 +112,7 @@ def to_ocsf(event: dict[str, Any] | Escalation, product_version: str = PRODUCT_V
         risk_score=round(escalation.score),
         risk_level_id=risk_level,
         risk_level=risk_level.name,
-        message=f"{escalation.priority} {finding.title} on {escalation.resource}",
+        message=truncate(f"{escalation.priority} {finding.title} on {escalation.resource}", MESSAGE_MAX_CHARS),
         finding_info=_finding_info(escalation),
         resources=_resources(escalation),
         cloud=_cloud(escalation),
@@ -114,7 +126,11 @@ def to_ocsf(event: dict[str, Any] | Escalation, product_version: str = PRODUCT_V
         ),
         unmapped={"hotpath": _hotpath_details(escalation)},
     )
-    return ocsf.model_dump(mode="json", exclude_none=True)
+    record = ocsf.model_dump(mode="json", exclude_none=True)
+    size = len(orjson.dumps(record))
+    if size > RECORD_MAX_BYTES:
+        raise ValueError(f"the OCSF finding takes {size} bytes, more than the {RECORD_MAX_BYTES} the SIEM topic takes")
+    return record
 
 
 def _finding_info(escalation: Escalation) -> FindingInformation:
@@ -129,7 +145,7 @@ def _finding_info(escalation: Escalation) -> FindingInformation:
     return FindingInformation(
         uid=escalation.escalation_uid,
         title=escalation.finding.title,
-        desc="\n".join(escalation.reasons),
+        desc=truncate("\n".join(escalation.reasons), DESC_MAX_CHARS),
         related_events=related or None,
         data_sources=sources,
         first_seen_time=epoch_ms(evidence.first_seen) if evidence.first_seen else None,
@@ -141,7 +157,7 @@ def _resources(escalation: Escalation) -> list[ResourceDetails]:
     """The escalated resource first (with its asset context as labels), then the finding's others."""
     entities = [escalation.resource] + [r for r in escalation.finding.resources if r != escalation.resource]
     asset = escalation.asset
-    labels = [f"{name}:{value}" for name, value in
+    labels = [truncate(f"{name}:{value}", TEXT_MAX_CHARS) for name, value in
               (("owner", asset.owner), ("environment", asset.environment), ("service", asset.service)) if value]
     resources = []
     for index, entity in enumerate(entities):
@@ -153,7 +169,7 @@ def _resources(escalation: Escalation) -> list[ResourceDetails]:
             type=_resource_type(entity, arn),
             region=(arn and arn["region"]) or escalation.finding.region,
             cloud_partition=arn["partition"] if arn else None,
-            criticality=escalation.factors.get("criticality") if primary else None,
+            criticality=escalation.factors.criticality if primary else None,
             labels=labels if primary and labels else None,
         ))
     return resources
@@ -201,8 +217,9 @@ def _hotpath_details(escalation: Escalation) -> dict[str, Any]:
         "state": escalation.state,
         "version": escalation.version,
         "priority": escalation.priority,
+        "previous_priority": escalation.previous_priority,
         "score": escalation.score,
-        "factors": escalation.factors,
+        "factors": escalation.factors.model_dump(),
         "asset": escalation.asset.model_dump(),
         "finding": {"source": finding.source, "check": finding.check, "severity": finding.severity},
         "emitted_at": escalation.emitted_at,

@@ -7,6 +7,11 @@ attempt is signed afresh, so a retry after a long back-off is still fresh. ``X-H
 carries the escalation uid; with the event's ``version`` it identifies a delivery, which is what a
 receiver de-duplicates on (docs/webhook-signature.md). A receiver answering 409 Conflict says it has
 the event already, which counts as delivered.
+
+The body is the escalation event as :mod:`stream.sinks.escalation` reads it: masked, every text at
+most 1024 characters and every list at most 20 items, so it never exceeds ``BODY_MAX_BYTES`` (1 MiB,
+the limit docs/webhook-signature.md promises receivers). A priority change is an ``updated`` event
+carrying ``priority`` and ``previous_priority``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ SIGNATURE_HEADER = "X-Hotpath-Signature"
 DEDUP_KEY_HEADER = "X-Hotpath-Dedup-Key"
 SIGNATURE_SCHEME = "v1"
 DEFAULT_TOLERANCE_S = 300.0
+BODY_MAX_BYTES = 1024 * 1024
 
 
 def signature(body: bytes, secret: str | bytes, timestamp: int) -> str:
@@ -64,7 +70,7 @@ def verify_signature(header: str | None, body: bytes, secret: str | bytes, toler
 
 def build_request(escalation: Escalation, sink: SinkSettings, secret: Secret, *, now: float) -> HttpRequest:
     """A POST of the escalation event, signed at ``now``."""
-    body = orjson.dumps(escalation.model_dump(mode="json"))
+    body = orjson.dumps(escalation.model_dump(mode="json", exclude_unset=True))
     headers = {
         "Content-Type": "application/json",
         SIGNATURE_HEADER: signature(body, secret.reveal(), int(now)),
