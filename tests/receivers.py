@@ -35,6 +35,7 @@ Answer = tuple[int, Any, dict[str, str]]
 DROP = "drop"
 ACCEPT_THEN_DROP = "accept-then-drop"
 HANG = "hang"
+PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Alert:
     key: str
     status: str = "open"
     events: list[dict] = field(default_factory=list)
+    priority: str | None = None
 
 
 class Receiver:
@@ -81,6 +83,8 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 receiver._serve(self)
+
+            do_PUT = do_POST  # noqa: N815
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -146,7 +150,7 @@ class Receiver:
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         parts = urlsplit(handler.path)
-        request = Received("POST", unquote(parts.path), parse_qs(parts.query), dict(handler.headers.items()),
+        request = Received(handler.command, unquote(parts.path), parse_qs(parts.query), dict(handler.headers.items()),
                            handler.rfile.read(length))
         with self._lock:
             self.requests.append(request)
@@ -239,20 +243,53 @@ class OpsgenieReceiver(Receiver):
         if request.headers.get("Authorization") != f"GenieKey {self.api_key}":
             return 401, {"message": "Could not authenticate", "took": 0.0, "requestId": str(uuid.uuid4())}, {}
         body = request.json if isinstance(request.json, dict) else {}
-        if request.path == "/v2/alerts":
-            message = body.get("message") or ""
-            if not message or len(message) > 130 or body.get("priority") not in ("P1", "P2", "P3", "P4", "P5"):
+        action = request.path.rsplit("/", 1)[-1]
+        if (request.method, request.path) == ("POST", "/v2/alerts"):
+            errors = self._create_errors(body)
+            if errors:
                 return 422, {"message": "Request body is not processable. Please check the errors.",
-                             "errors": {"message": "Message can not be empty and must be at most 130 characters."},
-                             "took": 0.0, "requestId": str(uuid.uuid4())}, {}
-            self.trigger(body.get("alias") or str(uuid.uuid4()), body)
-        elif request.path.startswith("/v2/alerts/") and request.path.endswith("/close"):
+                             "errors": errors, "took": 0.0, "requestId": str(uuid.uuid4())}, {}
+            key = body.get("alias") or str(uuid.uuid4())
+            self.trigger(key, body)
+            if self.alerts[key].priority is None:  # a de-duplicated create changes nothing but the count
+                self.alerts[key].priority = body.get("priority", "P3")
+        elif request.path.startswith("/v2/alerts/") and (request.method, action) in (("POST", "close"), ("PUT", "priority")):
             if request.query.get("identifierType") != ["alias"]:
                 return 422, {"message": "identifierType must be alias for this client", "took": 0.0}, {}
-            self.close(request.path[len("/v2/alerts/"):-len("/close")], body)
+            key = request.path[len("/v2/alerts/"):-len(action) - 1]
+            if action == "close":
+                self.close(key, body)
+            elif body.get("priority") not in PRIORITIES:
+                return 422, {"message": "Priority should be one of [P1, P2, P3, P4, P5]", "took": 0.0}, {}
+            elif key in self.alerts and self.alerts[key].status == "open":  # else "Alert does not exist", later
+                self.alerts[key].priority = body["priority"]
         else:
             return 404, {"message": "Not found", "took": 0.0}, {}
         return 202, {"result": "Request will be processed", "took": 0.1, "requestId": str(uuid.uuid4())}, {}
+
+    def priority(self, key: str) -> str | None:
+        with self._lock:
+            alert = self.alerts.get(key)
+            return alert.priority if alert else None
+
+    @staticmethod
+    def _create_errors(body: dict) -> dict[str, str]:
+        """The Alert API's documented limits for a create, checked as Opsgenie does (422 naming the field)."""
+        errors = {}
+        if not body.get("message") or len(body["message"]) > 130:
+            errors["message"] = "Message can not be empty and must be at most 130 characters."
+        for name, limit in (("alias", 512), ("description", 15000), ("entity", 512), ("source", 100), ("note", 25000)):
+            if len(body.get(name) or "") > limit:
+                errors[name] = f"{name} must be at most {limit} characters."
+        tags = body.get("tags") or []
+        if len(tags) > 20 or any(len(tag) > 50 for tag in tags):
+            errors["tags"] = "At most 20 tags of at most 50 characters each."
+        details = body.get("details") or {}
+        if sum(len(key) + len(str(value)) for key, value in details.items()) > 8000:
+            errors["details"] = "Details must be at most 8000 characters in total."
+        if body.get("priority", "P3") not in PRIORITIES:
+            errors["priority"] = "Priority should be one of [P1, P2, P3, P4, P5]"
+        return errors
 
 
 class WebhookReceiver(Receiver):
