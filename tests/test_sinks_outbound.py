@@ -25,8 +25,13 @@ import pytest
 from jsonschema import Draft202012Validator
 from receivers import OpsgenieReceiver, PagerDutyReceiver, WebhookReceiver, escalation_event, load_schema
 from receivers import Receiver as AnyReceiver
+from test_correlate import BUCKET, Harness, at, touch
+from test_formats_alerts import POD, falco_event, guardduty
+from test_formats_findings import sample
 
 from stream import kafka
+from stream.formats.alerts import decode_alerts
+from stream.formats.findings import decode_findings
 from stream.settings import ConfigError, Settings, SinkSettings, load_settings
 from stream.sinks import ocsf, opsgenie, pagerduty, webhook
 from stream.sinks.delivery import DeliveryService, sink_clients
@@ -141,6 +146,56 @@ def test_no_sink_and_no_siem_record_carries_a_card_number_or_a_credential():
         OCSF_SCHEMA.validate(record)
     assert leaks(json.dumps(siem)) == []
     assert "Bucket of card **** **** **** 0004 is public, token=[masked]" in siem[0]["finding_info"]["title"]
+
+
+def input_records(resolver) -> list:
+    """A card number or a token in every free text of each input format, on one exercised bucket:
+    a Prowler finding (uid, title, description, check id), a Security Hub ASFF finding (Id, Title,
+    Description), a Falco alert (rule, output, uuid) on the service calling the bucket and a
+    GuardDuty alert (title, type, id, user) on the bucket."""
+    prowler = sample("prowler-ocsf/example_output_aws.ocsf.json")[0]
+    prowler["finding_info"].update(uid=f"prowler-{PAN}", title=f"Bucket of card {PAN_SPACED}",
+                                   desc=f"token={API_TOKEN} {PAN}")
+    prowler["metadata"]["event_code"] = f"s3_bucket_{PAN}"
+    prowler["resources"][0].update(uid=BUCKET, name="acme-statements")
+    asff = sample("aws-securityhub-asff/asff_afsbp-s3.8.json")
+    asff.update(Id=f"arn:aws:securityhub:eu-west-1:111122223333:finding/{PAN}", Title=f"Card {PAN_SPACED} bucket",
+                Description=f"Authorization: Bearer {API_TOKEN}")
+    asff["Resources"][0]["Id"] = BUCKET
+    falco = falco_event(rule=f"Shell by card {PAN}", output=f"shell {JWT}", uuid=f"falco-{PAN_SPACED}")
+    duty = guardduty("detail_guardduty_s3_event.json")
+    duty.update(id=f"gd-{PAN}", arn=f"arn:aws:guardduty:eu-west-1:1:finding/{PAN}", type=f"PenTest:S3/{PAN}",
+                title=f"Card {PAN_SPACED} read")
+    duty["resource"]["s3BucketDetails"][0].update(arn=BUCKET, name="acme-statements")
+    duty["resource"]["accessKeyDetails"]["userName"] = f"user-{PAN}"
+    return [*decode_findings(orjson.dumps(prowler)), *decode_findings(orjson.dumps(asff)),
+            *decode_alerts(orjson.dumps(falco), resolver), *decode_alerts(orjson.dumps(duty), resolver)]
+
+
+def test_no_text_from_any_input_format_reaches_a_sink_or_the_siem_unmasked():
+    harness = Harness()
+    harness.context.resolver.learn_pod(POD, "service:payments-api")
+    records = input_records(harness.context.resolver)
+    for finding in (record for record in records if record.kind == "finding"):
+        harness.feed(harness.router.finding(finding.model_copy(update={"observed_at": at(0)})))
+    harness.traces(touch(BUCKET, ["service:payments-api"], 10, internet=5))
+    for alert in (record for record in records if record.kind == "alert"):
+        harness.feed(harness.router.alert(alert.model_copy(update={"observed_at": at(20)})))
+    harness.tick()
+    events = harness.out
+    assert {event["finding"]["source"] for event in events} == {"prowler", "securityhub"}
+    assert leaks(json.dumps(events)), "the correlator's events carry the senders' texts as they came"
+
+    with Receivers() as receivers:
+        statuses = [send(request) for event in events
+                    for requests in requests_of(event, receivers).values() for request in requests]
+        received = [(request.path, request.body.decode()) for receiver in receivers.values()
+                    for request in receiver.requests]
+
+    assert statuses and all(200 <= status < 300 for status in statuses)
+    assert leaks(json.dumps(received)) == []
+    assert leaks(json.dumps([to_ocsf(event) for event in events])) == []
+    assert leaks(json.dumps([masked_event(event) for event in events])) == []
 
 
 def test_masking_is_idempotent_and_keeps_ids_stable():
