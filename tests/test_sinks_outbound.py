@@ -477,3 +477,12 @@ def test_a_siem_record_too_large_for_the_topic_is_refused_with_a_reason(monkeypa
 
     with pytest.raises(ValueError, match=r"the OCSF finding takes \d+ bytes, more than the 100000 the SIEM topic takes"):
         ocsf.to_ocsf(hostile_event("x"))
+
+
+def test_an_answer_read_only_in_part_cannot_leave_the_start_of_the_secret_in_a_reason():
+    # the delivery reads at most 64 KiB of an answer: an echo of the request can stop inside the key
+    secret = Secret(ROUTING_KEY)
+
+    assert secret.redact(f"HTTP 400: request was {{\"routing_key\": \"{ROUTING_KEY[:20]}") == \
+        'HTTP 400: request was {"routing_key": "***'
+    assert secret.redact(f"{ROUTING_KEY} and {ROUTING_KEY}, card {PAN}") == "*** and ***, card ************1111"
