@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from pathlib import Path
 import orjson
 
 from stream.settings import ConfigError, Settings
+
+log = logging.getLogger("hotpath.oauth")
 
 # Fetch a fresh token this long before the current one expires, so no connection presents a stale one.
 REFRESH_MARGIN_S = 60.0
@@ -119,9 +122,18 @@ class OAuthTokens:
         return f"<{type(self).__name__}>"
 
     def current(self) -> Token:
+        """The cached token, fetched anew near its expiry; a failed refresh keeps one that is still valid."""
         with self._lock:
-            if self._token is None or self._token.expires_at - REFRESH_MARGIN_S <= self._clock():
-                self._token = self._fetch()
+            now = self._clock()
+            if self._token is None or self._token.expires_at - REFRESH_MARGIN_S <= now:
+                try:
+                    self._token = self._fetch()
+                except TokenError as exc:
+                    if self._token is None:  # start-up: the caller stops with this one line
+                        raise
+                    log.warning("OAUTHBEARER token refresh failed: %s", exc)
+                    if self._token.expires_at <= now:
+                        raise
             return self._token
 
     def confluent_callback(self, _oauthbearer_config: str) -> tuple[str, float, str, dict[str, str]]:

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from conftest import ROOT, free_port, own_broker, unique_suffix
 from test_broker_roundtrip import agent_receives_what_confluent_sends
+from test_security import worker_escalates_the_scenario
 from workers import settings_env
 
 from stream.kafka import confluent_config, faust_broker_kwargs
@@ -75,6 +76,12 @@ async def test_unsecured_tokens_authenticate_both_clients(oauth_bootstrap, tmp_p
     settings = oauth_settings(oauth_bootstrap, tmp_path, sasl_oauth_provider="unsecured", sasl_username="hotpath")
     assert f"created {settings.topic_findings} (4 partitions)" in apply_topics(settings)
     await agent_receives_what_confluent_sends(settings, settings.topic_findings)
+
+
+@pytest.mark.kafka
+def test_the_worker_runs_end_to_end_with_oauthbearer_tokens(oauth_bootstrap, tmp_path):
+    worker_escalates_the_scenario(
+        oauth_settings(oauth_bootstrap, tmp_path / "data", sasl_oauth_provider="unsecured"), tmp_path)
 
 
 @pytest.mark.kafka
@@ -170,6 +177,27 @@ def test_tokens_are_fetched_again_only_shortly_before_they_expire():
     now[0] += 50  # 50 s before expiry: inside the refresh margin
     assert tokens.current().value == "token-2"
     assert fetched == [1000.0, 1250.0]
+
+
+def test_a_failed_refresh_keeps_the_token_while_it_is_valid_and_says_why(caplog):
+    now = [1000.0]
+    fetches = iter([Token("token-1", 1300, "hotpath")])
+
+    def fetch() -> Token:
+        token = next(fetches, None)
+        if token is None:
+            raise TokenError("the OAUTHBEARER token in /var/run/token expired 5 s ago")
+        return token
+
+    tokens = OAuthTokens(fetch, clock=lambda: now[0])
+    assert tokens.current().value == "token-1"
+    now[0] = 1280.0  # inside the refresh margin: the refresh fails, the token still works
+    assert tokens.current().value == "token-1"
+    assert "OAUTHBEARER token refresh failed: the OAUTHBEARER token in /var/run/token expired" in caplog.text
+    now[0] = 1300.0
+    with pytest.raises(TokenError):
+        tokens.current()
+    assert "token-1" not in caplog.text
 
 
 def static_session():
