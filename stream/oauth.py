@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import orjson
 
+from stream.redact import mask
 from stream.settings import ConfigError, Settings
 
 log = logging.getLogger("hotpath.oauth")
@@ -30,6 +32,8 @@ UNSECURED_LIFETIME_S = 3600.0
 FILE_TOKEN_RECHECK_S = 300.0
 # A token file larger than this is not a token (a JWT is a few kB).
 MAX_TOKEN_FILE_BYTES = 64 * 1024
+# RFC 6750's b64token: what a bearer token may consist of (a JWT, an opaque token).
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 
 
 class TokenError(Exception):
@@ -77,6 +81,9 @@ def file_token(path: Path, now: float) -> Token:
     value = raw.decode("ascii", errors="replace").strip()
     if not value or len(raw) > MAX_TOKEN_FILE_BYTES:
         raise TokenError(f"the OAUTHBEARER token file {path} holds no token of at most {MAX_TOKEN_FILE_BYTES} bytes")
+    if not BEARER_TOKEN.fullmatch(value):
+        # Anything else could end the SASL message early (RFC 7628 separates its fields with \x01).
+        raise TokenError(f"the OAUTHBEARER token file {path} holds characters a bearer token cannot have")
     claims = jwt_claims(value)
     expires = claims.get("exp")
     if not isinstance(expires, int | float) or isinstance(expires, bool):
@@ -92,6 +99,7 @@ def msk_iam_token(region: str, session) -> Token:
     """An AWS MSK IAM token, signed by AWS's signer with the credentials of a botocore ``session``."""
     from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
     from botocore.credentials import CredentialProvider
+    from botocore.exceptions import BotoCoreError, ClientError
 
     class SessionCredentials(CredentialProvider):
         """The session's credential chain (environment, profile, web identity on EKS, instance role)."""
@@ -101,11 +109,14 @@ def msk_iam_token(region: str, session) -> Token:
         def load(self):
             return session.get_credentials()
 
-    if session.get_credentials() is None:
-        raise TokenError("no AWS credentials for MSK IAM: set them as boto3 finds them (environment, "
-                         "profile, IRSA web identity, instance role)")
-    value, expires_ms = MSKAuthTokenProvider.generate_auth_token_from_credentials_provider(
-        region, SessionCredentials())
+    try:
+        if session.get_credentials() is None:
+            raise TokenError("no AWS credentials for MSK IAM: set them as boto3 finds them (environment, "
+                             "profile, IRSA web identity, instance role)")
+        value, expires_ms = MSKAuthTokenProvider.generate_auth_token_from_credentials_provider(
+            region, SessionCredentials())
+    except (BotoCoreError, ClientError) as exc:  # e.g. STS refused the web identity, or is unreachable
+        raise TokenError(f"cannot sign an MSK IAM token: {mask(str(exc))}") from None
     return Token(value, expires_ms / 1000, "msk-iam")
 
 

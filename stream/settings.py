@@ -202,19 +202,18 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.window_step_s > self.window_size_s:
             raise ValueError("window_step_s must not exceed window_size_s")
-        self._check_sasl()
         return self
 
-    def _check_sasl(self) -> None:
-        if not self.security_protocol.startswith("SASL"):
-            return
-        if self.sasl_mechanism != "OAUTHBEARER":
-            if not (self.sasl_mechanism and self.sasl_username):
-                raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism and sasl_username")
-        elif self.sasl_oauth_provider is None:
-            raise ValueError("sasl_mechanism OAUTHBEARER needs sasl_oauth_provider (msk_iam, token_file or unsecured)")
-        elif self.sasl_oauth_provider == "token_file" and self.sasl_oauth_token_file is None:
-            raise ValueError("sasl_oauth_provider token_file needs sasl_oauth_token_file")
+    @model_validator(mode="after")
+    def _check_sasl(self) -> Settings:
+        if self.sasl_mechanism == "OAUTHBEARER":
+            if self.sasl_oauth_provider is None:
+                raise ValueError("sasl_mechanism OAUTHBEARER needs sasl_oauth_provider (msk_iam, token_file or unsecured)")
+            if self.sasl_oauth_provider == "token_file" and self.sasl_oauth_token_file is None:
+                raise ValueError("sasl_oauth_provider token_file needs sasl_oauth_token_file")
+        elif self.security_protocol.startswith("SASL") and not (self.sasl_mechanism and self.sasl_username):
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism and sasl_username")
+        return self
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

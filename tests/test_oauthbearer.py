@@ -151,13 +151,15 @@ def test_a_token_file_gives_its_jwt_expiry_and_subject(tmp_path):
     assert file_token(path, now=1_800_000_100).expires_at == 1_800_000_400  # re-read after five minutes
 
 
-@pytest.mark.parametrize("content", [b"", b"x" * (64 * 1024 + 1)], ids=["empty", "too-large"])
+@pytest.mark.parametrize("content", [b"", b"x" * (64 * 1024 + 1), b"token\x01auth=Bearer other\x01\x01",
+                                     b"two words"], ids=["empty", "too-large", "sasl-injection", "space"])
 def test_a_token_file_without_a_usable_token_is_refused_in_one_line(tmp_path, content):
     path = tmp_path / "token"
     path.write_bytes(content)
     with pytest.raises(TokenError) as refused:
         file_token(path, now=0)
     assert str(path) in str(refused.value) and "\n" not in str(refused.value)
+    assert "auth=Bearer" not in str(refused.value)
     with pytest.raises(TokenError, match="cannot read"):
         file_token(tmp_path / "missing", now=0)
 
@@ -239,6 +241,21 @@ def test_msk_iam_without_credentials_is_refused_in_one_line():
         msk_iam_token(REGION, session)
 
 
+def test_msk_iam_credentials_that_cannot_be_had_are_refused_in_one_line():
+    import botocore.session
+    from botocore.exceptions import CredentialRetrievalError
+
+    def refused():  # as when STS refuses the pod's web identity token
+        raise CredentialRetrievalError(provider="assume-role-with-web-identity", error_msg="AccessDenied")
+
+    session = botocore.session.Session()
+    session.get_credentials = refused
+    with pytest.raises(TokenError) as refusal:
+        msk_iam_token(REGION, session)
+    assert str(refusal.value).startswith("cannot sign an MSK IAM token: ") and "AccessDenied" in str(refusal.value)
+    assert "\n" not in str(refusal.value)
+
+
 def test_both_clients_hand_the_broker_the_token_the_msk_signer_made(monkeypatch):
     for name, value in (("AWS_ACCESS_KEY_ID", ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
                         ("AWS_SESSION_TOKEN", SESSION_TOKEN)):
@@ -270,10 +287,11 @@ def test_msk_iam_without_a_region_stops_start_up_with_one_line(monkeypatch):
 
 
 @pytest.mark.parametrize(("given", "named"), [
-    ({}, "sasl_oauth_provider"),
-    ({"sasl_oauth_provider": "token_file"}, "sasl_oauth_token_file"),
-], ids=["no-provider", "no-token-file"])
+    ({"security_protocol": "SASL_SSL"}, "sasl_oauth_provider"),
+    ({"security_protocol": "SASL_SSL", "sasl_oauth_provider": "token_file"}, "sasl_oauth_token_file"),
+    ({"security_protocol": "PLAINTEXT"}, "sasl_oauth_provider"),
+], ids=["no-provider", "no-token-file", "no-provider-without-sasl-protocol"])
 def test_oauthbearer_settings_missing_their_source_are_refused_in_one_line(given, named):
     with pytest.raises(ConfigError) as refused:
-        load_settings(security_protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER", **given)
+        load_settings(sasl_mechanism="OAUTHBEARER", **given)
     assert named in str(refused.value) and "\n" not in str(refused.value)
