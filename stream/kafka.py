@@ -2,7 +2,8 @@
 
 confluent-kafka (producers in tests, demo, connectors, admin) and Faust/aiokafka (the worker) must
 reach the same cluster with the same credentials, so both configurations come from here. Secrets
-are only ever handed to the client libraries, never logged or put into a repr.
+are only ever handed to the client libraries, never logged or put into a repr. OAUTHBEARER tokens
+(Amazon MSK IAM among them) come from ``stream.oauth``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import ssl
 from typing import Any
 
+from stream.oauth import tokens_for
 from stream.settings import Settings
 
 # Faust (aiokafka) hashes keys with murmur2; confluent-kafka's default is CRC32. Keyed records written
@@ -36,10 +38,13 @@ def confluent_config(settings: Settings) -> dict[str, Any]:
     }
     if settings.sasl_mechanism:
         config["sasl.mechanism"] = settings.sasl_mechanism
-    if settings.sasl_username is not None:
-        config["sasl.username"] = settings.sasl_username
-    if settings.sasl_password is not None:
-        config["sasl.password"] = settings.sasl_password.get_secret_value()
+    if settings.sasl_mechanism == "OAUTHBEARER":
+        config["oauth_cb"] = tokens_for(settings).confluent_callback
+    else:
+        if settings.sasl_username is not None:
+            config["sasl.username"] = settings.sasl_username
+        if settings.sasl_password is not None:
+            config["sasl.password"] = settings.sasl_password.get_secret_value()
     for key, path in (
         ("ssl.ca.location", settings.ssl_ca_file),
         ("ssl.certificate.location", settings.ssl_cert_file),
@@ -92,13 +97,17 @@ def _dotted(overrides: dict[str, Any]) -> dict[str, Any]:
 
 def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``faust.App``: the broker URL list and credentials, if any."""
-    from faust import SASLCredentials, SSLCredentials
+    from faust import OAuthCredentials, SASLCredentials, SSLCredentials
 
     hosts = [host.strip() for host in settings.bootstrap_servers.split(",") if host.strip()]
     kwargs: dict[str, Any] = {"broker": ";".join(f"kafka://{host}" for host in hosts)}
     protocol = settings.security_protocol
     context = ssl_context(settings) if protocol in ("SSL", "SASL_SSL") else None
-    if protocol.startswith("SASL"):
+    if protocol.startswith("SASL") and settings.sasl_mechanism == "OAUTHBEARER":
+        kwargs["broker_credentials"] = OAuthCredentials(
+            oauth_cb=tokens_for(settings).aiokafka_provider(), ssl_context=context
+        )
+    elif protocol.startswith("SASL"):
         password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
         kwargs["broker_credentials"] = SASLCredentials(
             username=settings.sasl_username,

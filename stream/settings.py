@@ -76,12 +76,18 @@ class Settings(BaseSettings):
     """Kafka bootstrap servers, comma-separated."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     """How clients talk to the brokers."""
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     """SASL mechanism, with a SASL protocol."""
     sasl_username: str | None = None
     """SASL user name."""
     sasl_password: SecretStr | None = None
     """SASL password (never logged)."""
+    sasl_oauth_provider: Literal["msk_iam", "token_file", "unsecured"] | None = None
+    """Where OAUTHBEARER tokens come from: msk_iam (Amazon MSK IAM), token_file, unsecured (test brokers only)."""
+    sasl_oauth_aws_region: str | None = None
+    """AWS region of the MSK cluster, for msk_iam (AWS_REGION or the AWS config's region when unset)."""
+    sasl_oauth_token_file: Path | None = None
+    """File holding the OAUTHBEARER token (a JWT kept fresh by a sidecar), re-read before it expires."""
     ssl_ca_file: Path | None = None
     """PEM file of the CAs that sign the brokers' certificates (system CAs when unset)."""
     ssl_cert_file: Path | None = None
@@ -200,7 +206,16 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.window_step_s > self.window_size_s:
             raise ValueError("window_step_s must not exceed window_size_s")
-        if self.security_protocol.startswith("SASL") and not (self.sasl_mechanism and self.sasl_username):
+        return self
+
+    @model_validator(mode="after")
+    def _check_sasl(self) -> Settings:
+        if self.sasl_mechanism == "OAUTHBEARER":
+            if self.sasl_oauth_provider is None:
+                raise ValueError("sasl_mechanism OAUTHBEARER needs sasl_oauth_provider (msk_iam, token_file or unsecured)")
+            if self.sasl_oauth_provider == "token_file" and self.sasl_oauth_token_file is None:
+                raise ValueError("sasl_oauth_provider token_file needs sasl_oauth_token_file")
+        elif self.security_protocol.startswith("SASL") and not (self.sasl_mechanism and self.sasl_username):
             raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism and sasl_username")
         for sink in self.sinks:
             problem = sink.url and insecure_url(sink.url, self.allow_plain_http)

@@ -158,7 +158,11 @@ def mtls_settings(broker: SecureBroker, data_dir: Path, *, client_cert: bool = T
 
 
 def test_the_worker_runs_end_to_end_over_sasl_ssl_with_scram(secure_broker, tmp_path):
-    settings = secure_settings(secure_broker, tmp_path / "data")
+    worker_escalates_the_scenario(secure_settings(secure_broker, tmp_path / "data"), tmp_path)
+
+
+def worker_escalates_the_scenario(settings: Settings, tmp_path: Path) -> None:
+    """Topics, the scenario's input and ``hotpath worker`` on ``settings``' cluster: the expected escalations."""
     assert f"created {settings.topic_escalations} (4 partitions)" in apply_topics(settings)
     scenario = build_scenario(seed=11, scale=1, minutes=6)
     publish_scenario(settings, scenario)
