@@ -170,6 +170,8 @@ def create_app(settings: Settings) -> Hotpath:
             for event in chunk:
                 batch = await decoded(event, ingest.decode_traces)
                 if batch is not None:
+                    if batch.over_cap:  # what is within the caps is routed; the message says what was not
+                        await _dead_letter(batch.over_cap, event.message)
                     batches.append(batch)
                     touches += len(batch.touches)
                 if batches and (touches >= TRACE_ROUTE_MAX_TOUCHES or event is chunk[-1]):

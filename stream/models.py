@@ -156,6 +156,7 @@ class TraceBatch:
     touches: list[Touch]
     pods: dict[str, str] = field(default_factory=dict)
     span_count: int = 0
+    over_cap: str | None = None  # why some entities the message names were dropped (one dead letter per message)
 
 
 NormalizedRecord = Finding | Alert | Asset | Touch

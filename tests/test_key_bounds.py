@@ -1,0 +1,98 @@
+"""Memory and work per attacker-chosen key: what one trace message may make hotpath remember.
+
+A span may name any number of resources, and a message any number of spans, pods and callers; each
+name would become an entity state, a call-graph edge replicated to every worker, a learned pod. The
+decoder keeps at most HOTPATH_MAX_ENTITIES_PER_SPAN per span and HOTPATH_MAX_ENTITIES_PER_MESSAGE per
+message and says how many it dropped, once per message, for the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.context import MAX_CALLERS_PER_ENTITY
+from stream.entities import EntityResolver
+from stream.formats.limits import DecodeLimits
+from stream.formats.otlp import decode_traces
+from stream.tracegen import TraceBuilder, Workload, aws_call
+
+T0 = 1_772_446_800.0
+HOSTILE_SPANS = 8
+TABLES_PER_SPAN = 100_000  # about 1 MB of table names per span
+
+
+def tables_call(names: tuple[str, ...]) -> dict:
+    return aws_call("DynamoDB", "BatchGetItem", {"aws.dynamodb.table_names": names})
+
+
+@pytest.fixture(scope="module")
+def hostile_message() -> bytes:
+    """Eight spans, each naming 100,000 DynamoDB tables no other span names (about 8 MB)."""
+    builder = TraceBuilder(seed=3)
+    for span in range(HOSTILE_SPANS):
+        names = tuple(f"{span * TABLES_PER_SPAN + i:x}" for i in range(TABLES_PER_SPAN))
+        builder.client_span("orders", "BatchGetItem", start=T0 + span, attributes=tables_call(names))
+    return builder.to_otlp_proto()
+
+
+def test_a_span_naming_a_hundred_thousand_tables_touches_only_the_first_it_may(hostile_message):
+    batch = decode_traces(hostile_message, EntityResolver())
+
+    per_span = DecodeLimits().max_entities_per_span
+    assert len(batch.touches) == HOSTILE_SPANS * per_span
+    assert batch.touches[0].entity == "arn:aws:dynamodb:us-east-1:123456789012:table/0"
+    dropped = HOSTILE_SPANS * (TABLES_PER_SPAN - per_span)
+    assert batch.over_cap == (
+        "message names more entities than hotpath keeps (128 per span, HOTPATH_MAX_ENTITIES_PER_SPAN; 4096 "
+        "entities, pods and caller links per message, HOTPATH_MAX_ENTITIES_PER_MESSAGE): "
+        f"{dropped} dropped, the rest routed")
+
+
+@pytest.mark.parametrize("encoding", ["otlp_proto", "otlp_json"])
+def test_a_message_touches_at_most_the_per_message_cap_whatever_its_spans_name(encoding):
+    builder = TraceBuilder(seed=4)
+    for span in range(60):
+        names = tuple(f"orders-{span}-{i}" for i in range(10))
+        builder.client_span("orders", "BatchGetItem", start=T0 + span, attributes=tables_call(names))
+    value = builder.to_otlp_proto() if encoding == "otlp_proto" else builder.to_otlp_json()
+
+    batch = decode_traces(value, EntityResolver(), encoding=encoding,
+                          limits=DecodeLimits(max_entities_per_span=8, max_entities_per_message=100))
+
+    assert len(batch.touches) == 100
+    # 60 spans name 10 tables: 2 over the span cap each, and 480 - 100 beyond the message's first 100.
+    assert batch.over_cap.endswith(": 500 dropped, the rest routed")
+
+
+def test_pods_learned_from_one_message_are_capped():
+    builder = TraceBuilder(seed=5, workloads=[Workload(f"svc-{n}", pod=f"svc-{n}-7d9f8c6b5-x2k4q") for n in range(30)])
+    for n in range(30):
+        builder.server_span(f"svc-{n}", "GET /", start=T0, client_address="10.0.0.1")
+
+    batch = decode_traces(builder.to_otlp_proto(), EntityResolver(),
+                          limits=DecodeLimits(max_entities_per_message=20))
+
+    assert len(batch.pods) == 20
+    assert len(batch.touches) == 20
+    assert batch.over_cap.endswith(": 20 dropped, the rest routed")  # 10 pods and 10 services
+
+
+def test_callers_of_one_entity_in_one_message_are_capped():
+    """A hundred services of one message calling one bucket: as many caller edges as the context keeps."""
+    builder = TraceBuilder(seed=6)
+    for n in range(100):
+        builder.client_span(f"caller-{n}", "GetObject", start=T0,
+                            attributes=aws_call("S3", "GetObject", {"aws.s3.bucket": "acme-statements"}))
+
+    batch = decode_traces(builder.to_otlp_proto(), EntityResolver())
+
+    (touch,) = batch.touches
+    assert (touch.spans, len(touch.services)) == (100, MAX_CALLERS_PER_ENTITY)
+    assert batch.over_cap.endswith(f": {100 - MAX_CALLERS_PER_ENTITY} dropped, the rest routed")
+
+
+def test_an_honest_message_drops_nothing():
+    builder = TraceBuilder(seed=7)
+    builder.client_span("orders", "BatchGetItem", start=T0, attributes=tables_call(tuple(f"t{i}" for i in range(100))))
+    batch = decode_traces(builder.to_otlp_proto(), EntityResolver())
+    assert (len(batch.touches), batch.over_cap) == (100, None)
