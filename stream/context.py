@@ -58,8 +58,8 @@ class Context:
         return f"internet|{entity}", {"last_seen": last_seen}
 
     @staticmethod
-    def pod_fact(pod: str, service: str) -> tuple[str, dict[str, Any]]:
-        return f"pod|{pod}", {"service": service}
+    def pod_fact(pod: str, service: str, last_seen: float) -> tuple[str, dict[str, Any]]:
+        return f"pod|{pod}", {"service": service, "last_seen": last_seen}
 
     @staticmethod
     def alert_fact(entity: str, alert: Alert) -> tuple[str, dict[str, Any]]:
@@ -80,7 +80,7 @@ class Context:
         elif kind == "internet":
             self.add_internet(rest, value["last_seen"])
         elif kind == "pod":
-            self.resolver.learn_pod(rest, value["service"])
+            self.resolver.learn_pod(rest, value["service"], value.get("last_seen", float("-inf")))
         elif kind == "alert":
             entity, _, uid = rest.rpartition("|")
             self.add_alert(entity, AlertFact(uid, value["source"], value["rule"], value["severity"],
@@ -156,7 +156,8 @@ class Context:
         return [a for a in facts if a.observed_at >= since]
 
     def prune(self, before: float) -> None:
-        """Forget edges, internet sightings and alerts last seen before ``before``."""
+        """Forget edges, internet sightings, alerts and learned pods last seen before ``before``."""
+        self.resolver.prune_pods(before)
         for callee in list(self._callers):
             callers = self._callers[callee]
             for caller in [c for c, seen in callers.items() if seen < before]:

@@ -65,9 +65,14 @@ class Router:
     def traces(self, batch: TraceBatch) -> Routed:
         routed = Routed()
         resolver = self.context.resolver
-        for pod, service in batch.pods.items():
-            if resolver.learn_pod(pod, service):
-                routed.facts.append(Context.pod_fact(pod, service))
+        seen = batch.last_seen if batch.last_seen is not None else max(
+            (touch.last_seen for touch in batch.touches), default=None)
+        for pod, service in batch.pods.items() if seen is not None else ():
+            # Republished as it is seen again, as edges are, so that every worker prunes the pods gone.
+            key, value = Context.pod_fact(pod, service, seen)
+            if resolver.learn_pod(pod, service, seen):
+                self._published.pop(key, None)  # new, or moved to another service: say so at once
+            self._fact(routed, key, value, seen=seen)
         for touch in batch.touches:
             record = touch.to_record()
             routed.events.append((touch.entity, record))
@@ -162,7 +167,9 @@ def merge_trace_batches(batches: list[TraceBatch], step_s: float, max_trace_ids:
             known.last_seen = max(known.last_seen, touch.last_seen)
             known.services += [service for service in touch.services if service not in known.services]
             add_trace_ids(known.trace_ids, touch.trace_ids, max_trace_ids)
-    return TraceBatch(list(merged.values()), pods, sum(batch.span_count for batch in batches))
+    seen = [batch.last_seen for batch in batches if batch.last_seen is not None]
+    return TraceBatch(list(merged.values()), pods, sum(batch.span_count for batch in batches),
+                      last_seen=max(seen, default=None))
 
 
 class EntityPartitioner:

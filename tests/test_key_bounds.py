@@ -8,12 +8,16 @@ message and says how many it dropped, once per message, for the dead-letter topi
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from stream.context import MAX_CALLERS_PER_ENTITY
+from stream.context import MAX_CALLERS_PER_ENTITY, Context
 from stream.entities import EntityResolver
 from stream.formats.limits import DecodeLimits
 from stream.formats.otlp import decode_traces
+from stream.ingest import Router
+from stream.models import Touch, TraceBatch
 from stream.tracegen import TraceBuilder, Workload, aws_call
 
 T0 = 1_772_446_800.0
@@ -96,3 +100,62 @@ def test_an_honest_message_drops_nothing():
     builder.client_span("orders", "BatchGetItem", start=T0, attributes=tables_call(tuple(f"t{i}" for i in range(100))))
     batch = decode_traces(builder.to_otlp_proto(), EntityResolver())
     assert (len(batch.touches), batch.over_cap) == (100, None)
+
+
+# --- learned pods --------------------------------------------------------------------------------------
+
+STEP_S = 60.0
+HOUR_S = 3600.0
+
+
+def pods_batch(pods: dict[str, str], at: float) -> TraceBatch:
+    return TraceBatch([Touch(service, [], 1, 0, 0, at, at) for service in set(pods.values())], pods)
+
+
+def test_pods_no_trace_shows_any_more_are_pruned_with_the_rest_of_the_context():
+    context = Context()
+    router = Router(context, STEP_S)
+    router.traces(pods_batch({"cart-5f6d7c8b9-abcde": "service:cart", "pay-7d9f8c6b5-x2k4q": "service:pay"}, T0))
+    router.traces(pods_batch({"pay-7d9f8c6b5-x2k4q": "service:pay"}, T0 + HOUR_S))
+
+    context.prune(T0 + HOUR_S / 2)
+
+    resolver = context.resolver
+    assert (resolver.service_of_pod("cart-5f6d7c8b9-abcde"), resolver.pods_of("service:cart")) == (None, set())
+    assert resolver.service_of_pod("pay-7d9f8c6b5-x2k4q") == "service:pay"
+
+
+def test_pod_facts_carry_when_the_pod_was_seen_so_every_worker_prunes_alike():
+    """Another worker learns pods from the context topic: it keeps a pod while traces keep showing it."""
+    context = Context()
+    router = Router(context, STEP_S)
+    other = Context()
+    for minute in range(0, 120, 10):
+        for key, value in router.traces(pods_batch({"pay-7d9f8c6b5-x2k4q": "service:pay"}, T0 + minute * 60)).facts:
+            other.apply(key, value)
+    for key, value in router.traces(pods_batch({"cart-5f6d7c8b9-abcde": "service:cart"}, T0)).facts:
+        other.apply(key, value)
+
+    other.prune(T0 + HOUR_S)
+
+    assert other.resolver.service_of_pod("pay-7d9f8c6b5-x2k4q") == "service:pay"
+    assert other.resolver.service_of_pod("cart-5f6d7c8b9-abcde") is None
+
+
+def lookup_time(resolver: EntityResolver, pods: list[str]) -> float:
+    started = time.perf_counter()
+    for pod in pods:
+        resolver.service_of_pod(pod)
+    return time.perf_counter() - started
+
+
+def test_a_pod_lookup_does_not_scan_every_learned_pod():
+    """Falco alerts name pods no trace has shown: resolving one must not cost more as pods pile up."""
+    few, many = EntityResolver(), EntityResolver()
+    for n in range(100):
+        few.learn_pod(f"svc-{n}-7d9f8c6b5-x2k4q", f"service:svc-{n}")
+    for n in range(100_000):
+        many.learn_pod(f"svc-{n}-7d9f8c6b5-x2k4q", f"service:svc-{n}")
+    unknown = [f"stranger-{n}-7d9f8c6b5-x2k4q" for n in range(200)]
+    ratio = min(lookup_time(many, unknown) for _ in range(3)) / min(lookup_time(few, unknown) for _ in range(3))
+    assert ratio < 10, f"a lookup among 100,000 learned pods takes {ratio:.0f} times one among 100"

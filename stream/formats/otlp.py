@@ -525,8 +525,10 @@ class _Fold:
                 internet_spans=tally.internet, first_seen=tally.first / _NS_PER_S, last_seen=tally.last / _NS_PER_S,
                 trace_ids=[trace_id.hex() for trace_id in tally.trace_ids],
             ))
+        last = max((plan.last for plan in self.plans), default=None)
         return TraceBatch(touches=touches, pods=self.pods, span_count=self.span_count,
-                          over_cap=self._over_cap_reason(dropped) if dropped else None)
+                          over_cap=self._over_cap_reason(dropped) if dropped else None,
+                          last_seen=None if last is None else last / _NS_PER_S)
 
     def _over_cap_reason(self, dropped: int) -> str:
         return (f"message names more entities than hotpath keeps ({self.max_entities_per_span} per span, "
