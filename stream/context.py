@@ -116,21 +116,26 @@ class Context:
     def internet_since(self, entity: str, since: float) -> bool:
         return self._internet.get(entity, float("-inf")) >= since
 
-    def exposure_path(self, entity: str, since: float) -> tuple[str, ...]:
+    def exposure_path(self, entity: str, since: float, callers: dict[str, float] | None = None) -> tuple[str, ...]:
         """Shortest observed call path from an internet-facing service to ``entity``, or ().
 
         Breadth-first backwards over caller edges seen since ``since``; the path starts at the
-        internet-facing service and ends at ``entity``.
+        internet-facing service and ends at ``entity``. ``callers`` (caller -> last seen) adds the
+        entity's own callers to the edges into it the context holds: a resource off the shared
+        call graph knows its callers from its own state.
         """
         if self.internet_since(entity, since):
             return (entity,)
+        first_hop = dict(self._callers.get(entity, {}))
+        for caller, seen in (callers or {}).items():
+            first_hop[caller] = max(seen, first_hop.get(caller, seen))
         parents: dict[str, str] = {entity: ""}
         frontier = deque([(entity, 0)])
         while frontier:
             node, depth = frontier.popleft()
             if depth >= self.max_path_depth:
                 continue
-            for caller, seen in sorted(self._callers.get(node, {}).items()):
+            for caller, seen in sorted((first_hop if node == entity else self._callers.get(node, {})).items()):
                 if seen < since or caller in parents:
                     continue
                 parents[caller] = node

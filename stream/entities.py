@@ -184,6 +184,12 @@ class EntityResolver:
     def asset(self, entity: str) -> Asset | None:
         return self.assets.get(entity)
 
+    def lies_on_paths(self, entity: str) -> bool:
+        """True for the entities exposure paths are traced through and to, whose call edges every worker keeps:
+        services, assets, and what an asset is exercised via. Other resources keep their callers in their
+        own state only, so names an attacker makes up cost no replicated memory."""
+        return is_service(entity) or entity in self.assets or bool(self._exercised_by.get(entity))
+
     def exercised_by(self, entity: str) -> set[str]:
         """Assets whose findings are exercised by traffic on ``entity`` (reverse of ``exercised_via``)."""
         return self._exercised_by.get(entity, set())

@@ -78,6 +78,8 @@ class Router:
             routed.events.append((touch.entity, record))
             for watcher in resolver.exercised_by(touch.entity):
                 routed.events.append((watcher, {**record, "entity": watcher, "via": touch.entity}))
+            if not resolver.lies_on_paths(touch.entity):
+                continue  # its owner's state holds its callers and internet traffic (see Correlator)
             for caller in touch.services:
                 self._fact(routed, *Context.edge_fact(caller, touch.entity, touch.last_seen), seen=touch.last_seen)
             if touch.internet_spans:

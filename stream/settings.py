@@ -146,7 +146,7 @@ class Settings(BaseSettings):
     """Entities, pods and caller links one OTLP message may name; the rest are dead-lettered."""
     max_unclaimed_entities: int = Field(default=10_000, gt=0)
     """Resources with no finding, asset or exercised_via whose traffic a worker keeps, the latest touched."""
-    max_event_record_bytes: int = Field(default=512 * 1024, ge=64 * 1024, le=900 * 1024)
+    max_event_record_bytes: int = Field(default=512 * 1024, ge=256 * 1024, le=900 * 1024)
     """Largest hotpath.entity-events record: below Kafka's 1 MB message.max.bytes and max_request_size."""
 
     # Scoring and outputs.

@@ -11,16 +11,20 @@ from __future__ import annotations
 import time
 
 import pytest
+from test_correlate import Harness, finding, touch
 
 from stream.context import MAX_CALLERS_PER_ENTITY, Context
+from stream.correlate import Correlator
 from stream.entities import EntityResolver
 from stream.formats.limits import DecodeLimits
 from stream.formats.otlp import decode_traces
 from stream.ingest import Router
 from stream.models import Touch, TraceBatch
+from stream.settings import load_settings
 from stream.tracegen import TraceBuilder, Workload, aws_call
 
 T0 = 1_772_446_800.0
+ASSET_TABLE = "arn:aws:dynamodb:eu-west-1:111122223333:table/orders"
 HOSTILE_SPANS = 8
 TABLES_PER_SPAN = 100_000  # about 1 MB of table names per span
 
@@ -159,3 +163,63 @@ def test_a_pod_lookup_does_not_scan_every_learned_pod():
     unknown = [f"stranger-{n}-7d9f8c6b5-x2k4q" for n in range(200)]
     ratio = min(lookup_time(many, unknown) for _ in range(3)) / min(lookup_time(few, unknown) for _ in range(3))
     assert ratio < 10, f"a lookup among 100,000 learned pods takes {ratio:.0f} times one among 100"
+
+
+# --- which entities keep traffic state -----------------------------------------------------------------
+
+
+def made_up_table(n: int) -> str:
+    return f"arn:aws:dynamodb:eu-west-1:111122223333:table/made-up-{n}"
+
+
+def test_traffic_on_made_up_resources_keeps_a_bounded_number_of_states_and_no_shared_edges():
+    """Five thousand tables no finding or asset names: a hundred states on this worker, no call-graph edge."""
+    h = Harness(max_unclaimed_entities=100)
+    h.asset(id=ASSET_TABLE)
+    facts = []
+    for batch in range(50):
+        tables = [touch(made_up_table(batch * 100 + n), ["service:orders"], batch) for n in range(100)]
+        routed = h.router.traces(TraceBatch([touch(ASSET_TABLE, ["service:orders"], batch), *tables]))
+        facts += [key for key, _ in routed.facts]
+        h.feed(routed)
+
+    assert len(h.store) == 101
+    assert ASSET_TABLE in h.store and made_up_table(4999) in h.store and made_up_table(4899) not in h.store
+    assert facts == [f"edge|service:orders|{ASSET_TABLE}"]
+    assert h.context.size()["edges"] == 1
+
+
+def test_a_finding_arriving_after_its_traffic_still_sees_the_traffic_and_its_path():
+    """The resource is off the shared call graph: its own state tells who called it, and from where."""
+    h = Harness(max_unclaimed_entities=100)
+    table = made_up_table(1)
+    h.traces(touch("service:payments-api", [], 10, internet=40), touch(table, ["service:payments-api"], 12, spans=500))
+    h.traces(*[touch(made_up_table(100 + n), ["service:orders"], 13) for n in range(99)])
+    h.feed(h.router.finding(finding("f-table", table, when=20)))
+
+    event = h.latest("f-table")
+    assert (event["state"], event["priority"]) == ("escalated", "P2")
+    assert event["factors"]["exposure_path"] == ["service:payments-api", table]
+    assert "reached from the internet via payments-api" in event["reasons"]
+
+
+def test_a_finding_after_the_bound_moved_past_its_traffic_is_held():
+    h = Harness(max_unclaimed_entities=100)
+    table = made_up_table(1)
+    h.traces(touch("service:payments-api", [], 10, internet=40), touch(table, ["service:payments-api"], 12, spans=500))
+    h.traces(*[touch(made_up_table(100 + n), ["service:orders"], 13) for n in range(100)])
+    h.feed(h.router.finding(finding("f-table", table, when=20)))
+
+    assert h.latest("f-table") is None
+
+
+def test_a_worker_recovering_the_states_keeps_the_same_bound():
+    """After a restart the recovered states are the store: the oldest made-up ones beyond the bound go."""
+    before = Harness(max_unclaimed_entities=200)
+    before.traces(*[touch(made_up_table(n), ["service:orders"], n) for n in range(150)])
+    after = Correlator(load_settings(max_unclaimed_entities=100), before.context, before.store)
+
+    after.restore_live()
+
+    assert len(before.store) == 100
+    assert made_up_table(149) in before.store and made_up_table(49) not in before.store
