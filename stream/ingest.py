@@ -213,9 +213,34 @@ class EntityPartitioner:
         return by_partition
 
 
-def encode_events(events: list[Event]) -> bytes:
-    """One ``hotpath.entity-events`` record value: ``[[entity, record], ...]``."""
-    return orjson.dumps(events)
+def encode_events(events: list[Event], max_bytes: int) -> tuple[list[bytes], list[Event]]:
+    """``hotpath.entity-events`` record values ``[[entity, record], ...]`` of at most ``max_bytes`` each,
+    in order, and the events too large to fit in any.
+
+    A batch reaching thousands of entities would otherwise make a record over the broker's
+    ``message.max.bytes`` (1 MB) and the producer's request size: it is split between events. The
+    usual batch is one record, encoded once.
+    """
+    whole = orjson.dumps(events)
+    if len(whole) <= max_bytes:
+        return [whole], []
+    records: list[bytes] = []
+    too_large: list[Event] = []
+    part: list[bytes] = []
+    size = 2  # the brackets
+    for event in events:
+        encoded = orjson.dumps(event)
+        if len(encoded) + 2 > max_bytes:
+            too_large.append(event)
+            continue
+        if part and size + 1 + len(encoded) > max_bytes:
+            records.append(b"[" + b",".join(part) + b"]")
+            part, size = [], 2
+        size += len(encoded) + (1 if part else 0)
+        part.append(encoded)
+    if part:
+        records.append(b"[" + b",".join(part) + b"]")
+    return records, too_large
 
 
 def event_position(offset: int, index: int) -> int:

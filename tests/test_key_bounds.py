@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import time
 
+import orjson
 import pytest
 from test_correlate import Harness, finding, touch
+from workers import HotpathProcess, read_topic
 
 from stream.context import MAX_CALLERS_PER_ENTITY, Context
 from stream.correlate import Correlator
 from stream.entities import EntityResolver
 from stream.formats.limits import DecodeLimits
 from stream.formats.otlp import decode_traces
-from stream.ingest import Router
+from stream.ingest import Router, encode_events
+from stream.kafka import consumer, producer
 from stream.models import Touch, TraceBatch
 from stream.settings import load_settings
 from stream.tracegen import TraceBuilder, Workload, aws_call
@@ -189,28 +192,28 @@ def test_traffic_on_made_up_resources_keeps_a_bounded_number_of_states_and_no_sh
     assert h.context.size()["edges"] == 1
 
 
-def test_a_finding_arriving_after_its_traffic_still_sees_the_traffic_and_its_path():
-    """The resource is off the shared call graph: its own state tells who called it, and from where."""
+def finding_after_traffic(tables_touched_since: int) -> tuple[str, dict | None]:
+    """A made-up table called from an internet-facing service, then other tables, then a finding on it:
+    the table and the finding's latest escalation event."""
     h = Harness(max_unclaimed_entities=100)
     table = made_up_table(1)
     h.traces(touch("service:payments-api", [], 10, internet=40), touch(table, ["service:payments-api"], 12, spans=500))
-    h.traces(*[touch(made_up_table(100 + n), ["service:orders"], 13) for n in range(99)])
+    h.traces(*[touch(made_up_table(100 + n), ["service:orders"], 13) for n in range(tables_touched_since)])
     h.feed(h.router.finding(finding("f-table", table, when=20)))
+    return table, h.latest("f-table")
 
-    event = h.latest("f-table")
+
+def test_a_finding_arriving_after_its_traffic_still_sees_the_traffic_and_its_path():
+    """The resource is off the shared call graph: its own state tells who called it, and from where."""
+    table, event = finding_after_traffic(99)
     assert (event["state"], event["priority"]) == ("escalated", "P2")
     assert event["factors"]["exposure_path"] == ["service:payments-api", table]
     assert "reached from the internet via payments-api" in event["reasons"]
 
 
 def test_a_finding_after_the_bound_moved_past_its_traffic_is_held():
-    h = Harness(max_unclaimed_entities=100)
-    table = made_up_table(1)
-    h.traces(touch("service:payments-api", [], 10, internet=40), touch(table, ["service:payments-api"], 12, spans=500))
-    h.traces(*[touch(made_up_table(100 + n), ["service:orders"], 13) for n in range(100)])
-    h.feed(h.router.finding(finding("f-table", table, when=20)))
-
-    assert h.latest("f-table") is None
+    _, event = finding_after_traffic(100)
+    assert event is None
 
 
 def test_a_worker_recovering_the_states_keeps_the_same_bound():
@@ -223,3 +226,95 @@ def test_a_worker_recovering_the_states_keeps_the_same_bound():
 
     assert len(before.store) == 100
     assert made_up_table(149) in before.store and made_up_table(49) not in before.store
+
+
+# --- entity-event records ------------------------------------------------------------------------------
+
+RECORD_LIMIT = 256 * 1024
+
+
+def test_entity_events_of_a_large_batch_are_split_into_records_the_broker_takes():
+    events = [(made_up_table(n), touch(made_up_table(n), ["service:orders"], n).to_record()) for n in range(5000)]
+
+    records, too_large = encode_events(events, RECORD_LIMIT)
+
+    assert len(records) > 1 and too_large == []
+    assert max(len(record) for record in records) <= RECORD_LIMIT
+    assert [event for record in records for event in orjson.loads(record)] == [list(event) for event in events]
+
+
+def test_an_event_no_record_can_hold_is_set_apart_and_the_rest_still_sent():
+    huge = ("arn:aws:s3:::acme-statements", {"kind": "finding", "title": "x" * RECORD_LIMIT})
+    small = (made_up_table(1), touch(made_up_table(1), [], 1).to_record())
+
+    records, too_large = encode_events([small, huge, small], RECORD_LIMIT)
+
+    assert too_large == [huge]
+    assert [orjson.loads(record) for record in records] == [[list(small), list(small)]]
+
+
+def test_a_usual_batch_stays_one_record():
+    events = [(made_up_table(n), touch(made_up_table(n), [], n).to_record()) for n in range(10)]
+    assert encode_events(events, RECORD_LIMIT) == ([orjson.dumps(events)], [])
+
+
+# --- through a live worker -----------------------------------------------------------------------------
+
+SPLIT_SPANS, SPLIT_TABLES = 4, 5000  # 20,000 entity events: several MB, past the broker's 1 MB per record
+OVER_CAP_TABLES = 30_000
+WORKER_CAP = SPLIT_SPANS * SPLIT_TABLES
+
+
+def table_message(prefix: str, spans: int, tables: int) -> bytes:
+    builder = TraceBuilder(seed=9)
+    for span in range(spans):
+        names = tuple(f"{prefix}-{span}-{n}" for n in range(tables))
+        builder.client_span("orders", "BatchGetItem", start=T0 + span, attributes=tables_call(names))
+    return builder.to_otlp_proto()
+
+
+def raw_records(settings, topic: str, until) -> list[bytes]:
+    """The values of ``topic`` from the beginning, until ``until(values)`` holds (or 120 s have passed)."""
+    client = consumer(settings, group_id=f"test-raw-{time.monotonic_ns()}", enable_auto_commit=False)
+    client.subscribe([topic])
+    values: list[bytes] = []
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and not until(values):
+            message = client.poll(0.5)
+            if message is not None and not message.error():
+                values.append(message.value())
+    finally:
+        client.close()
+    return values
+
+
+def events_on(values: list[bytes], marker: str) -> int:
+    """How many entity events name ``marker`` (ticks, also on the topic, are objects, not event lists)."""
+    batches = [batch for batch in map(orjson.loads, values) if isinstance(batch, list)]
+    return sum(1 for batch in batches for entity, _ in batch if marker in entity)
+
+
+@pytest.mark.kafka
+def test_worker_splits_large_batches_and_dead_letters_what_a_message_names_over_the_caps(hotpath_settings, tmp_path):
+    settings = hotpath_settings
+    caps = {"max_entities_per_span": WORKER_CAP, "max_entities_per_message": WORKER_CAP,
+            "max_event_record_bytes": RECORD_LIMIT, "max_unclaimed_entities": 1000}
+    with HotpathProcess("worker", settings, tmp_path, **caps) as worker:
+        worker.wait_ready()
+        writer = producer(settings)
+        writer.produce(settings.topic_traces, key=b"many", value=table_message("split", SPLIT_SPANS, SPLIT_TABLES))
+        writer.produce(settings.topic_traces, key=b"over-cap", value=table_message("over", 1, OVER_CAP_TABLES))
+        assert writer.flush(60) == 0
+        events = raw_records(settings, settings.topic_entity_events,
+                             until=lambda values: events_on(values, "table/over") >= WORKER_CAP)
+        dead = read_topic(settings, settings.topic_dlq, until=lambda records: len(records) >= 1, idle=5)
+        facts = read_topic(settings, settings.topic_context, idle=5, timeout=20)
+        assert worker.proc.poll() is None, worker.log_tail()
+
+    assert (events_on(events, "table/split"), events_on(events, "table/over")) == (WORKER_CAP, WORKER_CAP)
+    assert max(len(value) for value in events) <= RECORD_LIMIT
+    ((key, letter),) = dead
+    assert key == b"over-cap" and letter["origin"]["topic"] == settings.topic_traces
+    assert letter["reason"].endswith(f": {OVER_CAP_TABLES - WORKER_CAP} dropped, the rest routed")
+    assert not [key for key, _ in facts if b"table/" in key]  # made-up tables stay off the shared call graph
