@@ -142,10 +142,17 @@ def create_app(settings: Settings) -> Hotpath:
             await _dead_letter(f"internal error while decoding: {type(exc).__name__}: {exc}", message)
         return None
 
-    async def send_routed(stream_name: str, routed) -> None:
+    async def send_routed(stream_name: str, routed, origin) -> None:
+        """Send the events, in records the broker takes, and the facts; ``origin`` is the input record
+        an event too large for any record is dead-lettered as."""
         metrics.touches.inc_by(stream_name, len(routed.events))
         for partition, events in partitioner.split(routed.events).items():
-            await entity_events.send(value=encode_events(events), partition=partition)
+            records, too_large = encode_events(events, settings.max_event_record_bytes)
+            for value in records:
+                await entity_events.send(value=value, partition=partition)
+            if too_large:
+                await _dead_letter(f"{len(too_large)} entity events over {settings.max_event_record_bytes} bytes "
+                                   f"each (HOTPATH_MAX_EVENT_RECORD_BYTES), first on {too_large[0][0]}", origin)
         for key, value in routed.facts:
             await context_topic.send(key=key.encode(), value=orjson.dumps(value))
 
@@ -154,7 +161,7 @@ def create_app(settings: Settings) -> Hotpath:
             async for event in stream.events():
                 routed = await decoded(event, lambda value: ingest(stream_name, value))
                 if routed is not None:
-                    await send_routed(stream_name, routed)
+                    await send_routed(stream_name, routed, event.message)
 
         agent.__name__ = agent.__qualname__ = f"ingest_{stream_name}"
         app.agent(topic(topic_name), name=f"ingest-{stream_name}")(agent)
@@ -170,11 +177,15 @@ def create_app(settings: Settings) -> Hotpath:
             for event in chunk:
                 batch = await decoded(event, ingest.decode_traces)
                 if batch is not None:
+                    if batch.over_cap:  # what is within the caps is routed; the message says what was not
+                        await _dead_letter(batch.over_cap, event.message)
                     batches.append(batch)
                     touches += len(batch.touches)
                 if batches and (touches >= TRACE_ROUTE_MAX_TOUCHES or event is chunk[-1]):
                     merged = merge_trace_batches(batches, settings.window_step_s, settings.max_trace_ids)
-                    await send_routed("traces", router.traces(merged))
+                    # Trace events fit a record by the entity caps; were one not to, the record completing
+                    # the part is its origin.
+                    await send_routed("traces", router.traces(merged), event.message)
                     batches, touches = [], 0
 
     async def _dead_letter(reason: str, message) -> None:

@@ -58,8 +58,8 @@ class Context:
         return f"internet|{entity}", {"last_seen": last_seen}
 
     @staticmethod
-    def pod_fact(pod: str, service: str) -> tuple[str, dict[str, Any]]:
-        return f"pod|{pod}", {"service": service}
+    def pod_fact(pod: str, service: str, last_seen: float) -> tuple[str, dict[str, Any]]:
+        return f"pod|{pod}", {"service": service, "last_seen": last_seen}
 
     @staticmethod
     def alert_fact(entity: str, alert: Alert) -> tuple[str, dict[str, Any]]:
@@ -80,7 +80,7 @@ class Context:
         elif kind == "internet":
             self.add_internet(rest, value["last_seen"])
         elif kind == "pod":
-            self.resolver.learn_pod(rest, value["service"])
+            self.resolver.learn_pod(rest, value["service"], value.get("last_seen", float("-inf")))
         elif kind == "alert":
             entity, _, uid = rest.rpartition("|")
             self.add_alert(entity, AlertFact(uid, value["source"], value["rule"], value["severity"],
@@ -116,21 +116,26 @@ class Context:
     def internet_since(self, entity: str, since: float) -> bool:
         return self._internet.get(entity, float("-inf")) >= since
 
-    def exposure_path(self, entity: str, since: float) -> tuple[str, ...]:
+    def exposure_path(self, entity: str, since: float, callers: dict[str, float] | None = None) -> tuple[str, ...]:
         """Shortest observed call path from an internet-facing service to ``entity``, or ().
 
         Breadth-first backwards over caller edges seen since ``since``; the path starts at the
-        internet-facing service and ends at ``entity``.
+        internet-facing service and ends at ``entity``. ``callers`` (caller -> last seen) adds the
+        entity's own callers to the edges into it the context holds: a resource off the shared
+        call graph knows its callers from its own state.
         """
         if self.internet_since(entity, since):
             return (entity,)
+        first_hop = dict(self._callers.get(entity, {}))
+        for caller, seen in (callers or {}).items():
+            first_hop[caller] = max(seen, first_hop.get(caller, seen))
         parents: dict[str, str] = {entity: ""}
         frontier = deque([(entity, 0)])
         while frontier:
             node, depth = frontier.popleft()
             if depth >= self.max_path_depth:
                 continue
-            for caller, seen in sorted(self._callers.get(node, {}).items()):
+            for caller, seen in sorted((first_hop if node == entity else self._callers.get(node, {})).items()):
                 if seen < since or caller in parents:
                     continue
                 parents[caller] = node
@@ -156,7 +161,8 @@ class Context:
         return [a for a in facts if a.observed_at >= since]
 
     def prune(self, before: float) -> None:
-        """Forget edges, internet sightings and alerts last seen before ``before``."""
+        """Forget edges, internet sightings, alerts and learned pods last seen before ``before``."""
+        self.resolver.prune_pods(before)
         for callee in list(self._callers):
             callers = self._callers[callee]
             for caller in [c for c, seen in callers.items() if seen < before]:

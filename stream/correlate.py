@@ -79,6 +79,9 @@ class Correlator:
         # crash lost entirely; applied when its redelivered record re-creates it (see reconcile).
         self.published_for_lost: dict[str, tuple[int, EscalationState]] = {}
         self.deferred: dict[str, tuple[float, frozenset[str] | None]] = {}  # entity -> when and what to judge
+        # Resources with traffic but no finding, asset or exercised_via -> their partition, least recently
+        # touched first: at most settings.max_unclaimed_entities keep their state (see _retain).
+        self.unclaimed: dict[str, int | None] = {}
 
     # -- events -----------------------------------------------------------------------------
 
@@ -100,10 +103,12 @@ class Correlator:
         kind = record["kind"]
         if kind == "touch":
             eval_at = self._add_touch(state, entity, record)
+            self._retain(entity, state, partition)
         elif kind == "alert":
             eval_at = self._add_alert(state, record)
         elif kind == "finding":
             eval_at = self._add_finding(state, record)
+            self.unclaimed.pop(entity, None)
         else:
             raise ValueError(f"unknown event kind {kind!r}")
         escalations: list[Escalation] = []
@@ -173,16 +178,24 @@ class Correlator:
                 and (state["clock"] is None or state["clock"] < horizon)]
         for entity in idle:
             del self.store[entity]
+            self.unclaimed.pop(entity, None)
         return len(idle)
 
     def restore_live(self, partition: int | None = None) -> None:
-        """After recovery, find the entities (of one partition) worth ticking again, in one pass."""
+        """After recovery, find the entities (of one partition) worth ticking again, in one pass,
+        and the unclaimed ones, oldest first, to keep within their bound."""
+        unclaimed = []
         for entity, state in self.store.items():
             if state and (partition is None or state["p"] == partition):
                 if state["clock"] is not None:
                     self.watermark = max(self.watermark, state["clock"])
                 if state["findings"] and self._is_live(state):
                     self.live[entity] = state["p"]
+                if self._unclaimed(entity, state):
+                    unclaimed.append((state["clock"] or float("-inf"), entity, state["p"]))
+        for _, entity, entity_partition in sorted(unclaimed):
+            self.unclaimed[entity] = entity_partition
+        self._evict_unclaimed()
 
     def forget_partitions(self, partitions: set[int]) -> None:
         """Another worker owns these partitions now: stop ticking their entities."""
@@ -190,6 +203,8 @@ class Correlator:
             del self.live[entity]
         for uid in [u for u, (p, _) in self.published_for_lost.items() if p in partitions]:
             del self.published_for_lost[uid]
+        for entity in [e for e, p in self.unclaimed.items() if p in partitions]:
+            del self.unclaimed[entity]  # its state is the new owner's now: never evict it from here
 
     def reconcile(self, partition: int, published: Iterable[dict[str, Any]]) -> int:
         """Raise the recovered escalation states of one partition's findings to what was published.
@@ -249,6 +264,31 @@ class Correlator:
         add_trace_ids(state["traces"], touch["trace_ids"], self.settings.max_trace_ids)
         # A late touch is judged in the window it belongs to, so it still counts.
         return last
+
+    def _retain(self, entity: str, state: EntityState, partition: int | None) -> None:
+        """Keep traffic state only where a finding can use it, whatever names traces make up.
+
+        Services (the nodes of exposure paths), assets, what assets are exercised via and entities
+        with findings keep theirs until swept. Any other resource is kept among the latest
+        ``max_unclaimed_entities`` touched, so a finding arriving shortly after its traffic still
+        sees it, and the least recently touched beyond that are forgotten.
+        """
+        if not self._unclaimed(entity, state):
+            return
+        self.unclaimed.pop(entity, None)
+        self.unclaimed[entity] = partition
+        self._evict_unclaimed()
+
+    def _unclaimed(self, entity: str, state: EntityState) -> bool:
+        return not state["findings"] and not self.context.resolver.lies_on_paths(entity)
+
+    def _evict_unclaimed(self) -> None:
+        while len(self.unclaimed) > self.settings.max_unclaimed_entities:
+            entity = next(iter(self.unclaimed))
+            del self.unclaimed[entity]
+            state = self.store.get(entity)
+            if state is not None and self._unclaimed(entity, state):
+                del self.store[entity]
 
     def _add_alert(self, state: EntityState, alert: dict[str, Any]) -> float:
         observed = parse_rfc3339(alert["observed_at"])
@@ -325,7 +365,7 @@ class Correlator:
         asset = self.context.resolver.asset(entity)
         path: tuple[str, ...] = ()
         if spans:
-            path = self.context.exposure_path(entity, since)
+            path = self.context.exposure_path(entity, since, state["callers"])
             if not path:
                 for via in sorted(v for v, seen in state["via"].items() if seen >= since):
                     via_path = self.context.exposure_path(via, since)

@@ -101,6 +101,7 @@ class EntityResolver:
         self._aliases: dict[str, str] = {}
         self._pods: dict[str, str] = {}
         self._pods_of: dict[str, set[str]] = {}
+        self._pod_seen: dict[str, float] = {}  # pod -> latest event time traces showed it
         self._exercised_by: dict[str, set[str]] = {}
 
     def add_asset(self, asset: Asset) -> None:
@@ -126,16 +127,34 @@ class EntityResolver:
         for via in asset.exercised_via:
             self._exercised_by.get(via, set()).discard(asset_id)
 
-    def learn_pod(self, pod: str, service: str) -> bool:
-        """Remember that ``pod`` runs ``service``; True when this is new."""
+    def learn_pod(self, pod: str, service: str, seen: float = float("inf")) -> bool:
+        """Remember that ``pod`` runs ``service``, seen at event time ``seen``; True when this is new.
+
+        Without a time the pod is kept until forgotten by hand (``hotpath inspect`` reads one run).
+        """
+        self._pod_seen[pod] = max(seen, self._pod_seen.get(pod, seen))
         previous = self._pods.get(pod)
         if previous == service:
             return False
         if previous is not None:
-            self._pods_of[previous].discard(pod)
+            self._forget_pod_of(previous, pod)
         self._pods[pod] = service
         self._pods_of.setdefault(service, set()).add(pod)
         return True
+
+    def prune_pods(self, before: float) -> int:
+        """Forget the pods no trace has shown since ``before`` (pods come and go); returns how many."""
+        gone = [pod for pod, seen in self._pod_seen.items() if seen < before]
+        for pod in gone:
+            del self._pod_seen[pod]
+            self._forget_pod_of(self._pods.pop(pod), pod)
+        return len(gone)
+
+    def _forget_pod_of(self, service: str, pod: str) -> None:
+        pods = self._pods_of[service]
+        pods.discard(pod)
+        if not pods:
+            del self._pods_of[service]
 
     def pods_of(self, service: str) -> set[str]:
         """The pod names traces have shown running ``service``."""
@@ -158,12 +177,18 @@ class EntityResolver:
         if by_prefix is not None:
             return by_prefix
         candidate = service_entity(deployment)
-        if candidate in self.assets or candidate in self._pods.values():
+        if candidate in self.assets or candidate in self._pods_of:
             return candidate
         return None
 
     def asset(self, entity: str) -> Asset | None:
         return self.assets.get(entity)
+
+    def lies_on_paths(self, entity: str) -> bool:
+        """True for the entities exposure paths are traced through and to, whose call edges every worker keeps:
+        services, assets, and what an asset is exercised via. Other resources keep their callers in their
+        own state only, so names an attacker makes up cost no replicated memory."""
+        return is_service(entity) or entity in self.assets or bool(self._exercised_by.get(entity))
 
     def exercised_by(self, entity: str) -> set[str]:
         """Assets whose findings are exercised by traffic on ``entity`` (reverse of ``exercised_via``)."""

@@ -65,14 +65,21 @@ class Router:
     def traces(self, batch: TraceBatch) -> Routed:
         routed = Routed()
         resolver = self.context.resolver
-        for pod, service in batch.pods.items():
-            if resolver.learn_pod(pod, service):
-                routed.facts.append(Context.pod_fact(pod, service))
+        seen = batch.last_seen if batch.last_seen is not None else max(
+            (touch.last_seen for touch in batch.touches), default=None)
+        for pod, service in batch.pods.items() if seen is not None else ():
+            # Republished as it is seen again, as edges are, so that every worker prunes the pods gone.
+            key, value = Context.pod_fact(pod, service, seen)
+            if resolver.learn_pod(pod, service, seen):
+                self._published.pop(key, None)  # new, or moved to another service: say so at once
+            self._fact(routed, key, value, seen=seen)
         for touch in batch.touches:
             record = touch.to_record()
             routed.events.append((touch.entity, record))
             for watcher in resolver.exercised_by(touch.entity):
                 routed.events.append((watcher, {**record, "entity": watcher, "via": touch.entity}))
+            if not resolver.lies_on_paths(touch.entity):
+                continue  # its owner's state holds its callers and internet traffic (see Correlator)
             for caller in touch.services:
                 self._fact(routed, *Context.edge_fact(caller, touch.entity, touch.last_seen), seen=touch.last_seen)
             if touch.internet_spans:
@@ -162,7 +169,9 @@ def merge_trace_batches(batches: list[TraceBatch], step_s: float, max_trace_ids:
             known.last_seen = max(known.last_seen, touch.last_seen)
             known.services += [service for service in touch.services if service not in known.services]
             add_trace_ids(known.trace_ids, touch.trace_ids, max_trace_ids)
-    return TraceBatch(list(merged.values()), pods, sum(batch.span_count for batch in batches))
+    seen = [batch.last_seen for batch in batches if batch.last_seen is not None]
+    return TraceBatch(list(merged.values()), pods, sum(batch.span_count for batch in batches),
+                      last_seen=max(seen, default=None))
 
 
 class EntityPartitioner:
@@ -204,9 +213,34 @@ class EntityPartitioner:
         return by_partition
 
 
-def encode_events(events: list[Event]) -> bytes:
-    """One ``hotpath.entity-events`` record value: ``[[entity, record], ...]``."""
-    return orjson.dumps(events)
+def encode_events(events: list[Event], max_bytes: int) -> tuple[list[bytes], list[Event]]:
+    """``hotpath.entity-events`` record values ``[[entity, record], ...]`` of at most ``max_bytes`` each,
+    in order, and the events too large to fit in any.
+
+    A batch reaching thousands of entities would otherwise make a record over the broker's
+    ``message.max.bytes`` (1 MB) and the producer's request size: it is split between events. The
+    usual batch is one record, encoded once.
+    """
+    whole = orjson.dumps(events)
+    if len(whole) <= max_bytes:
+        return [whole], []
+    records: list[bytes] = []
+    too_large: list[Event] = []
+    part: list[bytes] = []
+    size = 2  # the brackets
+    for event in events:
+        encoded = orjson.dumps(event)
+        if len(encoded) + 2 > max_bytes:
+            too_large.append(event)
+            continue
+        if part and size + 1 + len(encoded) > max_bytes:
+            records.append(b"[" + b",".join(part) + b"]")
+            part, size = [], 2
+        size += len(encoded) + (1 if part else 0)
+        part.append(encoded)
+    if part:
+        records.append(b"[" + b",".join(part) + b"]")
+    return records, too_large
 
 
 def event_position(offset: int, index: int) -> int:

@@ -148,6 +148,14 @@ class Settings(BaseSettings):
     """A span with more attributes is refused."""
     dlq_max_value_bytes: int = Field(default=64 * 1024, ge=0)
     """How much of a bad record's value a dead letter keeps."""
+    max_entities_per_span: int = Field(default=128, gt=0)
+    """Entities one span may touch (DynamoDB batch calls name up to 100 tables); the rest are dead-lettered."""
+    max_entities_per_message: int = Field(default=4096, gt=0)
+    """Entities, pods and caller links one OTLP message may name; the rest are dead-lettered."""
+    max_unclaimed_entities: int = Field(default=10_000, gt=0)
+    """Resources with no finding, asset or exercised_via whose traffic a worker keeps, the latest touched."""
+    max_event_record_bytes: int = Field(default=512 * 1024, ge=256 * 1024, le=900 * 1024)
+    """Largest hotpath.entity-events record: below Kafka's 1 MB message.max.bytes and max_request_size."""
 
     # Scoring and outputs.
     score: ScoreSettings = ScoreSettings()

@@ -15,6 +15,8 @@ class DecodeLimits:
     max_attributes_per_span: int = 512
     max_trace_ids: int = 5
     max_json_depth: int = DEFAULT_MAX_DEPTH
+    max_entities_per_span: int = 128
+    max_entities_per_message: int = 4096
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DecodeLimits:
@@ -24,4 +26,6 @@ class DecodeLimits:
             max_attributes_per_span=settings.max_attributes_per_span,
             max_trace_ids=settings.max_trace_ids,
             max_json_depth=settings.max_json_depth,
+            max_entities_per_span=settings.max_entities_per_span,
+            max_entities_per_message=settings.max_entities_per_message,
         )

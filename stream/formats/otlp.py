@@ -26,6 +26,12 @@ card number or credential placed in one reaches no topic unmasked, and may not b
 longest ARN AWS allows (2048 characters): a message naming a longer one is refused, as a message
 with too many attributes is.
 
+What a message may make hotpath remember is capped, since every entity named becomes state, every
+caller an edge every worker holds: a span touches at most ``max_entities_per_span`` entities (the
+first it names), and a message at most ``max_entities_per_message`` entities, as many learned pods
+and as many caller links. The rest is dropped and counted in :attr:`TraceBatch.over_cap`, which
+the worker dead-letters once per message while routing what is within the caps.
+
 What a span touches:
 
 * SERVER and CONSUMER spans touch their own service (``service:NAME``) and, when the resource names
@@ -61,6 +67,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
@@ -68,6 +75,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
 
+from stream.context import MAX_CALLERS_PER_ENTITY
 from stream.entities import (
     EntityResolver,
     aws_arn,
@@ -241,6 +249,7 @@ class _Template:
     fixed: tuple[str, ...]  # entities named outright
     host: str | None  # a peer or database host an asset alias may claim
     unclaimed: str | None  # the database id used when no alias claims ``host``
+    dropped: int  # entities the span names beyond the per-span cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +260,7 @@ class _Caller:
     addresses: tuple[str, ...]
 
 
-TemplateKey = tuple[_Resource, int, Found]
+TemplateKey = tuple[_Resource, int, Found, int]
 _TEMPLATES: dict[TemplateKey, _Template] = {}
 _CALLERS: dict[Found, _Caller] = {}
 _MAX_TEMPLATES = 20_000  # then a cache starts over: bounded memory whatever the input
@@ -265,11 +274,12 @@ def _keep(cache: dict, key: Any, value: Any, found: Found) -> None:
         cache[key] = value
 
 
-def _template(resource: _Resource, kind: int, found: Found, decode_value: Callable[[Any], AttributeValue]) -> _Template:
-    key = (resource, kind, found)
+def _template(resource: _Resource, kind: int, found: Found, decode_value: Callable[[Any], AttributeValue],
+              max_entities: int) -> _Template:
+    key = (resource, kind, found, max_entities)
     template = _TEMPLATES.get(key)
     if template is None:
-        template = _plan(resource, kind, {_CANONICAL[name]: decode_value(value) for name, value in found})
+        template = _plan(resource, kind, {_CANONICAL[name]: decode_value(value) for name, value in found}, max_entities)
         _keep(_TEMPLATES, key, template, found)
     return template
 
@@ -287,9 +297,13 @@ def _caller(found: Found, decode_value: Callable[[Any], AttributeValue]) -> _Cal
     return caller
 
 
-def _plan(resource: _Resource, kind: int, values: dict[str, AttributeValue]) -> _Template:
-    """The cold path: work out what a new combination of resource, kind and attribute values touches."""
-    fixed = _aws_targets(values, resource)
+def _plan(resource: _Resource, kind: int, values: dict[str, AttributeValue], max_entities: int) -> _Template:
+    """The cold path: work out what a new combination of resource, kind and attribute values touches.
+
+    At most ``max_entities`` are kept, the first named; only those are built, so a span naming a
+    hundred thousand tables costs no more than one naming ``max_entities``.
+    """
+    fixed, dropped = _aws_targets(values, resource, max_entities)
     host = unclaimed = None
     inbound = kind in _INBOUND
     if inbound:
@@ -297,8 +311,10 @@ def _plan(resource: _Resource, kind: int, values: dict[str, AttributeValue]) -> 
         fixed = own + [target for target in fixed if target not in own]
     elif not fixed and not _is_aws_call(values):
         fixed, host, unclaimed = _peer(values, outbound=kind in _OUTBOUND)
-    return _Template(inbound, kind == SPAN_KIND_SERVER, tuple(dict.fromkeys(map(_entity_id, fixed))), host,
-                     _entity_id(unclaimed) if unclaimed else None)
+    entities = tuple(dict.fromkeys(map(_entity_id, fixed)))
+    dropped += max(0, len(entities) - max_entities)
+    return _Template(inbound, kind == SPAN_KIND_SERVER, entities[:max_entities], host,
+                     _entity_id(unclaimed) if unclaimed else None, dropped)
 
 
 def _entity_id(text: str) -> str:
@@ -369,14 +385,16 @@ class _Plan:
     """A template made concrete for one message: the tallies its spans move, and running counts.
 
     The counts are kept per plan, not per tally, so a span costs the same however many entities it
-    touches; :meth:`_Fold.batch` adds them to the tallies once.
+    touches; :meth:`_Fold.batch` adds them to the tallies once. ``dropped`` is how many entities each
+    of its spans names beyond the caps.
     """
 
     __slots__ = ("tallies", "service", "server", "callers", "spans", "errors", "internet", "first", "last",
-                 "sampling")
+                 "sampling", "dropped")
 
-    def __init__(self, tallies: tuple[_Tally, ...], service: str | None, server: bool):
+    def __init__(self, tallies: tuple[_Tally, ...], service: str | None, server: bool, dropped: int):
         self.tallies = tallies
+        self.dropped = dropped
         self.service = service
         self.server = server
         self.callers: dict[str, None] = {}
@@ -396,7 +414,7 @@ class _Plans(dict[Found, _Plan]):
         self.fold, self.resource, self.kind = fold, resource, kind
 
     def __missing__(self, found: Found) -> _Plan:
-        template = _template(self.resource, self.kind, found, self.fold.decode_value)
+        template = _template(self.resource, self.kind, found, self.fold.decode_value, self.fold.max_entities_per_span)
         plan = self[found] = self.fold.concrete_plan(template, self.resource)
         return plan
 
@@ -416,12 +434,21 @@ class _PlansByKind(dict[int, _Plans]):
 
 
 class _Fold:
-    """One message's spans folded into touches; ``decode_value`` turns a found attribute value into text."""
+    """One message's spans folded into touches; ``decode_value`` turns a found attribute value into text.
+
+    What a message may name is capped, so its memory and work downstream are bounded whatever it
+    holds: entities per span, and per message the entities touched, the pods learned and the caller
+    links (caller service -> entity), each at ``max_entities_per_message``. What is over a cap is
+    dropped and counted; the batch says so (``over_cap``) for one dead letter per message.
+    """
 
     def __init__(self, resolver: EntityResolver, limits: DecodeLimits, decode_value: Callable[[Any], AttributeValue]):
         self.resolver = resolver
         self.decode_value = decode_value
         self.max_trace_ids = limits.max_trace_ids
+        self.max_entities_per_span = limits.max_entities_per_span
+        self.max_entities_per_message = limits.max_entities_per_message
+        self.dropped_pods = 0
         self.tallies: dict[str, _Tally] = {}
         self.plans: list[_Plan] = []
         self.pods: dict[str, str] = {}
@@ -432,7 +459,10 @@ class _Fold:
     def resource_plans(self, resource: _Resource) -> _PlansByKind:
         """Plans for the spans of one resource of this message; learns the resource's pod on the way."""
         if resource.pod and resource.service:
-            self.pods[resource.pod] = resource.service
+            if len(self.pods) < self.max_entities_per_message or resource.pod in self.pods:
+                self.pods[resource.pod] = resource.service
+            else:
+                self.dropped_pods += 1
         return _PlansByKind(self, resource)
 
     def fold(self, spans: Iterable[SpanRow]) -> None:
@@ -475,7 +505,9 @@ class _Fold:
 
     def batch(self) -> TraceBatch:
         self._add_callers()
+        dropped = self.dropped_pods
         for plan in self.plans:
+            dropped += plan.dropped * plan.spans
             for tally in plan.tallies:
                 tally.spans += plan.spans
                 tally.errors += plan.errors
@@ -483,15 +515,25 @@ class _Fold:
                 tally.first = min(tally.first, plan.first)
                 tally.last = max(tally.last, plan.last)
                 tally.callers.update(plan.callers)
-        touches = [
-            Touch(
-                entity=entity, services=list(tally.callers), spans=tally.spans, errors=tally.errors,
+        touches, links = [], self.max_entities_per_message
+        for entity, tally in self.tallies.items():
+            callers = list(islice(tally.callers, min(links, MAX_CALLERS_PER_ENTITY)))
+            links -= len(callers)
+            dropped += len(tally.callers) - len(callers)
+            touches.append(Touch(
+                entity=entity, services=callers, spans=tally.spans, errors=tally.errors,
                 internet_spans=tally.internet, first_seen=tally.first / _NS_PER_S, last_seen=tally.last / _NS_PER_S,
                 trace_ids=[trace_id.hex() for trace_id in tally.trace_ids],
-            )
-            for entity, tally in self.tallies.items()
-        ]
-        return TraceBatch(touches=touches, pods=self.pods, span_count=self.span_count)
+            ))
+        last = max((plan.last for plan in self.plans), default=None)
+        return TraceBatch(touches=touches, pods=self.pods, span_count=self.span_count,
+                          over_cap=self._over_cap_reason(dropped) if dropped else None,
+                          last_seen=None if last is None else last / _NS_PER_S)
+
+    def _over_cap_reason(self, dropped: int) -> str:
+        return (f"message names more entities than hotpath keeps ({self.max_entities_per_span} per span, "
+                f"HOTPATH_MAX_ENTITIES_PER_SPAN; {self.max_entities_per_message} entities, pods and caller links "
+                f"per message, HOTPATH_MAX_ENTITIES_PER_MESSAGE): {dropped} dropped, the rest routed")
 
     def _add_callers(self) -> None:
         """Inbound spans: the caller is the parent's service when the parent is in this message and
@@ -514,7 +556,8 @@ class _Fold:
         if template.host is not None:
             claimed = self.resolver.resolve(template.host) or template.unclaimed
             entities = (*entities, claimed) if claimed else entities
-        plan = _Plan(tuple(self._tally(entity) for entity in entities), resource.service, template.server)
+        tallies = tuple(tally for tally in map(self._tally, entities) if tally is not None)
+        plan = _Plan(tallies, resource.service, template.server, template.dropped + len(entities) - len(tallies))
         if not template.inbound and resource.service:
             plan.callers[resource.service] = None
         self.plans.append(plan)
@@ -527,9 +570,10 @@ class _Fold:
                 return entity
         return None
 
-    def _tally(self, entity: str) -> _Tally:
+    def _tally(self, entity: str) -> _Tally | None:
+        """The entity's tally; None once the message has named ``max_entities_per_message`` others."""
         tally = self.tallies.get(entity)
-        if tally is None:
+        if tally is None and len(self.tallies) < self.max_entities_per_message:
             tally = self.tallies[entity] = _Tally()
         return tally
 
@@ -567,12 +611,14 @@ def _is_aws_call(values: dict[str, AttributeValue]) -> bool:
     return values.get("rpc.system") == "aws-api"
 
 
-def _aws_targets(values: dict[str, AttributeValue], resource: _Resource) -> list[str]:
+def _aws_targets(values: dict[str, AttributeValue], resource: _Resource, max_tables: int) -> tuple[list[str], int]:
+    """The AWS resources a span names, and how many table names beyond ``max_tables`` were left out."""
     targets = []
     bucket = _text(values.get("aws.s3.bucket"))
     if bucket:
         targets.append(s3_bucket_arn(bucket))
-    for table in _texts(values.get("aws.dynamodb.table_names")):
+    tables = _texts(values.get("aws.dynamodb.table_names"))
+    for table in tables[:max_tables]:
         targets.append(dynamodb_table_arn(table, resource.region, resource.account))
     function = _text(values.get("aws.lambda.invoked_arn"))
     if function and function.startswith("arn:"):
@@ -587,7 +633,7 @@ def _aws_targets(values: dict[str, AttributeValue], resource: _Resource) -> list
             targets.append(arn)
     if not targets:
         targets.extend(_aws_endpoint_targets(values))
-    return targets
+    return targets, max(0, len(tables) - max_tables)
 
 
 def _aws_endpoint_targets(values: dict[str, AttributeValue]) -> list[str]:
