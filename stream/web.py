@@ -127,18 +127,18 @@ def register_views(hotpath: Hotpath) -> None:
     metrics.context_entries.set_function(lambda: sum(hotpath.context.size().values()))
 
     @app.page("/health/live")
-    async def live(view, request):
+    async def liveness_view(view, request):
         return view.json({"alive": True})
 
-    async def ready(view, request):
+    async def readiness_view(view, request):
         ready, why = readiness(hotpath)
         owned = sorted(tp.partition for tp in app.assignor.assigned_actives()
                        if tp.topic == hotpath.settings.topic_entity_events)
         return view.json({"ready": ready, "status": why, "context": hotpath.context.size(), "partitions": owned},
                          status=200 if ready else 503)
 
-    app.page("/health/ready", name="ready")(ready)
-    app.page("/health", name="health")(ready)  # the older name of readiness
+    app.page("/health/ready", name="ready")(readiness_view)
+    app.page("/health", name="health")(readiness_view)  # the older name of readiness
 
     @app.page("/metrics")
     async def metrics_view(view, request):
@@ -151,7 +151,7 @@ def register_views(hotpath: Hotpath) -> None:
         return view.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/escalations")
-    async def escalations(view, request):
+    async def escalations_view(view, request):
         if not authorized(hotpath.settings, request.headers.get("Authorization")):
             return view.json({"error": "this view needs Authorization: Bearer <HOTPATH_WEB_TOKEN>"}, status=401,
                              headers={"WWW-Authenticate": 'Bearer realm="hotpath"'})

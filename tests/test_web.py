@@ -167,6 +167,8 @@ def test_escalations_need_the_token_even_from_loopback(worker):
     assert get(worker, "/escalations")[0] == 401
     assert get(worker, "/escalations", "not-the-token")[0] == 401
     assert get(worker, "/escalations", TOKEN[:-1])[0] == 401
+    assert get(worker, "/escalations", TOKEN + "é")[0] == 401
+    assert get(worker, "/escalations", TOKEN.upper())[0] == 401
     status, body = get(worker, "/escalations", TOKEN)
     assert status == 200 and json.loads(body)["escalations"]
     for open_path in ("/health/live", "/health/ready", "/health", "/metrics"):
