@@ -1,8 +1,9 @@
 """The worker's web views on a running worker: the metric catalog, the probes, the bearer token on the
 data views, Faust's own views switched off, and where the server listens.
 
-The topics have one partition each, so of two workers in one group exactly one holds the partitions:
-the other is alive but, deterministically, not ready for as long as the first one runs.
+The topics have one partition each, so of two workers in one group exactly one holds the partitions
+(Faust's assignor is sticky): the other is alive but, deterministically, not ready for as long as the
+first one runs. The last test stops the module's worker to see the other take over.
 """
 
 from __future__ import annotations
