@@ -18,7 +18,7 @@ import psutil
 import pytest
 from confluent_kafka.admin import NewTopic
 from prometheus_client.parser import text_string_to_metric_families
-from workers import HotpathProcess, publish, scenario_records
+from workers import HotpathProcess, final_states, publish, read_topic, scenario_records
 
 from stream.demo.scenario import build_scenario
 from stream.settings import ConfigError, Settings, load_settings
@@ -119,23 +119,25 @@ def settings(kafka_bootstrap, kafka_admin, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def worker(settings, scenario, tmp_path_factory):
-    """A worker with a token, listening on every address, that has read the scenario and one bad record."""
-    publish(settings, scenario_records(settings, scenario) + [(settings.topic_findings, None, POISON)])
+    """A worker with a token, listening on every address, that has escalated what the scenario expects
+    (read back from Kafka); a bad record comes first on the findings topic."""
+    publish(settings, [(settings.topic_findings, None, POISON)] + scenario_records(settings, scenario))
+    wanted = {uid: ("escalated", priority) for uid, priority in scenario.expected.escalated.items()}
     logs = tmp_path_factory.mktemp("web-logs")
     with HotpathProcess("worker", settings, logs, name="guarded", web_host="0.0.0.0", web_token=TOKEN) as process:
         process.wait_ready()
-
-        def done():
-            found = families(process)
-            return (value(found, "hotpath_records_in_total", topic=settings.topic_findings) == len(scenario.findings) + 1
-                    and value(found, "hotpath_consumer_lag_records", topic=settings.topic_findings) == 0
-                    and escalated(found) == len(scenario.expected.escalated))
-
-        wait_for(done, "the worker has read and committed the scenario, and escalated what it expects")
+        read_topic(settings, settings.topic_escalations, timeout=120,
+                   until=lambda records: final_states([event for _, event in records]) == wanted)
         yield process
 
 
 def test_metrics_follow_the_prometheus_catalog(worker, settings, scenario):
+    def read_and_committed():
+        found = families(worker)
+        return (value(found, "hotpath_records_in_total", topic=settings.topic_findings) == len(scenario.findings) + 1
+                and value(found, "hotpath_consumer_lag_records", topic=settings.topic_findings) == 0)
+
+    wait_for(read_and_committed, "the worker has read and committed every finding")
     found = families(worker)
     for name, (kind, labels) in CATALOG.items():
         assert name in found, f"{name} missing from /metrics"
