@@ -143,7 +143,7 @@ def records_in(topic: str) -> str:
 def caught_up(samples: list[dict[str, float]], wanted: dict[str, float]) -> bool:
     """True when the workers have read ``wanted`` records per metric and correlated every entity event they made."""
     read_all = all(total(samples, name) >= count for name, count in wanted.items())
-    correlated = total(samples, "hotpath_processing_latency_ms_count")
+    correlated = total(samples, "hotpath_entity_events_correlated_total")
     return read_all and correlated >= total(samples, "hotpath_entity_events_total")
 
 
@@ -183,7 +183,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str,
         for worker in workers:
             if worker.proc.poll() is not None:
                 raise RuntimeError(f"{worker.name} exited with {worker.proc.returncode}:\n{worker.log_tail()}")
-        progress = total([metrics(worker) for worker in workers], "hotpath_processing_latency_ms_count") \
+        progress = total([metrics(worker) for worker in workers], "hotpath_entity_events_correlated_total") \
             if watch_progress else None
         if progress != last_progress:
             last_progress, moved_at = progress, time.monotonic()

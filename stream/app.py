@@ -41,7 +41,7 @@ from stream.metrics import Metrics
 from stream.models import DecodeError
 from stream.recovery import CLOCK_SKEW_S, HeldWrites, emitted_since
 from stream.redact import mask
-from stream.settings import ConfigError, Settings
+from stream.settings import ConfigError, Settings, web_bind_host
 from stream.web import EscalationBoard, register_views
 
 log = logging.getLogger("hotpath.worker")
@@ -92,9 +92,16 @@ def create_app(settings: Settings) -> Hotpath:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_enabled=True,
-        web_bind=settings.web_host,
+        web_bind=web_bind_host(settings),
         web_port=settings.web_port,
         web_in_thread=False,
+        # Faust's own views would serve raw table state, the cluster's layout and sensor internals to
+        # whoever reaches the port: hotpath's views (stream.web) are the only ones.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         datadir=str(datadir),
         broker_commit_every=1000,
         broker_commit_interval=1.0,
@@ -132,7 +139,7 @@ def create_app(settings: Settings) -> Hotpath:
         while not hotpath.feed.caught_up.is_set():
             await asyncio.sleep(0.05)
         message = event.message
-        metrics.records_in.inc(message.topic)
+        metrics.records_in.labels(message.topic).inc()
         try:
             return decode(event.value)
         except DecodeError as exc:
@@ -145,7 +152,7 @@ def create_app(settings: Settings) -> Hotpath:
     async def send_routed(stream_name: str, routed, origin) -> None:
         """Send the events, in records the broker takes, and the facts; ``origin`` is the input record
         an event too large for any record is dead-lettered as."""
-        metrics.touches.inc_by(stream_name, len(routed.events))
+        metrics.entity_events.labels(stream_name).inc(len(routed.events))
         for partition, events in partitioner.split(routed.events).items():
             records, too_large = encode_events(events, settings.max_event_record_bytes)
             for value in records:
@@ -189,11 +196,11 @@ def create_app(settings: Settings) -> Hotpath:
                     batches, touches = [], 0
 
     async def _dead_letter(reason: str, message) -> None:
-        metrics.decode_errors.inc(message.topic)
+        metrics.decode_errors.labels(message.topic).inc()
         record = dead_letter(mask(reason), topic=message.topic, partition=message.partition, offset=message.offset,
                              key=message.key, value=message.value, max_value_bytes=settings.dlq_max_value_bytes)
         await dlq.send(key=message.key, value=orjson.dumps(record))
-        metrics.dlq_records.inc("decode")
+        metrics.dlq_records.labels("decode").inc()
 
     ingest_agent("findings", settings.topic_findings)
     ingest_agent("alerts", settings.topic_alerts)
@@ -218,7 +225,7 @@ def create_app(settings: Settings) -> Hotpath:
                 for index, (entity, record) in enumerate(events):
                     correlator.process(entity, record, partition=message.partition,
                                        position=event_position(message.offset, index), defer=True)
-                    metrics.observe_latency(message.timestamp)
+                    metrics.observe_correlated(message.timestamp)
                 if len(store.held) >= CORRELATE_MAX_HELD_STATES:
                     await _settle(results)
                     results = []
@@ -229,7 +236,7 @@ def create_app(settings: Settings) -> Hotpath:
         results += correlator.judge_deferred()
         sent = []
         for escalation in results:
-            metrics.escalations.inc(escalation.event["priority"] + ":" + escalation.event["state"])
+            metrics.escalations.labels(escalation.event["priority"], escalation.event["state"]).inc()
             hotpath.board.record(escalation.event)
             sent.append(await escalations.send(key=escalation.key.encode(), value=orjson.dumps(escalation.event)))
         if sent:

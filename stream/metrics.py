@@ -1,76 +1,68 @@
-"""In-process metrics rendered in the Prometheus text format by the worker's ``/metrics`` view.
+"""The worker's metrics, written with prometheus_client and served as Prometheus text at ``/metrics``.
 
-Small on purpose: labelled counters and one latency histogram, cheap enough to bump per Kafka
-message (never per span).
+Prometheus conventions: one label per dimension, counters end in ``_total``, times in seconds. They
+live in prometheus_client's default registry, so the process_* and python_* metrics come with them
+(one :class:`Metrics` per process). Counters are bumped per Kafka message or per escalation, never
+per span; consumer lag, readiness and the context's size are read when scraped (see stream.web).
 """
 
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
-from collections import defaultdict
+from collections.abc import Mapping
 
-LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.exposition import generate_latest
 
+# prometheus_client would add a `<name>_created` series beside every counter and histogram: noise in
+# the Prometheus text format, which carries no creation times.
+disable_created_metrics()
 
-class Counter:
-    def __init__(self, name: str, help_text: str, label: str) -> None:
-        self.name, self.help, self.label = name, help_text, label
-        self.values: dict[str, float] = defaultdict(float)
-
-    def inc(self, label_value: str) -> None:
-        self.values[label_value] += 1
-
-    def inc_by(self, label_value: str, amount: float) -> None:
-        self.values[label_value] += amount
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        lines += [f'{self.name}{{{self.label}="{value}"}} {count:g}' for value, count in sorted(self.values.items())]
-        return lines
-
-
-class Histogram:
-    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...]) -> None:
-        self.name, self.help, self.buckets = name, help_text, buckets
-        self.counts = [0] * (len(buckets) + 1)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.buckets, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        running = 0
-        for bound, count in zip(self.buckets, self.counts, strict=False):
-            running += count
-            lines.append(f'{self.name}_bucket{{le="{bound}"}} {running}')
-        lines.append(f'{self.name}_bucket{{le="+Inf"}} {self.count}')
-        lines += [f"{self.name}_sum {self.sum:g}", f"{self.name}_count {self.count}"]
-        return lines
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text format every Prometheus scrapes
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Metrics:
-    def __init__(self) -> None:
-        self.records_in = Counter("hotpath_records_in_total", "Kafka records read per input topic", "topic")
-        self.decode_errors = Counter("hotpath_decode_errors_total", "records that could not be decoded", "topic")
-        self.dlq_records = Counter("hotpath_dlq_records_total", "records sent to the dead-letter topic", "stage")
-        self.touches = Counter("hotpath_entity_events_total", "entity events produced per input stream", "stream")
-        self.escalations = Counter("hotpath_escalations_total", "escalation events by priority:state", "kind")
-        self.latency = Histogram("hotpath_processing_latency_ms",
-                                 "from an entity event being produced to its processing", LATENCY_BUCKETS_MS)
+    """The worker's catalog of metrics (README, "Operating the worker")."""
 
-    def observe_latency(self, produced_at_s: float | None) -> None:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+        self.records_in = Counter("hotpath_records_in_total", "Kafka records read per input topic",
+                                  ["topic"], registry=registry)
+        self.decode_errors = Counter("hotpath_decode_errors_total", "Input records that could not be decoded",
+                                     ["topic"], registry=registry)
+        self.dlq_records = Counter("hotpath_dlq_records_total", "Records sent to the dead-letter topic",
+                                   ["stage"], registry=registry)
+        self.entity_events = Counter("hotpath_entity_events_total", "Entity events produced per input stream",
+                                     ["stream"], registry=registry)
+        self.correlated = Counter("hotpath_entity_events_correlated_total",
+                                  "Entity events the correlate stage has applied", registry=registry)
+        self.escalations = Counter("hotpath_escalations_total", "Escalation events published",
+                                   ["priority", "state"], registry=registry)
+        self.latency = Histogram("hotpath_processing_latency_seconds",
+                                 "From an entity event being produced to its being applied",
+                                 buckets=LATENCY_BUCKETS_S, registry=registry)
+        self.consumer_lag = Gauge("hotpath_consumer_lag_records",
+                                  "Records of an assigned partition not yet processed and committed",
+                                  ["topic", "partition"], registry=registry)
+        self.ready = Gauge("hotpath_worker_ready", "1 when the worker is ready (as /health/ready says), else 0",
+                           registry=registry)
+        self.context_entries = Gauge("hotpath_context_entries",
+                                     "Facts in the shared context: assets, call edges, internet entries, alerts",
+                                     registry=registry)
+
+    def observe_correlated(self, produced_at_s: float | None) -> None:
+        """One entity event applied; ``produced_at_s`` is when its Kafka record was produced."""
+        self.correlated.inc()
         if produced_at_s:
-            self.latency.observe(max(0.0, (time.time() - produced_at_s) * 1000))
+            self.latency.observe(max(0.0, time.time() - produced_at_s))
 
-    def render(self, extra: list[str] = ()) -> str:
-        lines: list[str] = []
-        for metric in (self.records_in, self.decode_errors, self.dlq_records, self.touches, self.escalations,
-                       self.latency):
-            lines += metric.render()
-        lines += extra
-        return "\n".join(lines) + "\n"
+    def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Replace the lag series with ``{(topic, partition): records}``: revoked partitions drop out."""
+        self.consumer_lag.clear()
+        for (topic, partition), records in lags.items():
+            self.consumer_lag.labels(topic=topic, partition=str(partition)).set(records)
+
+    def exposition(self) -> bytes:
+        """Every metric of the registry in the Prometheus text format (:data:`CONTENT_TYPE`)."""
+        return generate_latest(self.registry)

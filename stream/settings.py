@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Priority = Literal["P1", "P2", "P3", "P4", "P5"]
@@ -209,6 +209,13 @@ class Settings(BaseSettings):
         "internet_facing": "hotpath:internet-facing",
     }
     """Asset field -> the AWS tag key that carries it (matched case-insensitively)."""
+
+    @field_validator("web_token")
+    @classmethod
+    def _token_is_a_secret(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and not token.get_secret_value().strip():  # "Bearer " would let anyone in
+            raise ValueError("an empty token guards nothing: unset it, or set a secret")
+        return token
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
