@@ -40,7 +40,6 @@ from stream.kafka import faust_broker_kwargs
 from stream.metrics import Metrics
 from stream.models import DecodeError
 from stream.recovery import CLOCK_SKEW_S, HeldWrites, emitted_since
-from stream.redact import mask
 from stream.settings import ConfigError, Settings
 from stream.web import EscalationBoard, register_views
 
@@ -179,8 +178,9 @@ def create_app(settings: Settings) -> Hotpath:
 
     async def _dead_letter(reason: str, message) -> None:
         metrics.decode_errors.inc(message.topic)
-        record = dead_letter(mask(reason), topic=message.topic, partition=message.partition, offset=message.offset,
-                             key=message.key, value=message.value, max_value_bytes=settings.dlq_max_value_bytes)
+        record = dead_letter(reason, topic=message.topic, partition=message.partition, offset=message.offset,
+                             key=message.key, value=message.value, max_value_bytes=settings.dlq_max_value_bytes,
+                             keep_raw=settings.dlq_keep_raw)
         await dlq.send(key=message.key, value=orjson.dumps(record))
         metrics.dlq_records.inc("decode")
 

@@ -7,9 +7,9 @@ subjects and from decode failures passes through :func:`mask` before it is sent:
 
 * a Luhn-valid run of 13 to 19 digits, also written in groups separated by single spaces or dashes,
   keeps only its last four digits (``**** **** **** 1111``), the PCI DSS display rule;
-* bearer and basic tokens, JSON Web Tokens, ``Authorization`` values, credential-looking
-  ``key=value`` pairs (``token``, ``password``, ``api_key``, AWS signatures ...) and the password of
-  a URL's user-info become ``[masked]``.
+* bearer and basic tokens, JSON Web Tokens, ``Authorization`` values (Opsgenie's ``GenieKey`` too),
+  credential-looking ``key=value`` pairs (``token``, ``password``, ``api_key``, PagerDuty's
+  ``routing_key``, AWS signatures ...) and the password of a URL's user-info become ``[masked]``.
 
 Masking is deterministic, so a masked entity id still names one entity, and idempotent, so text
 masked twice reads the same. It runs where entity ids are first made from attribute values (cached
@@ -40,6 +40,7 @@ _GROUP = re.compile(r"[0-9]+")
 _CREDENTIAL_NAME_ENDINGS = (
     "authorization", "apikey", "api_key", "api-key", "token", "secret", "password", "passwd", "pwd",
     "sessionid", "session_id", "session-id", "sig", "signature", "x-amz-credential",
+    "routing_key", "routing-key", "routingkey", "integration_key", "integration-key",  # PagerDuty's
 )
 _ENDS_WITH_CREDENTIAL_NAME = "|".join(f"(?<={re.escape(name)})" for name in _CREDENTIAL_NAME_ENDINGS)
 _SECRETS = re.compile(
@@ -48,7 +49,7 @@ _SECRETS = re.compile(
     # read once, from where it starts, and then checked for a credential ending.
     rf"(?i)(?P<name>(?<![\w-])(?>[\w-]+)(?:{_ENDS_WITH_CREDENTIAL_NAME})"
     r"(?:[\"']?\s*+=\s*+|[\"']\s*+:\s*+|:\s++)[\"']?)"
-    r"(?P<scheme>(?:bearer|basic|digest|negotiate)\s++)?(?P<value>[^\s\"'&;,]++)"
+    r"(?P<scheme>(?:bearer|basic|digest|negotiate|geniekey)\s++)?(?P<value>[^\s\"'&;,]++)"
     # a bare "Bearer abc123..." anywhere: the token has a digit, or is too long to be a word
     r"|(?P<bare>\b(?:bearer|basic)\s++)"
     r"(?P<token>(?=(?:[^\W\d]|[.~+/=-])*+\d)[\w.~+/=-]{8,}+|[\w.~+/=-]{20,}+)"
@@ -81,6 +82,15 @@ def mask(text: str) -> str:
     """``text`` with card numbers and credentials masked (see the module docstring)."""
     text = _DIGIT_RUN.sub(_mask_card_numbers, text)
     return _SECRETS.sub(_mask_secret, text) if _may_hold_credential(text) else text
+
+
+def mask_cut(text: str, limit: int) -> str:
+    """``text`` masked, then cut to ``limit`` characters (an ellipsis marks the cut).
+
+    Masking first: a cut through a credential would leave a prefix the patterns no longer recognise.
+    """
+    masked = mask(text)
+    return masked if len(masked) <= limit else masked[:max(limit - 1, 0)] + "\u2026"
 
 
 def _may_hold_credential(text: str) -> bool:

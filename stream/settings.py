@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     """A span with more attributes is refused."""
     dlq_max_value_bytes: int = Field(default=64 * 1024, ge=0)
     """How much of a bad record's value a dead letter keeps."""
+    dlq_keep_raw: bool = False
+    """Dead letters keep keys and values as they were, unmasked (binary as base64); see deploy/acls."""
 
     # Scoring and outputs.
     score: ScoreSettings = ScoreSettings()

@@ -360,7 +360,7 @@ class DeliveryService:
     async def _dead_letter(self, record, reason: str, counted_as: str) -> None:
         entry = dead_letter(reason, topic=record.topic(), partition=record.partition(), offset=record.offset(),
                             key=record.key(), value=record.value(), max_value_bytes=self._settings.dlq_max_value_bytes,
-                            stage="delivery")
+                            keep_raw=self._settings.dlq_keep_raw, stage="delivery")
         await self._produce(self._settings.topic_dlq, record.key(), orjson.dumps(entry))
         self.metrics.dead_lettered[counted_as] += 1
         _log(logging.ERROR, "dead-lettered", reason=reason, topic=record.topic(), partition=record.partition(),
