@@ -179,8 +179,8 @@ def create_app(settings: Settings) -> Hotpath:
     async def _dead_letter(reason: str, message) -> None:
         metrics.decode_errors.inc(message.topic)
         record = dead_letter(reason, topic=message.topic, partition=message.partition, offset=message.offset,
-                             key=message.key, value=message.value, max_value_bytes=settings.dlq_max_value_bytes,
-                             keep_raw=settings.dlq_keep_raw)
+                             key=message.key, value=message.value,
+                             max_value_bytes=settings.dlq_max_value_bytes, keep_raw=settings.dlq_keep_raw)
         await dlq.send(key=message.key, value=orjson.dumps(record))
         metrics.dlq_records.inc("decode")
 

@@ -124,7 +124,8 @@ def _mask_card_numbers(run: re.Match[str]) -> str:
                 hidden_changes[end - 4] -= 1
     if not any(hidden_changes):
         return text
-    shown = iter(digit if hiding == 0 else "*" for digit, hiding in zip(digits, accumulate(hidden_changes), strict=True))
+    hiding = accumulate(hidden_changes)
+    shown = iter(digit if hidden == 0 else "*" for digit, hidden in zip(digits, hiding, strict=True))
     return "".join(next(shown) if char not in " -" else char for char in text)
 
 

@@ -342,11 +342,12 @@ def wait_for_lines(path: Path, count: int, timeout_s: float = 60.0) -> None:
 
 def test_a_finding_dated_2100_does_not_stop_later_pulls(aws, tmp_path):
     out = tmp_path / "findings.ndjson"
-    import_findings(aws, [asff_finding(1, "2100-01-01T00:00:00.000Z"), asff_finding(2, "2025-03-01T09:00:00.000Z")])
+    forged, older = asff_finding(1, "2100-01-01T00:00:00.000Z"), asff_finding(2, "2025-03-01T09:00:00.000Z")
+    import_findings(aws, [forged, older])
     argv = ("pull-findings", "--once", "--source", "securityhub", "--regions", REGION, "--out", str(out))
     assert pull_findings.run(aws.args(*argv), load_settings()) == 0
-    cursor = json.loads((tmp_path / "findings.ndjson.cursor.json").read_text())[f"securityhub/{ACCOUNT}/{REGION}"]
-    assert datetime.fromisoformat(cursor["updated_at"]) <= datetime.now(UTC)
+    cursors = json.loads((tmp_path / "findings.ndjson.cursor.json").read_text())
+    assert datetime.fromisoformat(cursors[f"securityhub/{ACCOUNT}/{REGION}"]["updated_at"]) <= datetime.now(UTC)
 
     fixed = asff_finding(3, datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
     import_findings(aws, [fixed])
@@ -366,12 +367,13 @@ def test_a_source_that_fails_is_reported_and_the_rest_is_pulled(aws, hotpath_set
     published = topic_records(hotpath_settings.bootstrap_servers, hotpath_settings.topic_findings)
     assert sorted(key for key, _ in published) == sorted(f["Id"] for f in findings)
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hotpath: ")]
-    assert errors[0].startswith(f"hotpath: config:DescribeComplianceByConfigRule failed in {ACCOUNT}/{REGION}: 500")
+    assert errors[0].startswith(
+        f"hotpath: config:DescribeComplianceByConfigRule failed in {ACCOUNT}/{REGION}: 500"), errors
     assert errors[1:] == ["hotpath: 1 of 2 parts of the pass failed; they are tried again next pass"]
 
 
-def test_an_account_whose_role_cannot_be_assumed_is_reported_and_the_others_are_pulled(aws, tmp_path, monkeypatch,
-                                                                                       capsys):
+def test_an_account_whose_role_cannot_be_assumed_is_reported_and_the_others_are_pulled(
+        aws, tmp_path, monkeypatch, capsys):
     reachable, closed = "111111111111", "222222222222"
     in_reachable = aws.assume(reachable)
     import_findings(aws, [asff_finding(1, "2025-03-01T09:00:00.000Z", account=reachable)], **in_reachable)

@@ -34,7 +34,8 @@ def produce(settings: Settings, records: list[tuple[str, bytes | None, bytes | N
     assert client.flush(30) == 0
 
 
-def run_loop_until(loop: asyncio.AbstractEventLoop, done: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+def run_loop_until(loop: asyncio.AbstractEventLoop, done: Callable[[], bool], what: str,
+                   timeout_s: float = 60) -> None:
     """Run ``loop`` (where the feed applies its batches) until ``done()``."""
     deadline = time.monotonic() + timeout_s
     while not done():

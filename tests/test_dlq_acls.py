@@ -32,15 +32,18 @@ pytestmark = pytest.mark.kafka
 
 SCRIPT = ROOT / "deploy" / "acls" / "dlq-acls.sh"
 DLQ = "hotpath.dlq"
-PASSWORDS = {"hotpath": "hotpath-secret", "security-responder": "responder-secret", "intruder": "intruder-secret"}
+PASSWORDS = {"hotpath": "hotpath-secret", "security-responder": "responder-secret",
+             "intruder": "intruder-secret"}
 
 
 def acl_properties(plain: int, sasl: int, controller: int) -> list[str]:
     users = " ".join(f'user_{name}="{password}"' for name, password in PASSWORDS.items())
     return [
-        f"listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl},CONTROLLER://127.0.0.1:{controller}",
+        f"listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl},"
+        f"CONTROLLER://127.0.0.1:{controller}",
         f"advertised.listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "listener.security.protocol.map="
+        "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
         "sasl.enabled.mechanisms=PLAIN",
         f"listener.name.sasl_plaintext.plain.sasl.jaas.config="
         f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
@@ -84,7 +87,8 @@ def acl_broker():
     with own_broker("acls", plain, controller, acl_properties(plain, sasl, controller)):
         admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{plain}"})
         admin.create_topics([NewTopic(DLQ, 1, 1)])[DLQ].result()
-        for future in admin.create_acls([b for command in script_commands() for b in bindings(command)]).values():
+        acls = [binding for command in script_commands() for binding in bindings(command)]
+        for future in admin.create_acls(acls).values():
             future.result()
         yield f"127.0.0.1:{sasl}"
 
@@ -106,7 +110,8 @@ def write(bootstrap: str, user: str) -> KafkaError | None:
 
 def read(bootstrap: str, user: str, group: str) -> list[bytes] | KafkaError:
     """The keys of the dead letters ``user`` reads with consumer group ``group``, or the refusal."""
-    consumer = Consumer({**client_config(bootstrap, user), "group.id": group, "auto.offset.reset": "earliest"})
+    consumer = Consumer({**client_config(bootstrap, user), "group.id": group,
+                         "auto.offset.reset": "earliest"})
     try:
         consumer.subscribe([DLQ])
         for _ in range(60):
@@ -134,7 +139,8 @@ def test_only_the_security_responders_read_the_dead_letters(acl_broker):
     for user in ("hotpath", "intruder"):
         refused = read(acl_broker, user, group + "-" + user)
         assert isinstance(refused, KafkaError), refused
-        assert refused.code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED)
+        assert refused.code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                                  KafkaError.GROUP_AUTHORIZATION_FAILED)
 
 
 def test_responders_read_only_with_their_own_consumer_groups(acl_broker):

@@ -47,5 +47,6 @@ for writer in $WRITERS; do
 done
 for reader in $READERS; do
   acl --add --allow-principal "$reader" --operation Read --operation Describe --topic "$DLQ_TOPIC"
-  acl --add --allow-principal "$reader" --operation Read --group "$READER_GROUP" --resource-pattern-type prefixed
+  acl --add --allow-principal "$reader" --operation Read \
+    --group "$READER_GROUP" --resource-pattern-type prefixed
 done

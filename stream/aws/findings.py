@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", action="append", choices=SOURCES,
                         help="pull only this source (repeatable; default: securityhub and config)")
     parser.add_argument("--once", action="store_true",
-                        help="one pass, then exit (non-zero when no account, region and source could be pulled)")
+                        help="one pass, then exit (non-zero when nothing could be pulled)")
     parser.add_argument("--interval", type=_interval, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
                         help=f"seconds between passes when polling (default {DEFAULT_INTERVAL_S:.0f})")
     parser.add_argument("--out", type=Path, metavar="FILE",
@@ -255,7 +255,8 @@ def pull_once(args, settings: Settings, store, sink) -> tuple[int, int]:
                     report(f"hotpath: {exc}")
                     failed += 1
     if failed and pulled:
-        report(f"hotpath: {failed} of {pulled + failed} parts of the pass failed; they are tried again next pass")
+        report(f"hotpath: {failed} of {pulled + failed} parts of the pass failed; "
+               "they are tried again next pass")
     return pulled, failed
 
 
