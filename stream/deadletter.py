@@ -9,7 +9,7 @@ the value is masked like every other text hotpath sends (card numbers and creden
 :mod:`stream.redact`): UTF-8 text is kept masked, a binary value (which cannot be masked) is left out
 and only its size and SHA-256 are kept, to find the original on its topic. An operator who needs the
 exact bytes to replay them opts in with ``HOTPATH_DLQ_KEEP_RAW=true``: text as it was, binary as base64.
-The record key is masked the same way. The value is cut at ``max_value_bytes`` (a hostile record can
+The record key is masked the same way, in the letter and as the dead letter's own Kafka key. The value is cut at ``max_value_bytes`` (a hostile record can
 be large), always after masking, so a cut never splits a credential into a prefix masking misses.
 """
 
@@ -93,3 +93,11 @@ def dead_letter(
     if value is not None:
         record["value"], record["value_encoding"] = readable(value, max_value_bytes)
     return record
+
+
+def dead_letter_key(letter: dict[str, Any]) -> bytes | None:
+    """The dead letter's own Kafka key: the origin key as the letter keeps it (masked unless kept raw)."""
+    origin = letter["origin"]
+    if origin["key_encoding"] == "base64":
+        return base64.b64decode(origin["key"])
+    return None if origin["key"] is None else origin["key"].encode()

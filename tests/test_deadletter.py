@@ -14,8 +14,9 @@ from pathlib import Path
 import jsonschema
 import orjson
 import pytest
+from workers import HotpathProcess, publish, read_topic
 
-from stream.deadletter import MAX_REASON_CHARS, dead_letter
+from stream.deadletter import MAX_REASON_CHARS, dead_letter, dead_letter_key
 
 SCHEMA = orjson.loads((Path(__file__).resolve().parents[1] / "topics" / "schemas" / "dlq.schema.json").read_bytes())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
@@ -137,3 +138,28 @@ def test_a_reason_echoing_a_request_is_masked_before_it_is_cut(filler):
     assert len(record["reason"]) <= MAX_REASON_CHARS
     assert not any(ROUTING_KEY[:length] in record["reason"] for length in range(4, len(ROUTING_KEY) + 1))
     assert "4111 1111" not in record["reason"]
+
+
+def test_the_dead_letters_own_key_is_the_origin_key_as_the_letter_keeps_it():
+    secret_key = f"session_id={TOKEN}".encode()
+    assert dead_letter_key(letter(b"{}", key=secret_key)) == b"session_id=[masked]"
+    assert dead_letter_key(letter(b"{}", key=secret_key, keep_raw=True)) == secret_key
+    assert dead_letter_key(letter(b"{}", key=b"\xff\xfe", keep_raw=True)) == b"\xff\xfe"
+    assert dead_letter_key(letter(b"{}", key=b"\xff\xfe")) is None
+    assert dead_letter_key(letter(b"{}", key=None)) is None
+
+
+@pytest.mark.kafka
+def test_the_worker_dead_letters_a_secret_laden_record_masked(hotpath_settings, tmp_path):
+    settings = hotpath_settings
+    key = f"session_id={TOKEN}".encode()
+    value = f'{{"Findings": [{{"card": "{PAN}", "api_key": "{TOKEN}"'.encode()  # cut short: not JSON
+    publish(settings, [(settings.topic_findings, key, value)])
+    with HotpathProcess("worker", settings, tmp_path) as worker:
+        worker.wait_ready()
+        ((kafka_key, dead),) = read_topic(settings, settings.topic_dlq, until=lambda records: len(records) >= 1)
+
+    VALIDATOR.validate(dead)
+    assert kafka_key == b"session_id=[masked]" and dead["origin"]["key"] == "session_id=[masked]"
+    assert dead["value"] == '{"Findings": [{"card": "**** **** **** 1111", "api_key": "[masked]"'
+    assert TOKEN not in orjson.dumps(dead).decode() and dead["value_sha256"] == hashlib.sha256(value).hexdigest()
