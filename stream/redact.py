@@ -28,9 +28,9 @@ MASKED = "[masked]"
 _PAN_MIN, _PAN_MAX = 13, 19
 
 # Linear time on hostile text: no pattern below can rescan a stretch of text once per starting position.
-# A pattern that must read a whole run (of name characters, scheme characters ...) only starts where
-# that run starts, or starts after it ("://"); atomic groups and possessive quantifiers stop the
-# engine from trying the run's shorter prefixes again.
+# A pattern that must read a whole run (of name characters, of a JWT's parts) only starts where that run
+# starts, or starts after it ("://"); atomic groups and possessive quantifiers stop the engine from
+# trying the run's shorter prefixes again.
 
 # Digits in groups joined by single spaces or dashes, long enough to hold a card number.
 _DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ -]?+[0-9]){12,}+")
@@ -54,10 +54,11 @@ _SECRETS = re.compile(
     r"|(?P<bare>\b(?:bearer|basic)\s++)"
     r"(?P<token>(?=(?:[^\W\d]|[.~+/=-])*+\d)[\w.~+/=-]{8,}+|[\w.~+/=-]{20,}+)"
     # JSON Web Tokens: base64url header and payload, both JSON objects, so both start with "eyJ"; read
-    # from the start of the name holding it, which is kept (``jwt-`` in ``jwt-eyJ...``)
-    r"|(?<![\w-])(?P<before_jwt>(?>[\w-]*?\b(?=eyJ)))(?P<jwt>eyJ[\w-]{4,}+\.eyJ[\w-]{4,}+\.[\w-]*+)"
+    # from the start of the name holding it (``jwt-`` in ``jwt-eyJ...``, kept), whose dash-separated
+    # parts are passed over whole until one starts with "eyJ"
+    r"|(?<![\w-])(?P<before_jwt>(?:(?!eyJ)(?>\w*)-+)*+)(?P<jwt>eyJ[\w-]{4,}+\.eyJ[\w-]{4,}+\.[\w-]*+)"
     # scheme://user:password@host, found from its "://"
-    r"|(?P<userinfo>(?<=[a-z0-9+.-])://[^/\s:@]++:)(?P<password>[^/\s@]++)(?=@)"
+    r"|(?P<userinfo>://(?<=[a-z0-9+.-]://)[^/\s:@]++:)(?P<password>[^/\s@]++)(?=@)"
 )
 # Every credential pattern above contains one of these (lower-cased); text with none is left alone
 # without running the patterns, which cost far more than a few substring tests.
@@ -117,7 +118,9 @@ def _mask_card_numbers(run: re.Match[str]) -> str:
     hidden_changes = [0] * len(digits)
     for first in range(len(ends) - 1):
         start = ends[first]
-        for end in ends[bisect_left(ends, start + _PAN_MIN):bisect_right(ends, start + _PAN_MAX)]:
+        nearby = min(first + _PAN_MAX + 1, len(ends))  # groups hold a digit or more: the last end in reach
+        lo = bisect_left(ends, start + _PAN_MIN, first, nearby)
+        for end in ends[lo:bisect_right(ends, start + _PAN_MAX, lo, nearby)]:
             counted = sums[(end - 1) % 2]
             if (counted[end] - counted[start]) % 10 == 0:
                 hidden_changes[start] += 1

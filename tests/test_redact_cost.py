@@ -36,21 +36,28 @@ CRAFTED = {
     "hyphenated name before a credential word": lambda size: repeated("a-", size, " token"),
     "underscored name before a credential word": lambda size: repeated("a_", size, " token"),
     "JSON Web Token prefixes": lambda size: repeated("eyJ-", size),
+    "JSON Web Token payload prefixes": lambda size: "eyJaaaa.eyJ" + repeated("-eyJ", size - 11),
     "URL scheme characters": lambda size: repeated("a.", size, "@"),
     "URL user-info prefixes": lambda size: repeated("a://x:", size, "@"),
     "bearer words": lambda size: repeated("bearer ", size),
     "credential word and spaces": lambda size: "token" + " " * (size - 5),
+    "every pattern's prefix": lambda size: repeated("1 a-eyJ-token bearer x://y:z ", size, "@"),
 }
 
 
-def cost(text: str) -> float:
-    """The fastest of a few runs: the least disturbed by other work on the machine."""
-    fastest = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        mask(text)
-        fastest = min(fastest, time.perf_counter() - started)
-    return fastest
+def cost_ratio(crafted: str, plain: str, runs: int = 7) -> float:
+    """How many times longer masking ``crafted`` takes than ``plain``.
+
+    Each is timed in turns with the other, and the fastest of its runs counts: the one least disturbed
+    by other work on the machine, which then weighs on both alike.
+    """
+    fastest = {crafted: float("inf"), plain: float("inf")}
+    for _ in range(runs):
+        for text in fastest:
+            started = time.perf_counter()
+            mask(text)
+            fastest[text] = min(fastest[text], time.perf_counter() - started)
+    return fastest[crafted] / fastest[plain]
 
 
 @pytest.mark.parametrize("shape", CRAFTED)
@@ -59,5 +66,5 @@ def test_crafted_text_costs_a_small_multiple_of_benign_text_of_its_size(shape):
     for size in SIZES:
         crafted, plain = CRAFTED[shape](size), benign(size)
         assert len(crafted) == len(plain) == size
-        ratios[size] = cost(crafted) / cost(plain)
+        ratios[size] = cost_ratio(crafted, plain)
     assert max(ratios.values()) <= MAX_RATIO, ratios
