@@ -25,7 +25,7 @@ import orjson
 from stream.context import Context
 from stream.contextfeed import ContextFeed
 from stream.correlate import Correlator
-from stream.deadletter import dead_letter
+from stream.deadletter import dead_letter, dead_letter_key
 from stream.formats.assets import load_asset_file
 from stream.formats.limits import DecodeLimits
 from stream.ingest import (
@@ -197,9 +197,10 @@ def create_app(settings: Settings) -> Hotpath:
 
     async def _dead_letter(reason: str, message) -> None:
         metrics.decode_errors.labels(message.topic).inc()
-        record = dead_letter(mask(reason), topic=message.topic, partition=message.partition, offset=message.offset,
-                             key=message.key, value=message.value, max_value_bytes=settings.dlq_max_value_bytes)
-        await dlq.send(key=message.key, value=orjson.dumps(record))
+        record = dead_letter(reason, topic=message.topic, partition=message.partition, offset=message.offset,
+                             key=message.key, value=message.value,
+                             max_value_bytes=settings.dlq_max_value_bytes, keep_raw=settings.dlq_keep_raw)
+        await dlq.send(key=dead_letter_key(record), value=orjson.dumps(record))
         metrics.dlq_records.labels("decode").inc()
 
     ingest_agent("findings", settings.topic_findings)

@@ -4,6 +4,11 @@ Every worker needs every asset and every learned fact, whatever partitions of th
 owns; a group consumer would split them. A confluent-kafka consumer on a thread reads
 ``hotpath.context`` and ``hotpath.assets`` from the beginning and hands each batch to the event
 loop, which applies it: the Context is only ever touched from the loop's thread.
+
+One record that cannot be applied (a non-UTF-8 key, a malformed fact) is logged and skipped: it
+costs that record, never the rest of its batch. If the thread itself stops (the broker refused the
+consumer, a bug), ``failure`` says why and the health view reports the worker not ready, rather than
+serving escalations scored on a context that no longer follows the topics.
 """
 
 from __future__ import annotations
@@ -18,11 +23,16 @@ from stream.context import Context
 from stream.formats.assets import decode_assets
 from stream.kafka import consumer
 from stream.models import DecodeError
+from stream.redact import mask_cut
 from stream.settings import Settings
 
 log = logging.getLogger("hotpath.context")
 POLL_S = 0.2
 BATCH = 500
+MAX_FAILURE_CHARS = 300
+
+# (topic, partition, offset, key, value) of one record read from a context topic
+Record = tuple[str, int, int, bytes | None, bytes | None]
 
 
 class ContextFeed:
@@ -33,6 +43,9 @@ class ContextFeed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.applied = 0
+        self.skipped = 0
+        self.failure: str | None = None
+        """Why the feed stopped reading (masked, one line); None while it runs."""
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._thread is None:
@@ -45,6 +58,13 @@ class ContextFeed:
             self._thread.join(timeout=5)
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self._read(loop)
+        except Exception as exc:  # the worker keeps running on what it has; the health view shows not-ready
+            self.failure = mask_cut(f"{type(exc).__name__}: {exc}", MAX_FAILURE_CHARS)
+            log.error("context feed stopped: %s", self.failure)
+
+    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
         topics = (self.settings.topic_context, self.settings.topic_assets)
@@ -59,19 +79,18 @@ class ContextFeed:
             self._check_caught_up(ends, positions)
             while not self._stop.is_set():
                 messages = client.consume(BATCH, timeout=POLL_S)
-                batch = []
+                batch: list[Record] = []
                 for message in messages:
                     if message.error():
                         log.warning("context feed: %s", message.error())
                         continue
                     positions[(message.topic(), message.partition())] = message.offset() + 1
-                    batch.append((message.topic(), message.key(), message.value()))
+                    batch.append((message.topic(), message.partition(), message.offset(), message.key(),
+                                  message.value()))
                 if batch:
                     loop.call_soon_threadsafe(self._apply, batch)
                 if not self.caught_up.is_set():
                     self._check_caught_up(ends, positions)
-        except Exception:  # the worker keeps running on what it has; the health view shows not-ready
-            log.exception("context feed stopped")
         finally:
             client.close()
 
@@ -79,20 +98,31 @@ class ContextFeed:
         if all(positions[key] >= end for key, end in ends.items()):
             self.caught_up.set()
 
-    def _apply(self, batch: list[tuple[str, bytes | None, bytes | None]]) -> None:
-        for topic, key, value in batch:
-            if key is None:
-                continue
-            if value is None:
-                if topic == self.settings.topic_assets:
-                    self.context.resolver.remove_asset(key.decode())
-                continue
+    def _apply(self, batch: list[Record]) -> None:
+        for topic, partition, offset, key, value in batch:
             try:
-                if topic == self.settings.topic_assets:
-                    for asset in decode_assets(value, self.settings.max_record_bytes, self.settings.max_json_depth):
-                        self.context.add_asset(asset)
-                else:
-                    self.context.apply(key.decode(), orjson.loads(value))
-            except (DecodeError, ValueError, KeyError, TypeError):
-                continue  # the ingest agent dead-letters bad asset records; facts are ours and well-formed
-            self.applied += 1
+                self.applied += self._apply_record(topic, key, value)
+            except Exception as exc:  # one bad record costs that record, not the rest of the batch
+                self.skipped += 1
+                log.warning("context feed: skipped %s[%d]@%d: %s", topic, partition, offset,
+                            mask_cut(f"{type(exc).__name__}: {exc}", MAX_FAILURE_CHARS))
+
+    def _apply_record(self, topic: str, key: bytes | None, value: bytes | None) -> bool:
+        """Apply one record; False for one the context has no use for (no key, a fact tombstone)."""
+        if key is None:
+            return False
+        if value is None:
+            if topic == self.settings.topic_assets:
+                self.context.resolver.remove_asset(key.decode())
+                return True
+            return False
+        if topic == self.settings.topic_assets:
+            try:
+                assets = decode_assets(value, self.settings.max_record_bytes, self.settings.max_json_depth)
+            except DecodeError:
+                return False  # the ingest agent dead-letters bad asset records
+            for asset in assets:
+                self.context.add_asset(asset)
+        else:
+            self.context.apply(key.decode(), orjson.loads(value))
+        return True

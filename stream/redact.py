@@ -7,43 +7,58 @@ subjects and from decode failures passes through :func:`mask` before it is sent:
 
 * a Luhn-valid run of 13 to 19 digits, also written in groups separated by single spaces or dashes,
   keeps only its last four digits (``**** **** **** 1111``), the PCI DSS display rule;
-* bearer and basic tokens, JSON Web Tokens, ``Authorization`` values, credential-looking
-  ``key=value`` pairs (``token``, ``password``, ``api_key``, AWS signatures ...) and the password of
-  a URL's user-info become ``[masked]``.
+* bearer and basic tokens, JSON Web Tokens, ``Authorization`` values (Opsgenie's ``GenieKey`` too),
+  credential-looking ``key=value`` pairs (``token``, ``password``, ``api_key``, PagerDuty's
+  ``routing_key``, AWS signatures ...) and the password of a URL's user-info become ``[masked]``.
 
 Masking is deterministic, so a masked entity id still names one entity, and idempotent, so text
 masked twice reads the same. It runs where entity ids are first made from attribute values (cached
 per distinct value) and where reasons are written, not per span: a few microseconds for an id with
-no long digit run and no credential keyword.
+no long digit run and no credential keyword. Its cost grows linearly with the text whatever its shape
+(hostile traffic shapes these texts), so crafted text costs a small multiple of benign text of its size.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
 
 MASKED = "[masked]"
 _PAN_MIN, _PAN_MAX = 13, 19
 
+# Linear time on hostile text: no pattern below can rescan a stretch of text once per starting position.
+# A pattern that must read a whole run (of name characters, of a JWT's parts) only starts where that run
+# starts, or starts after it ("://"); atomic groups and possessive quantifiers stop the engine from
+# trying the run's shorter prefixes again.
+
 # Digits in groups joined by single spaces or dashes, long enough to hold a card number.
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}")
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ -]?+[0-9]){12,}+")
 _GROUP = re.compile(r"[0-9]+")
 
-_CREDENTIAL_NAMES = (
-    r"authorization|proxy-authorization|x-api-key|api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|"
-    r"id[_-]?token|auth[_-]?token|token|secret|client[_-]?secret|password|passwd|pwd|session[_-]?id|"
-    r"sig|signature|x-amz-signature|x-amz-security-token|x-amz-credential"
+# Credential names, as the end of a name (``csrf_token``, ``x-amz-security-token``, ``client_secret``).
+_CREDENTIAL_NAME_ENDINGS = (
+    "authorization", "apikey", "api_key", "api-key", "token", "secret", "password", "passwd", "pwd",
+    "sessionid", "session_id", "session-id", "sig", "signature", "x-amz-credential",
+    "routing_key", "routing-key", "routingkey", "integration_key", "integration-key",  # PagerDuty's
 )
+_ENDS_WITH_CREDENTIAL_NAME = "|".join(f"(?<={re.escape(name)})" for name in _CREDENTIAL_NAME_ENDINGS)
 _SECRETS = re.compile(
     # Authorization: Bearer abc / "api_key": "abc" / ?token=abc / csrf_token = abc; a colon counts only
-    # after a quote or before a space, so ARNs (``...:secret:NAME``) are left alone
-    rf"(?i)(?P<name>\b[\w-]*?(?:{_CREDENTIAL_NAMES})(?:[\"']?\s*=\s*|[\"']\s*:\s*|:\s+)[\"']?)"
-    r"(?P<scheme>(?:bearer|basic|digest|negotiate)\s+)?(?P<value>[^\s\"'&;,]+)"
+    # after a quote or before a space, so ARNs (``...:secret:NAME``) are left alone. The whole name is
+    # read once, from where it starts, and then checked for a credential ending.
+    rf"(?i)(?P<name>(?<![\w-])(?>[\w-]+)(?:{_ENDS_WITH_CREDENTIAL_NAME})"
+    r"(?:[\"']?\s*+=\s*+|[\"']\s*+:\s*+|:\s++)[\"']?)"
+    r"(?P<scheme>(?:bearer|basic|digest|negotiate|geniekey)\s++)?(?P<value>[^\s\"'&;,]++)"
     # a bare "Bearer abc123..." anywhere: the token has a digit, or is too long to be a word
-    r"|(?P<bare>\b(?:bearer|basic)\s+)(?P<token>(?=[\w.~+/=-]*\d)[\w.~+/=-]{8,}|[\w.~+/=-]{20,})"
-    # JSON Web Tokens: base64url header and payload, both JSON objects, so both start with "eyJ"
-    r"|(?P<jwt>\beyJ[\w-]{4,}\.eyJ[\w-]{4,}\.[\w-]*)"
-    # scheme://user:password@host
-    r"|(?P<userinfo>\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)(?P<password>[^/\s@]+)(?=@)"
+    r"|(?P<bare>\b(?:bearer|basic)\s++)"
+    r"(?P<token>(?=(?:[^\W\d]|[.~+/=-])*+\d)[\w.~+/=-]{8,}+|[\w.~+/=-]{20,}+)"
+    # JSON Web Tokens: base64url header and payload, both JSON objects, so both start with "eyJ"; read
+    # from the start of the name holding it (``jwt-`` in ``jwt-eyJ...``, kept), whose dash-separated
+    # parts are passed over whole until one starts with "eyJ"
+    r"|(?<![\w-])(?P<before_jwt>(?:(?!eyJ)(?>\w*)-+)*+)(?P<jwt>eyJ[\w-]{4,}+\.eyJ[\w-]{4,}+\.[\w-]*+)"
+    # scheme://user:password@host, found from its "://"
+    r"|(?P<userinfo>://(?<=[a-z0-9+.-]://)[^/\s:@]++:)(?P<password>[^/\s@]++)(?=@)"
 )
 # Every credential pattern above contains one of these (lower-cased); text with none is left alone
 # without running the patterns, which cost far more than a few substring tests.
@@ -70,6 +85,15 @@ def mask(text: str) -> str:
     return _SECRETS.sub(_mask_secret, text) if _may_hold_credential(text) else text
 
 
+def mask_cut(text: str, limit: int) -> str:
+    """``text`` masked, then cut to ``limit`` characters (an ellipsis marks the cut).
+
+    Masking first: a cut through a credential would leave a prefix the patterns no longer recognise.
+    """
+    masked = mask(text)
+    return masked if len(masked) <= limit else masked[:max(limit - 1, 0)] + "\u2026"
+
+
 def _may_hold_credential(text: str) -> bool:
     lowered = text.lower()
     for marker in _SECRET_MARKERS:
@@ -83,32 +107,43 @@ def _mask_card_numbers(run: re.Match[str]) -> str:
 
     A run may hold a card number next to other digits (``order 12 4111 1111 1111 1111``), and which
     stretch is the card cannot be told, so every stretch of whole groups that adds up to 13-19
-    digits and passes the Luhn check is masked, all but its last four digits.
+    digits and passes the Luhn check is masked, all but its last four digits. Each stretch is checked
+    in constant time from running Luhn sums, so a long run costs time in proportion to its length.
     """
     text = run.group()
-    groups = [(group.start(), group.end()) for group in _GROUP.finditer(text)]
-    hidden = [False] * len(text)
-    for first in range(len(groups)):
-        digits = ""
-        for last in range(first, len(groups)):
-            digits += text[groups[last][0]:groups[last][1]]
-            if len(digits) > _PAN_MAX:
-                break
-            if len(digits) >= _PAN_MIN and luhn_valid(digits):
-                shown = _start_of_last_four(text, groups[last][1])
-                for index in range(groups[first][0], shown):
-                    hidden[index] = True
-    return "".join("*" if hide and char.isdigit() else char for char, hide in zip(text, hidden, strict=True))
+    digits = text.replace(" ", "").replace("-", "")
+    ends = [0]  # digits before each group's end, so ``digits[ends[k]:ends[j]]`` is groups k..j-1
+    ends.extend(accumulate(len(group) for group in _GROUP.findall(text)))
+    sums = _luhn_running_sums(digits)
+    hidden_changes = [0] * len(digits)
+    for first in range(len(ends) - 1):
+        start = ends[first]
+        nearby = min(first + _PAN_MAX + 1, len(ends))  # groups hold a digit or more: the last end in reach
+        lo = bisect_left(ends, start + _PAN_MIN, first, nearby)
+        for end in ends[lo:bisect_right(ends, start + _PAN_MAX, lo, nearby)]:
+            counted = sums[(end - 1) % 2]
+            if (counted[end] - counted[start]) % 10 == 0:
+                hidden_changes[start] += 1
+                hidden_changes[end - 4] -= 1
+    if not any(hidden_changes):
+        return text
+    hiding = accumulate(hidden_changes)
+    shown = iter(digit if hidden == 0 else "*" for digit, hidden in zip(digits, hiding, strict=True))
+    return "".join(next(shown) if char not in " -" else char for char in text)
 
 
-def _start_of_last_four(text: str, end: int) -> int:
-    """Where the last four digits before ``end`` begin (separators may sit between them)."""
-    seen = 0
-    index = end
-    while seen < 4:
-        index -= 1
-        seen += text[index].isdigit()
-    return index
+def _luhn_running_sums(digits: str) -> tuple[list[int], list[int]]:
+    """Running Luhn sums of ``digits``: ``sums[parity]`` keeps positions of that parity, doubles the rest.
+
+    Luhn doubles every second digit counting back from the last, which is never doubled, so the Luhn
+    sum of ``digits[start:end]`` is ``sums[(end - 1) % 2][end] - sums[(end - 1) % 2][start]``.
+    """
+    plain = [ord(char) - 48 for char in digits]
+    doubled = [value * 2 - 9 if value > 4 else value * 2 for value in plain]
+    pairs = list(enumerate(zip(plain, doubled, strict=True)))
+    even_kept = accumulate((kept if index % 2 == 0 else twice for index, (kept, twice) in pairs), initial=0)
+    odd_kept = accumulate((twice if index % 2 == 0 else kept for index, (kept, twice) in pairs), initial=0)
+    return list(even_kept), list(odd_kept)
 
 
 def _mask_secret(found: re.Match[str]) -> str:
@@ -117,5 +152,5 @@ def _mask_secret(found: re.Match[str]) -> str:
     if found.group("bare") is not None:
         return found.group("bare") + MASKED
     if found.group("jwt") is not None:
-        return MASKED
+        return found.group("before_jwt") + MASKED
     return found.group("userinfo") + MASKED

@@ -156,6 +156,8 @@ class Settings(BaseSettings):
     """Resources with no finding, asset or exercised_via whose traffic a worker keeps, the latest touched."""
     max_event_record_bytes: int = Field(default=512 * 1024, ge=256 * 1024, le=900 * 1024)
     """Largest hotpath.entity-events record: below Kafka's 1 MB message.max.bytes and max_request_size."""
+    dlq_keep_raw: bool = False
+    """Dead letters keep keys and values as they were, unmasked (binary as base64); see deploy/acls."""
 
     # Scoring and outputs.
     score: ScoreSettings = ScoreSettings()

@@ -63,6 +63,8 @@ def _rank(event: dict[str, Any]) -> tuple[int, float]:
 
 def readiness(hotpath: Hotpath) -> tuple[bool, str]:
     app = hotpath.app
+    if hotpath.feed.failure is not None:
+        return False, f"the shared context is no longer read: {hotpath.feed.failure}"
     if not hotpath.feed.caught_up.is_set():
         return False, "reading the shared context"
     if app.rebalancing or getattr(app, "in_recovery", False):

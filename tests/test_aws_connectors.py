@@ -4,7 +4,8 @@ moto runs as a real HTTP server on 127.0.0.1 (``ThreadedMotoServer``); the comma
 to it with plain boto3 (``--endpoint-url``), and what the commands publish is read back from Kafka.
 moto's GetFindings ignores ``Filters``, so the cursor tests here exercise the client-side cursor
 alone (real Security Hub also filters ``UpdatedAt`` on the server). moto has no AWS Config
-compliance APIs: the Config pull is covered by the pure tests in test_aws_logic.py.
+compliance APIs: the Config pull is covered by the pure tests in test_aws_logic.py, and its 500 here is
+the source that fails while the rest is pulled.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -336,6 +338,75 @@ def wait_for_lines(path: Path, count: int, timeout_s: float = 60.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"{path} did not reach {count} lines within {timeout_s:.0f}s")
+
+
+def test_a_finding_dated_2100_does_not_stop_later_pulls(aws, tmp_path):
+    out = tmp_path / "findings.ndjson"
+    forged, older = asff_finding(1, "2100-01-01T00:00:00.000Z"), asff_finding(2, "2025-03-01T09:00:00.000Z")
+    import_findings(aws, [forged, older])
+    argv = ("pull-findings", "--once", "--source", "securityhub", "--regions", REGION, "--out", str(out))
+    assert pull_findings.run(aws.args(*argv), load_settings()) == 0
+    cursors = json.loads((tmp_path / "findings.ndjson.cursor.json").read_text())
+    assert datetime.fromisoformat(cursors[f"securityhub/{ACCOUNT}/{REGION}"]["updated_at"]) <= datetime.now(UTC)
+
+    fixed = asff_finding(3, datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+    import_findings(aws, [fixed])
+    assert pull_findings.run(aws.args(*argv), load_settings()) == 0
+
+    pulled = [orjson.loads(line)["Id"] for line in out.read_bytes().splitlines()]
+    assert pulled.count(fixed["Id"]) == 1
+
+
+def test_a_source_that_fails_is_reported_and_the_rest_is_pulled(aws, hotpath_settings, capsys):
+    """moto has no AWS Config compliance APIs (a 500): Security Hub is pulled and the pass succeeds."""
+    findings = [asff_finding(n, "2025-03-01T09:00:00.000Z") for n in range(2)]
+    import_findings(aws, findings)
+
+    assert pull_findings.run(aws.args("pull-findings", "--once", "--regions", REGION), hotpath_settings) == 0
+
+    published = topic_records(hotpath_settings.bootstrap_servers, hotpath_settings.topic_findings)
+    assert sorted(key for key, _ in published) == sorted(f["Id"] for f in findings)
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hotpath: ")]
+    assert errors[0].startswith(
+        f"hotpath: config:DescribeComplianceByConfigRule failed in {ACCOUNT}/{REGION}: 500"), errors
+    assert errors[1:] == ["hotpath: 1 of 2 parts of the pass failed; they are tried again next pass"]
+
+
+def test_an_account_whose_role_cannot_be_assumed_is_reported_and_the_others_are_pulled(
+        aws, tmp_path, monkeypatch, capsys):
+    reachable, closed = "111111111111", "222222222222"
+    in_reachable = aws.assume(reachable)
+    import_findings(aws, [asff_finding(1, "2025-03-01T09:00:00.000Z", account=reachable)], **in_reachable)
+    reader = aws.client("iam", **in_reachable)  # the role the pull assumes, allowed to read findings
+    reader.create_role(RoleName="hotpath-reader", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                       "Action": "sts:AssumeRole"}]}))
+    reader.put_role_policy(RoleName="hotpath-reader", PolicyName="findings", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "securityhub:GetFindings", "Resource": "*"}]}))
+    iam = aws.client("iam")
+    iam.create_user(UserName="hotpath-puller")
+    iam.put_user_policy(UserName="hotpath-puller", PolicyName="one-account", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"},
+                      {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role_arn(reachable)}]}))
+    key = iam.create_access_key(UserName="hotpath-puller")["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    out = tmp_path / "findings.ndjson"
+    argv = ["--regions", REGION, "--role-arn", role_arn(closed), "--role-arn", role_arn(reachable),
+            "--external-id", "hotpath-test", "--out", str(out)]
+    moto_api(aws.url, "reset-auth", b"0")  # moto checks IAM policies from now on
+    try:
+        assert pull(aws, load_settings(), *argv) == 0
+    finally:
+        moto_api(aws.url, "reset-auth", b"inf")
+
+    assert [orjson.loads(line)["AwsAccountId"] for line in out.read_bytes().splitlines()] == [reachable]
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hotpath: ")]
+    assert errors[0].startswith("hotpath: access denied: the credentials lack sts:AssumeRole"), errors
+    assert role_arn(closed) in errors[0]
 
 
 def test_access_denied_names_the_missing_permission_and_publishes_nothing(aws, tmp_path, monkeypatch, capsys):

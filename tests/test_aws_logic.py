@@ -23,6 +23,7 @@ pytestmark = pytest.mark.aws
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 T1 = T0 + timedelta(seconds=30)
+NOW = T1 + timedelta(days=1)
 ACCOUNT = "123456789012"
 
 
@@ -34,7 +35,7 @@ def stamped(item_id: str, at: datetime) -> tuple[str, datetime, str]:
 
 
 def test_a_pass_takes_every_item_whatever_the_order_and_the_cursor_lands_on_the_newest():
-    progress = Progress(Cursor())
+    progress = Progress(Cursor(), NOW)
     taken = progress.take([stamped("b", T1), stamped("a", T0), stamped("c", T1)])
 
     assert taken == ["b", "a", "c"]
@@ -42,7 +43,7 @@ def test_a_pass_takes_every_item_whatever_the_order_and_the_cursor_lands_on_the_
 
 
 def test_items_at_the_cursor_instant_are_skipped_only_when_already_seen():
-    progress = Progress(Cursor(T1, frozenset({"b", "c"})))
+    progress = Progress(Cursor(T1, frozenset({"b", "c"})), NOW)
     taken = progress.take([stamped("a", T0), stamped("b", T1), stamped("d", T1), stamped("c", T1)])
 
     assert taken == ["d"]
@@ -50,7 +51,7 @@ def test_items_at_the_cursor_instant_are_skipped_only_when_already_seen():
 
 
 def test_an_update_after_the_cursor_is_taken_again_under_the_same_id():
-    progress = Progress(Cursor(T0, frozenset({"a"})))
+    progress = Progress(Cursor(T0, frozenset({"a"})), NOW)
 
     assert progress.take([stamped("a", T0), stamped("a", T1)]) == ["a"]
     assert progress.cursor == Cursor(T1, frozenset({"a"}))
@@ -215,3 +216,18 @@ def client_error(code: str, status: int, operation: str = "GetFindings") -> Clie
 def test_failures_are_one_line_naming_the_iam_action(service, operation, error, line):
     client = boto3.session.Session(region_name="eu-west-1").client(service)
     assert describe_failure(client, operation, error, "123456789012/eu-west-1") == line
+
+
+def test_a_finding_from_the_future_does_not_carry_the_cursor_past_now():
+    progress = Progress(Cursor(T0), NOW)
+    forged = datetime(2100, 1, 1, tzinfo=UTC)
+    assert progress.take([stamped("forged", forged), stamped("a", T1)]) == ["forged", "a"]
+    assert progress.cursor == Cursor(NOW, frozenset({"forged"}))
+
+    later = NOW + timedelta(minutes=5)
+    assert Progress(progress.cursor, later + timedelta(minutes=1)).take([stamped("b", later)]) == ["b"]
+
+
+def test_a_cursor_saved_in_the_future_is_read_as_now():
+    assert Cursor(datetime(2100, 1, 1, tzinfo=UTC), frozenset({"x"})).not_after(NOW) == Cursor(NOW)
+    assert Cursor(T1, frozenset({"x"})).not_after(NOW) == Cursor(T1, frozenset({"x"}))

@@ -295,6 +295,10 @@ def run(args, settings: Settings) -> int:
     except AwsError as exc:
         report(f"hotpath: {exc}")
         return 1
+    if targets.unreachable:  # an asset set without an account's assets would forget them
+        for line in targets.unreachable:
+            report(f"hotpath: {line}")
+        return 1
     assets: list[Asset] = []
     failed = []
     for account in targets.accounts:

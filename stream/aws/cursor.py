@@ -79,16 +79,26 @@ class Cursor:
     def describe(self) -> str:
         return format_time(self.updated_at) if self.updated_at else "start"
 
+    def not_after(self, now: datetime) -> Cursor:
+        """This cursor, or ``now`` when it lies in the future (saved by a version that did not clamp)."""
+        if self.updated_at is None or self.updated_at <= now:
+            return self
+        return Cursor(now)
+
 
 class Progress:
     """One pass over a source: admits items against where the pass started, advances past each one.
 
     Items come as ``(id, updated_at, item)`` in any order; ``cursor`` is where the next pass starts once
-    everything taken is confirmed.
+    everything taken is confirmed. The cursor never passes ``now`` (when the pass started): one item
+    stamped in the future (a provider's fast clock, a forged ``UpdatedAt`` of 2100) would otherwise
+    move it past every update still to come, and nothing would be pulled again. Such an item is
+    published, and published again by later passes until its time has come (at least once, never a gap).
     """
 
-    def __init__(self, start: Cursor):
+    def __init__(self, start: Cursor, now: datetime):
         self.start = start
+        self.now = now
         self._updated_at = start.updated_at
         self._seen = set(start.seen_ids_at_cursor)
 
@@ -98,6 +108,7 @@ class Progress:
             if not self.start.admits(item_id, at):
                 continue
             taken.append(item)
+            at = min(at, self.now)
             if self._updated_at is None or at > self._updated_at:
                 self._updated_at, self._seen = at, {item_id}
             elif at == self._updated_at:

@@ -11,6 +11,8 @@ publishes NON_COMPLIANT results; later pulls also publish results recorded COMPL
 cursor, which resolve what was open.
 
 Cursors (see :mod:`stream.aws.cursor`) make repeated and restarted pulls publish each update once.
+A pass covers every account, region and source; one that fails is reported and retried on the next
+pass while the others are pulled, so one region without AWS Config does not stop the rest.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_aws_arguments(parser)
     parser.add_argument("--source", action="append", choices=SOURCES,
                         help="pull only this source (repeatable; default: securityhub and config)")
-    parser.add_argument("--once", action="store_true", help="one pass, then exit (non-zero if any part failed)")
+    parser.add_argument("--once", action="store_true",
+                        help="one pass, then exit (non-zero when nothing could be pulled)")
     parser.add_argument("--interval", type=_interval, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
                         help=f"seconds between passes when polling (default {DEFAULT_INTERVAL_S:.0f})")
     parser.add_argument("--out", type=Path, metavar="FILE",
@@ -158,10 +161,10 @@ def _stamped(items: Iterable[dict[str, Any]], id_of: Callable[[dict], str], time
     return stamped
 
 
-def _publish_new(name: str, start: Cursor, batches: Iterable[list[Stamped]],
+def _publish_new(name: str, start: Cursor, now: datetime, batches: Iterable[list[Stamped]],
                  to_record: Callable[[dict[str, Any]], tuple[str, bytes]], store, sink) -> tuple[int, Cursor]:
     """Publish what ``start`` has not seen, confirm every delivery, then save the advanced cursor."""
-    progress = Progress(start)
+    progress = Progress(start, now)
     published = 0
     for batch in batches:
         for item in progress.take(batch):
@@ -174,8 +177,9 @@ def _publish_new(name: str, start: Cursor, batches: Iterable[list[Stamped]],
 
 def pull_securityhub(scope: Scope, args, store, sink) -> None:
     name = f"securityhub/{scope.account}/{scope.region}"
-    start = store.get(name)
-    filters = securityhub_filters(start, args, datetime.now(UTC))
+    now = datetime.now(UTC)
+    start = store.get(name).not_after(now)
+    filters = securityhub_filters(start, args, now)
     where = f"securityhub {scope.label}"
 
     def batches() -> Iterator[list[Stamped]]:
@@ -188,13 +192,15 @@ def pull_securityhub(scope: Scope, args, store, sink) -> None:
             report(f"{where}: {fetched} findings, {number} page{'' if number == 1 else 's'}")
             yield _stamped(findings, lambda f: f["Id"], lambda f: f["UpdatedAt"], where)
 
-    published, cursor = _publish_new(name, start, batches(), lambda f: (f["Id"], orjson.dumps(f)), store, sink)
+    published, cursor = _publish_new(name, start, now, batches(), lambda f: (f["Id"], orjson.dumps(f)), store,
+                                     sink)
     report(f"{where}: published {published} new, cursor {cursor.describe()}")
 
 
 def pull_config(scope: Scope, args, store, sink) -> None:
     name = f"awsconfig/{scope.account}/{scope.region}"
-    start = store.get(name)
+    now = datetime.now(UTC)
+    start = store.get(name).not_after(now)
     # The first pull reports what is wrong now; later ones also what was fixed since.
     kinds = ["NON_COMPLIANT"] if start.updated_at is None else ["NON_COMPLIANT", "COMPLIANT"]
     where = f"config {scope.label}"
@@ -216,31 +222,42 @@ def pull_config(scope: Scope, args, store, sink) -> None:
         return f"awsconfig/{scope.account}/{scope.region}/{evaluation_id(result)}", orjson.dumps(
             compliance_change_event(result, scope.account, scope.region))
 
-    published, cursor = _publish_new(name, start, batches(), to_record, store, sink)
+    published, cursor = _publish_new(name, start, now, batches(), to_record, store, sink)
     report(f"{where}: published {published} new, cursor {cursor.describe()}")
 
 
 PULLS = {"securityhub": pull_securityhub, "config": pull_config}
 
 
-def pull_once(args, settings: Settings, store, sink) -> int:
-    """One pass over every account, region and source; returns how many of them failed."""
+def pull_once(args, settings: Settings, store, sink) -> tuple[int, int]:
+    """One pass over every account, region and source: how many of them were pulled, and how many failed.
+
+    A part that fails (an account whose role cannot be assumed, AWS Config not enabled in a region, a
+    denied API) is reported and left for the next pass; the others are pulled all the same.
+    """
     try:
         targets = open_targets(args, settings)
     except AwsError as exc:
         report(f"hotpath: {exc}")
-        return 1
-    failures = 0
+        return 0, 1
+    failed = len(targets.unreachable)
+    for line in targets.unreachable:
+        report(f"hotpath: {line}")
+    pulled = 0
     for account in targets.accounts:
         for region in targets.regions:
             scope = account.scope(region)
             for source in args.source or SOURCES:
                 try:
                     PULLS[source](scope, args, store, sink)
+                    pulled += 1
                 except (AwsError, PublishError, StateError) as exc:
                     report(f"hotpath: {exc}")
-                    failures += 1
-    return failures
+                    failed += 1
+    if failed and pulled:
+        report(f"hotpath: {failed} of {pulled + failed} parts of the pass failed; "
+               "they are tried again next pass")
+    return pulled, failed
 
 
 def run(args, settings: Settings) -> int:
@@ -259,9 +276,9 @@ def run(args, settings: Settings) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while True:
-            failures = pull_once(args, settings, store, sink)
+            pulled, failed = pull_once(args, settings, store, sink)
             if args.once:
-                return 1 if failures else 0
+                return 1 if failed and not pulled else 0
             if stop.wait(args.interval):
                 return 0
     finally:

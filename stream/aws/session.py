@@ -148,10 +148,14 @@ class Account:
 
 @dataclass(frozen=True)
 class Targets:
-    """The accounts and regions one pass reads; global services (S3, IAM) use the first region."""
+    """The accounts and regions one pass reads; global services (S3, IAM) use the first region.
+
+    ``unreachable`` says, one line each, which ``--role-arn`` accounts could not be assumed.
+    """
 
     accounts: list[Account]
     regions: list[str]
+    unreachable: list[str] = field(default_factory=list)
 
 
 def open_targets(args, settings: Settings) -> Targets:
@@ -165,7 +169,13 @@ def open_targets(args, settings: Settings) -> Targets:
     if not args.role_arn:
         identity = caller.call("sts", "get_caller_identity")
         return Targets([Account(identity["Account"], base, endpoint_url)], names)
-    return Targets([_assume(caller, role_arn, args.external_id) for role_arn in args.role_arn], names)
+    targets = Targets([], names)
+    for role_arn in args.role_arn:
+        try:
+            targets.accounts.append(_assume(caller, role_arn, args.external_id))
+        except AwsError as exc:
+            targets.unreachable.append(str(exc))
+    return targets
 
 
 def _regions(given: str | None, default: str | None) -> list[str]:

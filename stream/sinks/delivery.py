@@ -43,7 +43,7 @@ from typing import Any
 import orjson
 
 from stream import kafka
-from stream.deadletter import dead_letter
+from stream.deadletter import dead_letter, dead_letter_key
 from stream.logs import configure_logging
 from stream.models import DecodeError
 from stream.settings import Settings, SinkSettings
@@ -361,8 +361,8 @@ class DeliveryService:
     async def _dead_letter(self, record, reason: str, counted_as: str) -> None:
         entry = dead_letter(reason, topic=record.topic(), partition=record.partition(), offset=record.offset(),
                             key=record.key(), value=record.value(), max_value_bytes=self._settings.dlq_max_value_bytes,
-                            stage="delivery")
-        await self._produce(self._settings.topic_dlq, record.key(), orjson.dumps(entry))
+                            keep_raw=self._settings.dlq_keep_raw, stage="delivery")
+        await self._produce(self._settings.topic_dlq, dead_letter_key(entry), orjson.dumps(entry))
         self.metrics.dead_lettered[counted_as] += 1
         _log(logging.ERROR, "dead-lettered", reason=reason, topic=record.topic(), partition=record.partition(),
              offset=record.offset())
