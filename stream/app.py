@@ -40,7 +40,6 @@ from stream.kafka import faust_broker_kwargs
 from stream.metrics import Metrics
 from stream.models import DecodeError
 from stream.recovery import CLOCK_SKEW_S, HeldWrites, emitted_since
-from stream.redact import mask
 from stream.settings import ConfigError, Settings, web_bind_host
 from stream.web import EscalationBoard, register_views
 
