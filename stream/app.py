@@ -18,7 +18,7 @@ import logging
 import sys
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 
@@ -41,7 +41,7 @@ from stream.metrics import Metrics
 from stream.models import DecodeError
 from stream.recovery import CLOCK_SKEW_S, HeldWrites, emitted_since
 from stream.redact import mask
-from stream.settings import ConfigError, Settings
+from stream.settings import ConfigError, LogLevel, Settings
 from stream.web import EscalationBoard, register_views
 
 log = logging.getLogger("hotpath.worker")
@@ -335,7 +335,8 @@ def entity_partitions(settings: Settings) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--loglevel", default=None, help="worker log level (default: HOTPATH_LOG_LEVEL)")
+    parser.add_argument("--loglevel", default=None, type=str.upper, choices=get_args(LogLevel),
+                        help="worker log level, any case (default: HOTPATH_LOG_LEVEL)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
