@@ -61,7 +61,6 @@ class TopicDeclaration(BaseModel):
     setting: str
     role: Literal["input", "internal", "output"]
     partitions: int = Field(ge=1)
-    replication_factor: int = Field(ge=1)
     config: dict[str, str] = {}
     key: KeySpec
     value: ValueSpec
@@ -137,15 +136,16 @@ class ObservedTopic:
 
 
 def desired_topics(settings: Settings, prefix: str = "") -> list[DesiredTopic]:
-    """The declarations with their configured (and optionally prefixed) names."""
+    """The declarations with their configured (and optionally prefixed) names and the configured durability."""
+    durability = {"min.insync.replicas": str(settings.min_insync_replicas)}
     desired = []
     for declaration in load_declarations(settings.topics_dir):
         name = prefix + getattr(settings, declaration.setting)
         if not VALID_TOPIC_NAME.match(name) or name in (".", ".."):
             source = f"HOTPATH_{declaration.setting.upper()}" + (" with --prefix" if prefix else "")
             raise ConfigError(f"{source}: {name!r} is not a valid Kafka topic name (letters, digits, . _ -)")
-        desired.append(DesiredTopic(name, declaration.partitions, declaration.replication_factor,
-                                    dict(declaration.config)))
+        desired.append(DesiredTopic(name, declaration.partitions, settings.replication_factor,
+                                    {**declaration.config, **durability}))
     return desired
 
 
@@ -196,7 +196,7 @@ def plan(desired: list[DesiredTopic], observed: dict[str, ObservedTopic]) -> Top
             result.notices.append(f"{topic.name} has {current.partitions} partitions, declared {topic.partitions}: "
                                   f"Kafka cannot remove partitions, left as is")
         if topic.replication_factor != current.replication_factor:
-            result.notices.append(f"{topic.name} has replication factor {current.replication_factor}, declared "
+            result.notices.append(f"{topic.name} has replication factor {current.replication_factor}, configured "
                                   f"{topic.replication_factor}: change it with kafka-reassign-partitions")
         drift = tuple((key, current.config.get(key), value) for key, value in sorted(topic.config.items())
                       if current.config.get(key) != value)
@@ -328,6 +328,11 @@ def reconcile(settings: Settings, prefix: str = "", dry_run: bool = False) -> To
     """
     desired = desired_topics(settings, prefix)
     broker = BrokerAdmin(settings)
+    brokers = len(broker.metadata().brokers)
+    if settings.replication_factor > brokers:
+        raise TopicsError(f"HOTPATH_REPLICATION_FACTOR is {settings.replication_factor}, but the cluster at "
+                          f"{settings.bootstrap_servers} has {brokers} broker{'' if brokers == 1 else 's'}: "
+                          f"lower the setting or add brokers")
     topic_plan = plan(desired, observe(broker, [topic.name for topic in desired]))
     if not dry_run and topic_plan.changes:
         execute(topic_plan, broker.client)
