@@ -36,7 +36,7 @@ from stream.ingest import (
     event_position,
     merge_trace_batches,
 )
-from stream.kafka import faust_broker_kwargs
+from stream.kafka import faust_broker_kwargs, faust_durability_kwargs, topic_durability_config
 from stream.metrics import Metrics
 from stream.models import DecodeError
 from stream.recovery import CLOCK_SKEW_S, HeldWrites, emitted_since
@@ -83,6 +83,7 @@ def create_app(settings: Settings) -> Hotpath:
     app = faust.App(
         settings.app_id,
         **faust_broker_kwargs(settings),
+        **faust_durability_kwargs(settings),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
@@ -90,7 +91,6 @@ def create_app(settings: Settings) -> Hotpath:
         topic_allow_declare=True,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,
@@ -112,7 +112,8 @@ def create_app(settings: Settings) -> Hotpath:
     partitioner = EntityPartitioner(partitions)
     metrics = Metrics()
     table = app.Table("entity-state", default=None, partitions=partitions, value_type=bytes,
-                      schema=faust.Schema(key_serializer="json", value_serializer="raw"))
+                      schema=faust.Schema(key_serializer="json", value_serializer="raw"),
+                      extra_topic_configs=topic_durability_config(settings))
     store = HeldWrites(EntityTable(table))  # an entity's state is written once its escalations are acknowledged
     correlator = Correlator(settings, context, store)
     hotpath = Hotpath(settings, app, context, correlator, metrics, ContextFeed(settings, context))

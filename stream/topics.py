@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stream.kafka import topic_durability_config
 from stream.settings import ConfigError, Settings
 
 DECLARATIONS_FILE = "topics.yaml"
@@ -137,7 +138,7 @@ class ObservedTopic:
 
 def desired_topics(settings: Settings, prefix: str = "") -> list[DesiredTopic]:
     """The declarations with their configured (and optionally prefixed) names and the configured durability."""
-    durability = {"min.insync.replicas": str(settings.min_insync_replicas)}
+    durability = topic_durability_config(settings)
     desired = []
     for declaration in load_declarations(settings.topics_dir):
         name = prefix + getattr(settings, declaration.setting)
