@@ -325,9 +325,10 @@ def entity_partitions(settings: Settings) -> int:
     Asked with confluent-kafka before Faust starts: aiokafka retries a refused login for ever, while
     this probe fails at once with one line (TopicsError) naming the cause.
     """
-    from stream.topics import BrokerAdmin
+    from stream.topics import BrokerAdmin, require_enough_brokers
 
     metadata = BrokerAdmin(settings).metadata()
+    require_enough_brokers(settings, metadata)  # or Faust would fail to create the changelog, with a traceback
     topic = metadata.topics.get(settings.topic_entity_events)
     if topic is None or topic.error is not None or not topic.partitions:
         raise ConfigError(f"topic {settings.topic_entity_events} does not exist on {settings.bootstrap_servers}: "

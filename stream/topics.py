@@ -329,16 +329,21 @@ def reconcile(settings: Settings, prefix: str = "", dry_run: bool = False) -> To
     """
     desired = desired_topics(settings, prefix)
     broker = BrokerAdmin(settings)
-    brokers = len(broker.metadata().brokers)
-    if settings.replication_factor > brokers:
-        raise TopicsError(f"HOTPATH_REPLICATION_FACTOR is {settings.replication_factor}, but the cluster at "
-                          f"{settings.bootstrap_servers} has {brokers} broker{'' if brokers == 1 else 's'}: "
-                          f"lower the setting or add brokers")
+    require_enough_brokers(settings, broker.metadata())
     topic_plan = plan(desired, observe(broker, [topic.name for topic in desired]))
     if not dry_run and topic_plan.changes:
         execute(topic_plan, broker.client)
         _await_settled(broker, [change.topic for change in topic_plan.changes])
     return topic_plan
+
+
+def require_enough_brokers(settings: Settings, metadata) -> None:
+    """A TopicsError unless the cluster has a broker for every copy the settings ask of a topic."""
+    brokers = len(metadata.brokers)
+    if settings.replication_factor > brokers:
+        raise TopicsError(f"HOTPATH_REPLICATION_FACTOR is {settings.replication_factor}, but the cluster at "
+                          f"{settings.bootstrap_servers} has {brokers} broker{'' if brokers == 1 else 's'}: "
+                          f"lower the setting or add brokers")
 
 
 def plan_topics(settings: Settings, prefix: str = "") -> TopicPlan:
