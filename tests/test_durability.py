@@ -10,6 +10,7 @@ import sys
 import aiokafka
 import faust
 import pytest
+import yaml
 from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
 from test_topics import wait_until
 from workers import ROOT, settings_env
@@ -21,7 +22,7 @@ from stream.kafka import (
     producer_config,
     topic_durability_config,
 )
-from stream.settings import load_settings
+from stream.settings import load_settings, unknown_variables
 
 pytestmark = pytest.mark.kafka
 
@@ -84,3 +85,12 @@ def test_the_worker_refuses_more_copies_than_brokers_in_one_line(hotpath_setting
     assert result.stderr.strip().splitlines() == [
         f"hotpath worker: HOTPATH_REPLICATION_FACTOR is 2, but the cluster at {hotpath_settings.bootstrap_servers} "
         f"has 1 broker: lower the setting or add brokers"]
+
+
+def test_the_shipped_production_configuration_keeps_three_copies_and_names_only_real_settings(monkeypatch):
+    configmap = yaml.safe_load((ROOT / "deploy" / "k8s" / "configmap.yaml").read_text())["data"]
+    for variable, value in configmap.items():
+        monkeypatch.setenv(variable, value)
+    settings = load_settings()
+    assert (settings.replication_factor, settings.min_insync_replicas) == (3, 2)
+    assert unknown_variables(configmap) == []
