@@ -12,6 +12,7 @@ import importlib.metadata
 import os
 import sys
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 
 from stream.settings import ConfigError, load_settings, unknown_variables
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _warn_about_unknown_variables(also_known=()) -> None:
+def _warn_about_unknown_variables(also_known: Iterable[str] = ()) -> None:
     for warning in unknown_variables(os.environ, also_known):
         print(f"hotpath: warning: {warning}", file=sys.stderr)
 

@@ -30,6 +30,8 @@ OTHER_VARIABLES = frozenset({
     "HOTPATH_KAFKA_VERSION", "HOTPATH_KAFKA_CACHE", "HOTPATH_KAFKA_PORT", "HOTPATH_KAFKA_RUN_DIR",
     "HOTPATH_KAFKA_CONTROLLER_PORT", "HOTPATH_TEST_KAFKA_IMAGE", "HOTPATH_DEMO_PAGERDUTY_ROUTING_KEY",
 })
+MAX_COMPARED_NAME = 64
+MAX_SHOWN_NAME = 120
 # How pydantic-settings names the field whose raw value it could not parse (a JSON value, mostly).
 _UNPARSED_FIELD = re.compile(r'field "([A-Za-z0-9_]+)"')
 
@@ -318,11 +320,12 @@ def unknown_variables(environ: Mapping[str, str], also_known: Iterable[str] = ()
         upper = variable.upper()
         if not upper.startswith(ENV_PREFIX) or upper in accepted or _free_form_key(upper):
             continue
-        # Compared without the prefix, which every name shares and which would make any two look alike.
-        closest = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX),
+        # Compared without the prefix, which every name shares and which would make any two look alike; a
+        # name longer than any setting's is cut, which bounds the comparison.
+        closest = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX)[:MAX_COMPARED_NAME],
                                             sorted(name.removeprefix(ENV_PREFIX) for name in known), n=1, cutoff=0.6)
         hint = f"; did you mean {ENV_PREFIX}{closest[0]}?" if closest else ""
-        warnings.append(f"{variable} is not a hotpath setting and is ignored{hint}")
+        warnings.append(f"{mask(variable[:MAX_SHOWN_NAME])} is not a hotpath setting and is ignored{hint}")
     return warnings
 
 
