@@ -345,8 +345,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
     from stream.logs import configure_logging
+    from stream.memory import return_large_buffers_to_the_os
     from stream.topics import TopicsError
 
+    return_large_buffers_to_the_os()
     try:
         hotpath = create_app(settings)
     except TopicsError as exc:  # the broker refused or is not there: one line, not librdkafka's retries
