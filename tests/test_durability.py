@@ -16,6 +16,7 @@ from test_topics import wait_until
 from workers import ROOT, settings_env
 
 from stream.app import create_app
+from stream.aws.cursor import cursor_topic, ensure_compacted_topic
 from stream.kafka import (
     faust_broker_kwargs,
     faust_durability_kwargs,
@@ -94,3 +95,13 @@ def test_the_shipped_production_configuration_keeps_three_copies_and_names_only_
     settings = load_settings()
     assert (settings.replication_factor, settings.min_insync_replicas) == (3, 2)
     assert unknown_variables(configmap) == []
+
+
+def test_the_aws_cursor_topic_is_compacted_and_as_durable_as_the_declared_ones(hotpath_settings, kafka_admin):
+    topic = cursor_topic(hotpath_settings)  # starts with the app id: the fixture deletes it
+    ensure_compacted_topic(hotpath_settings, topic)
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    configs = kafka_admin.describe_configs([resource])[resource].result()
+    assert configs["cleanup.policy"].value == "compact"
+    entry = configs["min.insync.replicas"]
+    assert (entry.value, entry.source) == ("1", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
