@@ -18,7 +18,7 @@ import logging
 import sys
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 
@@ -36,11 +36,11 @@ from stream.ingest import (
     event_position,
     merge_trace_batches,
 )
-from stream.kafka import faust_broker_kwargs
+from stream.kafka import faust_broker_kwargs, faust_durability_kwargs, topic_durability_config
 from stream.metrics import Metrics
 from stream.models import DecodeError
 from stream.recovery import CLOCK_SKEW_S, HeldWrites, emitted_since
-from stream.settings import ConfigError, Settings, web_bind_host
+from stream.settings import ConfigError, LogLevel, Settings, web_bind_host
 from stream.web import EscalationBoard, register_views
 
 log = logging.getLogger("hotpath.worker")
@@ -82,6 +82,7 @@ def create_app(settings: Settings) -> Hotpath:
     app = faust.App(
         settings.app_id,
         **faust_broker_kwargs(settings),
+        **faust_durability_kwargs(settings),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
@@ -89,7 +90,6 @@ def create_app(settings: Settings) -> Hotpath:
         topic_allow_declare=True,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
         web_enabled=True,
         web_bind=web_bind_host(settings),
         web_port=settings.web_port,
@@ -118,7 +118,8 @@ def create_app(settings: Settings) -> Hotpath:
     partitioner = EntityPartitioner(partitions)
     metrics = Metrics()
     table = app.Table("entity-state", default=None, partitions=partitions, value_type=bytes,
-                      schema=faust.Schema(key_serializer="json", value_serializer="raw"))
+                      schema=faust.Schema(key_serializer="json", value_serializer="raw"),
+                      extra_topic_configs=topic_durability_config(settings))
     store = HeldWrites(EntityTable(table))  # an entity's state is written once its escalations are acknowledged
     correlator = Correlator(settings, context, store)
     hotpath = Hotpath(settings, app, context, correlator, metrics, ContextFeed(settings, context))
@@ -342,9 +343,10 @@ def entity_partitions(settings: Settings) -> int:
     Asked with confluent-kafka before Faust starts: aiokafka retries a refused login for ever, while
     this probe fails at once with one line (TopicsError) naming the cause.
     """
-    from stream.topics import BrokerAdmin
+    from stream.topics import BrokerAdmin, require_enough_brokers
 
     metadata = BrokerAdmin(settings).metadata()
+    require_enough_brokers(settings, metadata)  # or Faust would fail to create the changelog, with a traceback
     topic = metadata.topics.get(settings.topic_entity_events)
     if topic is None or topic.error is not None or not topic.partitions:
         raise ConfigError(f"topic {settings.topic_entity_events} does not exist on {settings.bootstrap_servers}: "
@@ -353,15 +355,18 @@ def entity_partitions(settings: Settings) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--loglevel", default=None, help="worker log level (default: HOTPATH_LOG_LEVEL)")
+    parser.add_argument("--loglevel", default=None, type=str.upper, choices=get_args(LogLevel),
+                        help="worker log level, any case (default: HOTPATH_LOG_LEVEL)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
     from stream.logs import configure_logging
+    from stream.memory import return_large_buffers_to_the_os
     from stream.topics import TopicsError
 
+    return_large_buffers_to_the_os()
     try:
         hotpath = create_app(settings)
     except TopicsError as exc:  # the broker refused or is not there: one line, not librdkafka's retries

@@ -8,9 +8,22 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
+import os
 import sys
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
 
-from stream.settings import ConfigError, load_settings
+from stream.settings import ConfigError, load_settings, unknown_variables
+
+# The name hotpath is installed under; "hotpath" on PyPI is an unrelated project.
+DISTRIBUTION = "hotpath-stream"
+DESCRIPTION = (
+    "hotpath escalates the cloud misconfigurations that live traffic exercises: it joins CSPM findings "
+    "with OpenTelemetry traces and runtime alerts on Kafka and sends a scored, explained escalation for "
+    "each finding that traffic touches. Settings are HOTPATH_* environment variables (see the README)."
+)
 
 # (command words, module, one-line help)
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
@@ -23,20 +36,27 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("aws", "pull-findings"), "stream.aws.findings", "publish Security Hub and AWS Config findings"),
     (("aws", "sync-assets"), "stream.aws.assets", "build asset context from the AWS account"),
 ]
+COMMAND_GROUPS = {
+    "topics": "manage the Kafka topics hotpath reads and writes",
+    "aws": "read findings and assets from an AWS account",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hotpath", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="hotpath", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}",
+                        help="print the version and exit")
     groups: dict[str, argparse._SubParsersAction] = {}
     top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for words, module, help_text in COMMANDS:
         if len(words) == 1:
-            sub = top.add_parser(words[0], help=help_text)
+            sub = top.add_parser(words[0], help=help_text, description=help_text)
         else:
             if words[0] not in groups:
-                group_parser = top.add_parser(words[0], help=f"{words[0]} commands")
+                group_help = COMMAND_GROUPS[words[0]]
+                group_parser = top.add_parser(words[0], help=group_help, description=group_help)
                 groups[words[0]] = group_parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
-            sub = groups[words[0]].add_parser(words[1], help=help_text)
+            sub = groups[words[0]].add_parser(words[1], help=help_text, description=help_text)
         sub.set_defaults(_module=module)
         _add_arguments(sub, module)
     return parser
@@ -50,13 +70,28 @@ def _add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
         add(parser)
 
 
+def version() -> str:
+    """The installed distribution's version; in a checkout that is not installed, pyproject.toml's."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        try:
+            project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+        except (OSError, tomllib.TOMLDecodeError, KeyError):
+            return "unknown"
+        return project.get("version", "unknown") if project.get("name") == DISTRIBUTION else "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
     except ConfigError as exc:
+        _warn_about_unknown_variables()
         print(f"hotpath: configuration error: {exc}", file=sys.stderr)
         return 2
+    _warn_about_unknown_variables(sink.secret_env for sink in settings.sinks if sink.secret_env)
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args, settings) or 0)
@@ -65,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _warn_about_unknown_variables(also_known: Iterable[str] = ()) -> None:
+    for warning in unknown_variables(os.environ, also_known):
+        print(f"hotpath: warning: {warning}", file=sys.stderr)
 
 
 if __name__ == "__main__":

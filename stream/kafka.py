@@ -17,9 +17,12 @@ from stream.settings import Settings
 
 # Faust (aiokafka) hashes keys with murmur2; confluent-kafka's default is CRC32. Keyed records written
 # by confluent-kafka must land on the partition Faust would pick, or per-entity state splits.
+# Every record is acknowledged by all in-sync replicas (at least HOTPATH_MIN_INSYNC_REPLICAS) and a retry is
+# de-duplicated by the broker.
 CO_PARTITIONED_PRODUCER: dict[str, Any] = {
     "partitioner": "murmur2_random",
     "linger.ms": 5,
+    "acks": "all",
     "enable.idempotence": True,
 }
 
@@ -56,13 +59,20 @@ def confluent_config(settings: Settings) -> dict[str, Any]:
 
 
 def producer(settings: Settings, **overrides: Any):
-    """A confluent-kafka Producer that partitions keys like Faust and never duplicates on retry.
+    """A confluent-kafka Producer that partitions keys like Faust, never duplicates on retry and compresses
+    with ``HOTPATH_COMPRESSION``.
 
     Overrides use librdkafka names with ``_`` for ``.`` (``linger_ms=0``) or a literal dict key.
     """
     from confluent_kafka import Producer
 
-    return Producer({**_client_config(settings), **CO_PARTITIONED_PRODUCER, **_dotted(overrides)})
+    return Producer(producer_config(settings, **overrides))
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """The configuration :func:`producer` hands to librdkafka."""
+    compression = {"compression.type": settings.compression}
+    return {**_client_config(settings), **CO_PARTITIONED_PRODUCER, **compression, **_dotted(overrides)}
 
 
 def consumer(settings: Settings, group_id: str, **overrides: Any):
@@ -96,11 +106,14 @@ def _dotted(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for ``faust.App``: the broker URL list and credentials, if any."""
+    """Keyword arguments for ``faust.App``: the broker URL list (with the idempotent producer's transport)
+    and credentials, if any."""
     from faust import OAuthCredentials, SASLCredentials, SSLCredentials
 
+    from stream.faust_transport import SCHEME
+
     hosts = [host.strip() for host in settings.bootstrap_servers.split(",") if host.strip()]
-    kwargs: dict[str, Any] = {"broker": ";".join(f"kafka://{host}" for host in hosts)}
+    kwargs: dict[str, Any] = {"broker": ";".join(f"{SCHEME}://{host}" for host in hosts)}
     protocol = settings.security_protocol
     context = ssl_context(settings) if protocol in ("SSL", "SASL_SSL") else None
     if protocol.startswith("SASL") and settings.sasl_mechanism == "OAUTHBEARER":
@@ -118,6 +131,21 @@ def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
     elif context is not None:
         kwargs["broker_credentials"] = SSLCredentials(context)
     return kwargs
+
+
+def faust_durability_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``faust.App``: copies of the topics it creates (changelogs) and the producer's
+    acknowledgement and compression (idempotence comes with the transport, see stream.faust_transport)."""
+    return {
+        "topic_replication_factor": settings.replication_factor,
+        "producer_acks": -1,
+        "producer_compression_type": None if settings.compression == "none" else settings.compression,
+    }
+
+
+def topic_durability_config(settings: Settings) -> dict[str, str]:
+    """Topic configs every topic hotpath creates carries, besides its replication factor."""
+    return {"min.insync.replicas": str(settings.min_insync_replicas)}
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext:

@@ -77,10 +77,14 @@ def _route(router: Router, record: NormalizedRecord) -> Routed:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--findings", nargs="+", type=Path, default=[], metavar="PATH")
-    parser.add_argument("--traces", nargs="+", type=Path, default=[], metavar="PATH")
-    parser.add_argument("--alerts", nargs="+", type=Path, default=[], metavar="PATH")
-    parser.add_argument("--assets", nargs="+", type=Path, default=[], metavar="PATH")
+    parser.add_argument("--findings", nargs="+", type=Path, default=[], metavar="PATH",
+                        help="CSPM findings: Prowler OCSF, Security Hub ASFF or AWS Config JSON")
+    parser.add_argument("--traces", nargs="+", type=Path, default=[], metavar="PATH",
+                        help="OTLP traces: protobuf (.binpb) or JSON lines, as the Collector exports them")
+    parser.add_argument("--alerts", nargs="+", type=Path, default=[], metavar="PATH",
+                        help="runtime alerts: Falco or GuardDuty JSON")
+    parser.add_argument("--assets", nargs="+", type=Path, default=[], metavar="PATH",
+                        help="asset context: a YAML or JSON asset file")
     parser.add_argument("--out", type=Path, help="escalation events as NDJSON (default: stdout)")
     parser.add_argument("--siem-out", type=Path, help="the same escalations as OCSF Detection Findings, NDJSON")
 

@@ -7,15 +7,35 @@ Defaults run on a laptop against the project's own broker on 127.0.0.1:9092. Nes
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from stream.redact import mask
 
 Priority = Literal["P1", "P2", "P3", "P4", "P5"]
+Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+ENV_PREFIX = "HOTPATH_"
+NESTED_DELIMITER = "__"
+# HOTPATH_* variables that other parts of the project read, not the settings class: the local broker's
+# launcher (deploy/kafka/launcher.py), the test suite's container image and the demo's PagerDuty key.
+OTHER_VARIABLES = frozenset({
+    "HOTPATH_KAFKA_VERSION", "HOTPATH_KAFKA_CACHE", "HOTPATH_KAFKA_PORT", "HOTPATH_KAFKA_RUN_DIR",
+    "HOTPATH_KAFKA_CONTROLLER_PORT", "HOTPATH_TEST_KAFKA_IMAGE", "HOTPATH_DEMO_PAGERDUTY_ROUTING_KEY",
+})
+MAX_COMPARED_NAME = 64
+MAX_SHOWN_NAME = 120
+# How pydantic-settings names the field whose raw value it could not parse (a JSON value, mostly).
+_UNPARSED_FIELD = re.compile(r'field "([A-Za-z0-9_]+)"')
 
 
 class ConfigError(Exception):
@@ -68,8 +88,8 @@ class SinkSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HOTPATH_", env_nested_delimiter="__", extra="ignore",
-                                      use_attribute_docstrings=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED_DELIMITER,
+                                      extra="ignore", use_attribute_docstrings=True)
 
     # Kafka connection (both Faust/aiokafka and confluent-kafka are configured from these).
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -120,6 +140,8 @@ class Settings(BaseSettings):
     """Copies of every topic hotpath creates, Faust's changelogs included (3 in production)."""
     min_insync_replicas: int = Field(default=1, ge=1)
     """min.insync.replicas of every topic hotpath creates (2 in production, with acks=all)."""
+    compression: Compression = "lz4"
+    """Compression of every record hotpath produces (none, gzip, snappy, lz4, zstd); consumers read them all."""
     topics_dir: Path = Path(__file__).resolve().parent.parent / "topics"
     """Folder of topics.yaml and the output JSON Schemas."""
 
@@ -196,8 +218,8 @@ class Settings(BaseSettings):
     """Port of `hotpath deliver`'s /health and /metrics."""
     data_dir: Path = Path(".run/worker")
     """Where the worker keeps local files."""
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    """Log level of hotpath's JSON logs."""
+    log_level: LogLevel = "INFO"
+    """Log level of hotpath's JSON logs (any case)."""
 
     # AWS connectors (`hotpath aws ...`). Credentials come from boto3's standard chain only.
     aws_endpoint_url: str | None = None
@@ -219,10 +241,28 @@ class Settings(BaseSettings):
             raise ValueError("an empty token guards nothing: unset it, or set a secret")
         return token
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("compression", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.window_step_s > self.window_size_s:
             raise ValueError("window_step_s must not exceed window_size_s")
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(f"HOTPATH_MIN_INSYNC_REPLICAS ({self.min_insync_replicas}) must not exceed "
+                             f"HOTPATH_REPLICATION_FACTOR ({self.replication_factor}): no write with acks=all "
+                             f"could succeed")
+        for sink in self.sinks:
+            problem = sink.url and insecure_url(sink.url, self.allow_plain_http)
+            if problem:
+                raise ValueError(f"HOTPATH_SINKS: sink {sink.name!r}: {problem}")
         return self
 
     @model_validator(mode="after")
@@ -234,10 +274,6 @@ class Settings(BaseSettings):
                 raise ValueError("sasl_oauth_provider token_file needs sasl_oauth_token_file")
         elif self.security_protocol.startswith("SASL") and not (self.sasl_mechanism and self.sasl_username):
             raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism and sasl_username")
-        for sink in self.sinks:
-            problem = sink.url and insecure_url(sink.url, self.allow_plain_http)
-            if problem:
-                raise ValueError(f"HOTPATH_SINKS: sink {sink.name!r}: {problem}")
         return self
 
 
@@ -280,17 +316,99 @@ def web_bind_host(settings: Settings) -> str:
 
 def _one_line(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    field = "__".join(str(part) for part in err["loc"] if part not in ("function-after",))
-    name = f"HOTPATH_{field.upper()}" if field else "HOTPATH_* settings"
-    given = err.get("input")
-    shown = "" if isinstance(given, dict) or given is None else f" (got {str(given)[:60]!r})"
+    location = [part for part in err["loc"] if part != "function-after"]
     more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{name}: {err['msg']}{shown}{more}"
+    if not location:  # a rule across settings: its message names the variables
+        return f"{err['msg'].removeprefix('Value error, ')}{more}"
+    name, path = _variable(location)
+    given = err.get("input")
+    echoed = not path and _echoable(str(location[0])) and given is not None
+    shown = f" (got {str(given)[:60]!r})" if echoed else ""
+    return f"{name}: {path}{err['msg']}{shown}{more}"
+
+
+def _variable(location: list) -> tuple[str, str]:
+    """The variable an error location belongs to, and where inside its JSON value (``"0.url: "``).
+
+    Fields of a nested model have a variable of their own (``HOTPATH_SCORE__P1_MIN``); list entries do not.
+    """
+    field = Settings.model_fields.get(str(location[0]))
+    rest = [str(part) for part in location[1:]]
+    if field is not None and _nested_model(field.annotation) and rest:
+        return ENV_PREFIX + NESTED_DELIMITER.join([str(location[0]), *rest]).upper(), ""
+    return ENV_PREFIX + str(location[0]).upper(), (".".join(rest) + ": " if rest else "")
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The model class of a field that takes ``__`` sub-variables, e.g. ``score``."""
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _echoable(name: str) -> bool:
+    """Whether an error may show the value of a setting: only plain values, never a secret or a JSON
+    structure (webhook URLs in ``sinks`` may carry credentials)."""
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return False
+    annotation = field.annotation
+    structured = _nested_model(annotation) or get_origin(annotation) in (list, dict)
+    return not structured and annotation is not SecretStr and SecretStr not in get_args(annotation)
+
+
+def _unparsed(exc: SettingsError) -> str:
+    """A value pydantic-settings could not parse (bad JSON), in one line that does not echo the value."""
+    found = _UNPARSED_FIELD.search(str(exc))
+    name = ENV_PREFIX + found.group(1).upper() if found else f"{ENV_PREFIX}* settings"
+    cause = exc.__cause__
+    if isinstance(cause, json.JSONDecodeError):
+        return f"{name}: not valid JSON: {cause.msg} at line {cause.lineno} column {cause.colno}"
+    return f"{name}: {mask(' '.join(str(cause or exc).split()))}"
 
 
 def load_settings(**overrides) -> Settings:
-    """Read the settings, turning a validation failure into a one-line ConfigError."""
+    """Read the settings, turning any failure into a one-line ConfigError that echoes no secret."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_one_line(exc)) from None
+        raise ConfigError(mask(_one_line(exc))) from None
+    except SettingsError as exc:
+        raise ConfigError(_unparsed(exc)) from None
+
+
+def unknown_variables(environ: Mapping[str, str], also_known: Iterable[str] = ()) -> list[str]:
+    """One warning per ``HOTPATH_*`` variable that no setting reads, naming the closest known one.
+
+    ``also_known`` names variables read elsewhere, such as the ``secret_env`` of configured sinks.
+    """
+    known = _known_variables()
+    accepted = known | OTHER_VARIABLES | {name.upper() for name in also_known}
+    warnings = []
+    for variable in sorted(environ):
+        upper = variable.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in accepted or _free_form_key(upper):
+            continue
+        # Compared without the prefix, which every name shares and which would make any two look alike; a
+        # name longer than any setting's is cut, which bounds the comparison.
+        closest = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX)[:MAX_COMPARED_NAME],
+                                            sorted(name.removeprefix(ENV_PREFIX) for name in known), n=1, cutoff=0.6)
+        hint = f"; did you mean {ENV_PREFIX}{closest[0]}?" if closest else ""
+        warnings.append(f"{mask(variable[:MAX_SHOWN_NAME])} is not a hotpath setting and is ignored{hint}")
+    return warnings
+
+
+def _known_variables() -> frozenset[str]:
+    names = set()
+    for name, field in Settings.model_fields.items():
+        variable = ENV_PREFIX + name.upper()
+        names.add(variable)
+        model = _nested_model(field.annotation)
+        if model is not None:
+            names.update(variable + NESTED_DELIMITER + sub.upper() for sub in model.model_fields)
+    return frozenset(names)
+
+
+def _free_form_key(variable: str) -> bool:
+    """``HOTPATH_AWS_TAG_KEYS__OWNER``: a key of a mapping setting, which may be anything."""
+    field_part, delimiter, _ = variable.removeprefix(ENV_PREFIX).partition(NESTED_DELIMITER)
+    field = Settings.model_fields.get(field_part.lower())
+    return bool(delimiter) and field is not None and get_origin(field.annotation) is dict

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stream.kafka import topic_durability_config
 from stream.settings import ConfigError, Settings
 
 DECLARATIONS_FILE = "topics.yaml"
@@ -61,7 +62,6 @@ class TopicDeclaration(BaseModel):
     setting: str
     role: Literal["input", "internal", "output"]
     partitions: int = Field(ge=1)
-    replication_factor: int = Field(ge=1)
     config: dict[str, str] = {}
     key: KeySpec
     value: ValueSpec
@@ -137,15 +137,16 @@ class ObservedTopic:
 
 
 def desired_topics(settings: Settings, prefix: str = "") -> list[DesiredTopic]:
-    """The declarations with their configured (and optionally prefixed) names."""
+    """The declarations with their configured (and optionally prefixed) names and the configured durability."""
+    durability = topic_durability_config(settings)
     desired = []
     for declaration in load_declarations(settings.topics_dir):
         name = prefix + getattr(settings, declaration.setting)
         if not VALID_TOPIC_NAME.match(name) or name in (".", ".."):
             source = f"HOTPATH_{declaration.setting.upper()}" + (" with --prefix" if prefix else "")
             raise ConfigError(f"{source}: {name!r} is not a valid Kafka topic name (letters, digits, . _ -)")
-        desired.append(DesiredTopic(name, declaration.partitions, declaration.replication_factor,
-                                    dict(declaration.config)))
+        desired.append(DesiredTopic(name, declaration.partitions, settings.replication_factor,
+                                    {**declaration.config, **durability}))
     return desired
 
 
@@ -196,7 +197,7 @@ def plan(desired: list[DesiredTopic], observed: dict[str, ObservedTopic]) -> Top
             result.notices.append(f"{topic.name} has {current.partitions} partitions, declared {topic.partitions}: "
                                   f"Kafka cannot remove partitions, left as is")
         if topic.replication_factor != current.replication_factor:
-            result.notices.append(f"{topic.name} has replication factor {current.replication_factor}, declared "
+            result.notices.append(f"{topic.name} has replication factor {current.replication_factor}, configured "
                                   f"{topic.replication_factor}: change it with kafka-reassign-partitions")
         drift = tuple((key, current.config.get(key), value) for key, value in sorted(topic.config.items())
                       if current.config.get(key) != value)
@@ -328,11 +329,21 @@ def reconcile(settings: Settings, prefix: str = "", dry_run: bool = False) -> To
     """
     desired = desired_topics(settings, prefix)
     broker = BrokerAdmin(settings)
+    require_enough_brokers(settings, broker.metadata())
     topic_plan = plan(desired, observe(broker, [topic.name for topic in desired]))
     if not dry_run and topic_plan.changes:
         execute(topic_plan, broker.client)
         _await_settled(broker, [change.topic for change in topic_plan.changes])
     return topic_plan
+
+
+def require_enough_brokers(settings: Settings, metadata) -> None:
+    """A TopicsError unless the cluster has a broker for every copy the settings ask of a topic."""
+    brokers = len(metadata.brokers)
+    if settings.replication_factor > brokers:
+        raise TopicsError(f"HOTPATH_REPLICATION_FACTOR is {settings.replication_factor}, but the cluster at "
+                          f"{settings.bootstrap_servers} has {brokers} broker{'' if brokers == 1 else 's'}: "
+                          f"lower the setting or add brokers")
 
 
 def plan_topics(settings: Settings, prefix: str = "") -> TopicPlan:

@@ -85,7 +85,7 @@ def test_sasl_ssl_settings_configure_both_clients_alike(ca_bundle):
         "ssl.ca.location": ca_bundle,
     }
     faust_kwargs = faust_broker_kwargs(settings)
-    assert faust_kwargs["broker"] == "kafka://kafka-1:9093;kafka://kafka-2:9093"
+    assert faust_kwargs["broker"] == "hotpath-kafka://kafka-1:9093;hotpath-kafka://kafka-2:9093"
     credentials = faust_kwargs["broker_credentials"]
     assert isinstance(credentials, SASLCredentials)
     assert (credentials.protocol.value, credentials.mechanism.value) == ("SASL_SSL", "SCRAM-SHA-512")
@@ -104,5 +104,5 @@ def test_ssl_without_sasl_gives_faust_an_ssl_context(ca_bundle):
 
 def test_plaintext_needs_no_credentials():
     settings = load_settings(bootstrap_servers="127.0.0.1:9092")
-    assert faust_broker_kwargs(settings) == {"broker": "kafka://127.0.0.1:9092"}
+    assert faust_broker_kwargs(settings) == {"broker": "hotpath-kafka://127.0.0.1:9092"}
     assert confluent_config(settings) == {"bootstrap.servers": "127.0.0.1:9092", "security.protocol": "PLAINTEXT"}

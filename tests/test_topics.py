@@ -19,7 +19,15 @@ import yaml
 
 from stream.kafka import admin
 from stream.settings import ConfigError, load_settings
-from stream.topics import TOPIC_SETTINGS, apply_topics, load_declarations, plan_topics
+from stream.topics import (
+    TOPIC_SETTINGS,
+    ObservedTopic,
+    apply_topics,
+    desired_topics,
+    load_declarations,
+    plan,
+    plan_topics,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS_DIR = ROOT / "topics"
@@ -192,3 +200,57 @@ def socket_closed_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
+
+
+def test_durability_settings_apply_to_every_declared_topic():
+    settings = load_settings(replication_factor=3, min_insync_replicas=2)
+    desired = desired_topics(settings)
+    assert len(desired) == len(TOPIC_SETTINGS)
+    for topic in desired:
+        assert topic.replication_factor == 3, topic.name
+        assert topic.config["min.insync.replicas"] == "2", topic.name
+    single_copies = {topic.name: ObservedTopic(topic.partitions, 1, {**topic.config, "min.insync.replicas": "1"})
+                     for topic in desired}
+    topic_plan = plan(desired, single_copies)
+    assert {change.kind for change in topic_plan.changes} == {"config"}
+    assert all(change.config_diff == (("min.insync.replicas", "1", "2"),) for change in topic_plan.changes)
+    assert len(topic_plan.notices) == len(desired)
+    assert all("has replication factor 1, configured 3" in notice for notice in topic_plan.notices)
+
+
+@pytest.fixture
+def topic_prefix(kafka_admin) -> Iterator[str]:
+    """A unique prefix for the topics a test applies; they are deleted after it."""
+    prefix = f"apply-{uuid.uuid4().hex[:8]}-"
+    yield prefix
+    leftovers = [name for name in kafka_admin.list_topics(timeout=10).topics if name.startswith(prefix)]
+    if leftovers:
+        for future in kafka_admin.delete_topics(leftovers).values():
+            future.result()
+
+
+def test_created_topics_carry_min_insync_replicas_set_by_hotpath(kafka_bootstrap, kafka_admin, topic_prefix):
+    from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
+
+    prefix = topic_prefix
+    settings = load_settings(bootstrap_servers=kafka_bootstrap, min_insync_replicas=1)
+    apply_topics(settings, prefix=prefix)
+    for name in (prefix + settings.topic_escalations, prefix + settings.topic_entity_events):
+        resource = ConfigResource(ResourceType.TOPIC, name)
+        entry = kafka_admin.describe_configs([resource])[resource].result()["min.insync.replicas"]
+        # set on the topic by hotpath, not inherited from whatever the broker's default is
+        assert (entry.value, entry.source) == ("1", ConfigSource.DYNAMIC_TOPIC_CONFIG.value), name
+        replicas = kafka_admin.list_topics(topic=name, timeout=10).topics[name].partitions[0].replicas
+        assert len(replicas) == settings.replication_factor
+
+
+def test_a_replication_factor_above_the_brokers_stops_apply_with_one_line(kafka_bootstrap, topic_prefix):
+    prefix = topic_prefix
+    env = {"HOTPATH_BOOTSTRAP_SERVERS": kafka_bootstrap, "HOTPATH_REPLICATION_FACTOR": "2"}
+    result = run_cli("topics", "apply", "--prefix", prefix, env=env)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"hotpath: HOTPATH_REPLICATION_FACTOR is 2, but the cluster at {kafka_bootstrap} has 1 broker: "
+        f"lower the setting or add brokers"]
+    assert not plan_topics(load_settings(bootstrap_servers=kafka_bootstrap), prefix=prefix).unchanged

@@ -13,7 +13,7 @@
 #   ADMIN_CONFIG     client properties of a principal allowed to alter ACLs (--command-config)
 #   DLQ_TOPIC        the dead-letter topic, HOTPATH_TOPIC_DLQ (default hotpath.dlq)
 #   WRITERS          space-separated principals of the worker and the delivery service
-#                    (default User:hotpath, HOTPATH_SASL_USERNAME in deploy/k8s/configmap.yaml)
+#                    (default User:hotpath, the principal of deploy/k8s/overlays/prod)
 #   READERS          space-separated principals of the security responders (default User:security-responder)
 #   READER_GROUP     prefix of the consumer groups responders read with (default hotpath-dlq-responders)
 #   KAFKA_ACLS       the kafka-acls.sh of your Kafka distribution (default: kafka-acls.sh on PATH)

@@ -125,19 +125,22 @@ def cursor_topic(settings: Settings) -> str:
 
 
 def ensure_compacted_topic(settings: Settings, topic: str) -> None:
-    """Create ``topic`` (compacted, one partition, the broker's default replication) unless it exists."""
+    """Create ``topic`` (compacted, one partition, as durable as every topic hotpath creates) unless it exists."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
-    from stream.kafka import admin
+    from stream.kafka import admin, topic_durability_config
 
-    client = admin(settings)
+    # A metadata request for a missing topic would have the broker auto-create it with its defaults (not
+    # compacted) when auto.create.topics.enable is on, as it is by default, before create_topics could.
+    client = admin(settings, allow_auto_create_topics=False)
     try:
         if _visible(client, topic):
             return
-        config = {"cleanup.policy": "compact", "max.message.bytes": str(CURSOR_MAX_BYTES)}
-        future = client.create_topics([NewTopic(topic, num_partitions=1, replication_factor=-1, config=config)],
-                                      operation_timeout=READ_TIMEOUT_S)[topic]
+        config = {"cleanup.policy": "compact", "max.message.bytes": str(CURSOR_MAX_BYTES),
+                  **topic_durability_config(settings)}
+        new = NewTopic(topic, num_partitions=1, replication_factor=settings.replication_factor, config=config)
+        future = client.create_topics([new], operation_timeout=READ_TIMEOUT_S)[topic]
         try:
             future.result()
         except KafkaException as exc:  # another pull created it a moment ago
