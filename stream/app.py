@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,7 +109,7 @@ def create_app(settings: Settings) -> Hotpath:
         for asset in load_asset_file(settings.asset_file, settings.max_record_bytes, settings.max_json_depth):
             context.add_asset(asset)
     router = Router(context, settings.window_step_s)
-    ingest = Ingest(router, DecodeLimits.from_settings(settings), settings.traces_encoding)
+    ingest = Ingest(router, DecodeLimits.from_settings(settings, clock=time.time), settings.traces_encoding)
     partitioner = EntityPartitioner(partitions)
     metrics = Metrics()
     table = app.Table("entity-state", default=None, partitions=partitions, value_type=bytes,

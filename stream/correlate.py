@@ -14,6 +14,7 @@ ids, callers and alerts.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
@@ -72,13 +73,19 @@ class Correlator:
         self.store = store
         self.spec = windows.WindowSpec(settings.window_size_s, settings.window_step_s, settings.allowed_lateness_s)
         self.wall_clock = clock
-        self.watermark = float("-inf")  # highest event time this correlator has seen
+        self.event_clock = windows.LowWatermark()  # the time staleness, sweeps and prunes go by
         self.live: dict[str, int | None] = {}  # entities to re-score on tick -> their partition
         self.late_dropped = 0
         # finding uid -> (partition, escalation state) already published for a finding whose state a
         # crash lost entirely; applied when its redelivered record re-creates it (see reconcile).
         self.published_for_lost: dict[str, tuple[int, EscalationState]] = {}
         self.deferred: dict[str, tuple[float, frozenset[str] | None]] = {}  # entity -> when and what to judge
+        self.failures: dict[str, str] = {}  # entity -> why judging it failed, for the caller to dead-letter
+
+    @property
+    def watermark(self) -> float:
+        """Event time as every live source vouches for it (see :class:`stream.windows.LowWatermark`)."""
+        return self.event_clock.value
 
     # -- events -----------------------------------------------------------------------------
 
@@ -176,16 +183,27 @@ class Correlator:
         return len(idle)
 
     def restore_live(self, partition: int | None = None) -> None:
-        """After recovery, find the entities (of one partition) worth ticking again, in one pass."""
+        """After recovery, find the entities (of one partition) worth ticking again, in one pass.
+
+        A state written before times were checked may hold a forged future: it is clamped to the wall
+        clock plus the allowed skew, and the partition's clocks vouch for its time like any source.
+        """
+        latest = self.wall_clock() + self.settings.max_clock_skew_s
+        clocks: list[float] = []
         for entity, state in self.store.items():
             if state and (partition is None or state["p"] == partition):
+                if clamp_state(state, latest):
+                    self.store[entity] = state
                 if state["clock"] is not None:
-                    self.watermark = max(self.watermark, state["clock"])
+                    clocks.append(state["clock"])
                 if state["findings"] and self._is_live(state):
                     self.live[entity] = state["p"]
+        for clock in heapq.nlargest(self.event_clock.quorum, set(clocks)):
+            self.event_clock.observe(("restored", partition), clock)
 
     def forget_partitions(self, partitions: set[int]) -> None:
-        """Another worker owns these partitions now: stop ticking their entities."""
+        """Another worker owns these partitions now: stop ticking their entities and counting their time."""
+        self.event_clock.forget(lambda source: source[1] in partitions)
         for entity in [e for e, p in self.live.items() if p in partitions]:
             del self.live[entity]
         for uid in [u for u, (p, _) in self.published_for_lost.items() if p in partitions]:
@@ -226,10 +244,10 @@ class Correlator:
     def _stale_after(self) -> float:
         return self.settings.stale_windows * self.settings.window_size_s
 
-    def _advance(self, state: EntityState, ts: float) -> None:
+    def _advance(self, state: EntityState, kind: str, ts: float) -> None:
         if state["clock"] is None or ts > state["clock"]:
             state["clock"] = ts
-        self.watermark = max(self.watermark, ts)
+        self.event_clock.observe((kind, state["p"]), ts)
 
     def _add_touch(self, state: EntityState, entity: str, touch: dict[str, Any]) -> float | None:
         """Fold a touch into the entity's windows; returns when to judge it, None when too late."""
@@ -239,7 +257,7 @@ class Correlator:
                            touch["internet_spans"], now):
             self.late_dropped += 1
             return None
-        self._advance(state, last)
+        self._advance(state, "touch", last)
         state["last_exercised"] = max(state["last_exercised"] or last, last)
         state["first_seen"] = min(state["first_seen"] or first, first)
         for caller in touch["services"]:
@@ -257,7 +275,7 @@ class Correlator:
                                     alert.get("subject") or ""])
             state["alerts"].sort()
             del state["alerts"][: max(0, len(state["alerts"]) - MAX_ALERTS)]
-        self._advance(state, observed)
+        self._advance(state, "alert", observed)
         return state["clock"]
 
     def _add_finding(self, state: EntityState, finding: dict[str, Any]) -> float | None:
@@ -399,6 +417,25 @@ class Correlator:
             "emitted_at": epoch_to_rfc3339(self.wall_clock()),
         }
         return Escalation(key=uid, event=event)
+
+
+def clamp_state(state: EntityState, latest: float) -> bool:
+    """Pull every time of a restored ``state`` back to ``latest`` at most; True when it held a later one.
+
+    Every time a state keeps is at most its ``clock`` (the latest traffic or alert on it), so only a
+    state whose clock is past ``latest`` needs a look.
+    """
+    if state["clock"] is None or state["clock"] <= latest:
+        return False
+    for key in ("clock", "last_exercised", "first_seen"):
+        if state[key] is not None:
+            state[key] = min(state[key], latest)
+    state["buckets"] = [bucket for bucket in state["buckets"] if bucket[0] <= latest]
+    state["alerts"] = [alert for alert in state["alerts"] if alert[0] <= latest]
+    for seen in (state["callers"], state["via"]):
+        for key, ts in seen.items():
+            seen[key] = min(ts, latest)
+    return True
 
 
 def _with_severity(base: Evidence, severity: str) -> Evidence:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from stream.formats.eventtime import ANY_TIME, TimeBounds, wall_clock_bounds
 from stream.formats.jsonsafe import DEFAULT_MAX_DEPTH
 from stream.settings import Settings
 
@@ -15,13 +17,17 @@ class DecodeLimits:
     max_attributes_per_span: int = 512
     max_trace_ids: int = 5
     max_json_depth: int = DEFAULT_MAX_DEPTH
+    # The plausible event times, asked per record: the worker's move with the wall clock.
+    time_bounds: Callable[[], TimeBounds] = lambda: ANY_TIME
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DecodeLimits:
+    def from_settings(cls, settings: Settings, clock: Callable[[], float] | None = None) -> DecodeLimits:
+        """The settings' limits; with a wall ``clock`` (the worker's), times too far ahead of it are refused."""
         return cls(
             max_record_bytes=settings.max_record_bytes,
             max_spans_per_message=settings.max_spans_per_message,
             max_attributes_per_span=settings.max_attributes_per_span,
             max_trace_ids=settings.max_trace_ids,
             max_json_depth=settings.max_json_depth,
+            **({"time_bounds": wall_clock_bounds(settings.max_clock_skew_s, clock)} if clock else {}),
         )
