@@ -51,6 +51,8 @@ SWEEP_EVERY_TICKS = 60
 CORRELATE_CHUNK_RECORDS = 256
 CORRELATE_CHUNK_WAIT_S = 0.05
 CORRELATE_MAX_HELD_STATES = 2048
+PUBLISH_RETRY_S = 1.0
+PUBLISH_RETRY_MAX_S = 30.0
 TRACE_CHUNK_RECORDS = 64
 TRACE_CHUNK_WAIT_S = 0.05
 TRACE_ROUTE_MAX_TOUCHES = 1024
@@ -195,8 +197,13 @@ def create_app(settings: Settings) -> Hotpath:
         # changelog once per chunk, and a chunk's records are acknowledged only after its writes are out.
         # A chunk reaching more than CORRELATE_MAX_HELD_STATES entities is settled in parts, so the
         # decoded states held at once stay few whatever the chunk holds.
+        # Each message keeps one reference of ours until the whole chunk is settled: take_events acks
+        # a chunk even when settling it failed or was cancelled, and Faust commits an offset only once
+        # its last reference is gone, so a chunk whose escalations were not sent is read again.
         async for chunk in stream.take_events(CORRELATE_CHUNK_RECORDS, within=CORRELATE_CHUNK_WAIT_S):
-            results = []
+            for event in chunk:
+                event.message.incref()
+            results, origins = [], {}
             for event in chunk:
                 message = event.message
                 if message.partition not in hotpath.reconciled:
@@ -206,25 +213,70 @@ def create_app(settings: Settings) -> Hotpath:
                     results += correlator.judge_deferred() + _tick(message.partition)
                     continue
                 for index, (entity, record) in enumerate(events):
+                    origins.setdefault(entity, []).append((message, record))
                     correlator.process(entity, record, partition=message.partition,
                                        position=event_position(message.offset, index), defer=True)
                     metrics.observe_latency(message.timestamp)
                 if len(store.held) >= CORRELATE_MAX_HELD_STATES:
-                    await _settle(results)
-                    results = []
-            await _settle(results)
+                    await _settle(results, origins)
+                    results, origins = [], {}
+            await _settle(results, origins)
+            for event in chunk:
+                event.ack()  # drops our reference; take_events' own ack then lets the offset be committed
 
-    async def _settle(results: list) -> None:
-        """Judge the entities the events so far touched, publish the escalations, then write the states."""
+    async def _settle(results: list, origins: dict[str, list]) -> None:
+        """Judge the entities the events so far touched, publish the escalations, then write the states.
+
+        An entity that could not be applied or judged keeps the state it had before these events, and
+        its events (``origins``: entity -> [(message, record)]) go to the dead-letter topic with the reason.
+        """
         results += correlator.judge_deferred()
-        sent = []
-        for escalation in results:
+        failures, correlator.failures = correlator.failures, {}
+        results = [e for e in results if e.event["resource"] not in failures]  # their states are dropped too
+        parked = [_parked(reason, entity, message, record)
+                  for entity, reason in failures.items() for message, record in origins.get(entity, ())]
+        await _publish([(escalations, e.key.encode(), orjson.dumps(e.event)) for e in results] + parked)
+        for escalation in results:  # recorded once sent: a view may lag the stream, never lose from it
             metrics.escalations.inc(escalation.event["priority"] + ":" + escalation.event["state"])
-            hotpath.board.record(escalation.event)
-            sent.append(await escalations.send(key=escalation.key.encode(), value=orjson.dumps(escalation.event)))
-        if sent:
-            await asyncio.gather(*sent)
+            _show(escalation.event)
+        metrics.dlq_records.inc_by("correlate", len(parked))
+        for entity, reason in failures.items():
+            store.discard(entity)
+            log.warning("%s; %s of its events parked in the dead-letter topic", mask(reason),
+                        len(origins.get(entity, ())))
         store.release()
+
+    def _parked(reason: str, entity: str, message, record: dict) -> tuple:
+        letter = dead_letter(mask(reason), topic=message.topic, partition=message.partition, offset=message.offset,
+                             key=message.key, value=orjson.dumps([entity, record]),
+                             max_value_bytes=settings.dlq_max_value_bytes, stage="correlate")
+        return dlq, message.key, orjson.dumps(letter)
+
+    async def _publish(records: list[tuple]) -> None:
+        """Send each (topic, key, value) and wait until the broker has it; what fails is sent again, never dropped."""
+        delay = PUBLISH_RETRY_S
+        while records:
+            pending = []
+            try:
+                for topic_, key, value in records:
+                    pending.append(await topic_.send(key=key, value=value))
+            except Exception:
+                log.exception("could not hand %s records to the producer", len(records) - len(pending))
+            outcomes = await asyncio.gather(*pending, return_exceptions=True)
+            records = [record for record, outcome in zip(records, outcomes, strict=False)
+                       if isinstance(outcome, BaseException)] + records[len(pending):]
+            if records:
+                log.warning("%s records not acknowledged by the broker; sending them again in %.0f s",
+                            len(records), delay)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, PUBLISH_RETRY_MAX_S)
+
+    def _show(event: dict) -> None:
+        """Put a sent escalation on the /escalations board; a view must never fail the stream."""
+        try:
+            hotpath.board.record(event)
+        except Exception:
+            log.exception("the escalation board refused %s", event.get("escalation_uid"))
 
     async def _reconcile(partition: int, first_timestamp: float) -> None:
         """Before a newly assigned partition's first event: raise its recovered states to the escalations

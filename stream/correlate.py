@@ -31,6 +31,7 @@ from stream.settings import Settings
 MAX_CALLERS = 16
 MAX_ALERTS = 10
 MAX_FINDINGS_PER_ENTITY = 500
+MAX_REASON_CHARS = 500
 
 EntityState = dict[str, Any]
 
@@ -97,7 +98,21 @@ class Correlator:
         partition, so an event at or below the last position applied is a redelivery (after a
         crash or rebalance) and is skipped, keeping counts and versions exact. With ``defer`` the
         entity is judged later, by :meth:`judge_deferred`, once for all the events applied until then.
+
+        An event that cannot be applied or judged is not raised: the entity goes into ``failures``
+        with the reason, and its further events wait there too until the caller has parked them.
         """
+        if entity in self.failures:
+            return []
+        try:
+            return self._apply(entity, record, partition, position, defer)
+        except Exception as exc:  # a hostile or corrupt event: parked with the reason, the others go on
+            self._fail(entity, f"applying an event to {entity[:200]} failed", exc)
+            self.deferred.pop(entity, None)
+            return []
+
+    def _apply(self, entity: str, record: dict[str, Any], partition: int | None, position: int | None,
+               defer: bool) -> list[Escalation]:
         state = self.store.get(entity) or new_state()
         if position is not None:
             if state["pos"] is not None and position <= state["pos"]:
@@ -119,7 +134,7 @@ class Correlator:
             if defer:
                 self._defer(entity, eval_at, only)
             else:
-                escalations = self._evaluate(entity, state, eval_at, only=only)
+                escalations = self._judge(entity, state, eval_at, only=only)
         self.store[entity] = state
         if state["findings"] and self._is_live(state):
             self.live[entity] = partition
@@ -135,13 +150,13 @@ class Correlator:
         deferred, self.deferred = self.deferred, {}
         for entity, (at, only) in deferred.items():
             state = self.store.get(entity)
-            if state is None:
+            if state is None or entity in self.failures:
                 continue
-            escalations = self._evaluate(entity, state, at, only=only)
+            escalations = self._judge(entity, state, at, only=only)
             if escalations:
                 self.store[entity] = state
                 out.extend(escalations)
-            if self._is_live(state):
+            if self._is_live(state) and entity not in self.failures:
                 self.live[entity] = state["p"]
         return out
 
@@ -160,11 +175,11 @@ class Correlator:
             if state is None:
                 del self.live[entity]
                 continue
-            escalations = self._evaluate(entity, state, state["clock"] or self.watermark)
+            escalations = self._judge(entity, state, state["clock"] or self.watermark)
             if escalations:
                 self.store[entity] = state
                 out.extend(escalations)
-            if not self._is_live(state):
+            if not self._is_live(state) or entity in self.failures:
                 del self.live[entity]
         return out
 
@@ -305,11 +320,27 @@ class Correlator:
 
     # -- evaluation -------------------------------------------------------------------------
 
+    def _judge(self, entity: str, state: EntityState, at: float,
+               only: frozenset[str] | None = None) -> list[Escalation]:
+        """:meth:`_evaluate`, or nothing when it fails: the reason waits in ``failures`` for the caller.
+
+        One entity's bad data must not stop the others of a chunk from being judged and published;
+        :meth:`_evaluate` changes the state only once every event is built, so a failure changes nothing.
+        """
+        try:
+            return self._evaluate(entity, state, at, only)
+        except Exception as exc:  # whatever broke, the entity's records are parked with the reason
+            self._fail(entity, f"judging {entity[:200]} failed", exc)
+            return []
+
+    def _fail(self, entity: str, what: str, exc: Exception) -> None:
+        self.failures[entity] = f"{what}: {type(exc).__name__}: {str(exc)[:MAX_REASON_CHARS]}"
+
     def _evaluate(self, entity: str, state: EntityState, at: float,
                   only: frozenset[str] | None = None) -> list[Escalation]:
         evidence_base = self._evidence(entity, state, at)
         stale = (state["last_exercised"] is None or self.watermark - state["last_exercised"] > self._stale_after())
-        out: list[Escalation] = []
+        decided: list[tuple[dict[str, Any], EscalationState, Escalation]] = []
         for uid, finding in list(state["findings"].items()):
             if only is not None and uid not in only:
                 continue
@@ -324,12 +355,15 @@ class Correlator:
             transition, new = decide(prev, verdict, self.settings.escalation_threshold)
             if transition is None:
                 continue
-            finding["esc"] = new.to_list()
             why = reasons(evidence, result)
             if transition == "resolved":
                 why = [self._resolution_reason(finding, stale)] + why
-            out.append(self._event(uid, entity, finding, transition, new, evidence, result, why, state, at))
-        return out
+            decided.append((finding, new, self._event(uid, entity, finding, transition, new, evidence, result,
+                                                      why, state, at)))
+        # Every event is built: only now may the findings record the versions they report.
+        for finding, new, _ in decided:
+            finding["esc"] = new.to_list()
+        return [escalation for _, _, escalation in decided]
 
     def _resolution_reason(self, finding: dict[str, Any], stale: bool) -> str:
         if finding["status"] == "resolved":
