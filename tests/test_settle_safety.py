@@ -1,7 +1,8 @@
 """No exception may half-apply or lose an escalation (issue 13): an entity that cannot be judged changes
 nothing and is parked with the reason while the others are published; the /escalations board never
-fails the stream; and in the running worker, forged times and a poisoned entity event reach the
-dead-letter topic while every honest escalation stays as it was (no resolved storm)."""
+fails the stream; in the running worker, forged times and a poisoned entity event reach the
+dead-letter topic while every honest escalation stays as it was (no resolved storm); and escalations
+the broker refused are not lost by committing the records that caused them."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import orjson
 import pytest
 from test_correlate import BUCKET, VAULT, Harness, at, finding
 from test_event_time import YEAR_2100, YEAR_10000_IN_UTC, falco, span_ending_at
-from test_faults import assert_exactly_once
-from test_hostile_worker import dead_letters_of
+from test_faults import assert_exactly_once, records_in, wait_until
+from test_hostile_worker import allow_large_records, dead_letters_of
 from test_worker import settle
 from workers import HotpathProcess, final_states, publish_scenario, read_topic
 
@@ -95,4 +96,26 @@ def test_worker_parks_forged_times_and_a_poisoned_entity_event_and_keeps_every_h
     assert orjson.loads(parked["value"])[0] == victim
     assert not [e for e in events if e["state"] == "resolved"], "honest escalations were resolved"
     assert final_states(events) == expected
+    assert_exactly_once(events)
+
+
+BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1048588
+
+
+@pytest.mark.kafka
+def test_records_whose_escalations_the_broker_refused_are_read_again_after_a_restart(hotpath_settings, tmp_path):
+    settings = hotpath_settings
+    scenario = build_scenario(seed=11, scale=1, minutes=6)
+    publish_scenario(settings, scenario)
+    inputs = len(scenario.assets) + len(scenario.findings) + len(scenario.trace_batches) + len(scenario.alerts)
+    allow_large_records(settings, settings.topic_escalations, 64)  # every escalation is refused
+    with HotpathProcess("worker", settings, tmp_path, name="refused") as worker:
+        worker.wait_ready()
+        wait_until(lambda: records_in(worker) >= inputs, "every input record is read")
+        time.sleep(8)  # the worker tries to publish; offsets are committed every second
+        worker.stop()  # a graceful stop commits what was acknowledged
+    allow_large_records(settings, settings.topic_escalations, BROKER_DEFAULT_MAX_MESSAGE_BYTES)
+    with HotpathProcess("worker", settings, tmp_path, name="again"):
+        events = settle(settings, scenario.expected.escalated)
+    assert final_states(events) == {uid: ("escalated", p) for uid, p in scenario.expected.escalated.items()}
     assert_exactly_once(events)
