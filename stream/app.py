@@ -208,8 +208,13 @@ def create_app(settings: Settings) -> Hotpath:
                 message = event.message
                 if message.partition not in hotpath.reconciled:
                     await _reconcile(message.partition, message.timestamp)
-                events = orjson.loads(event.value)
-                if isinstance(events, dict):  # a tick
+                try:
+                    events = read_entity_events(event.value)
+                except ValueError as exc:  # not what ingest writes: parked whole, the stream goes on
+                    await _publish([_parked(f"not an entity-events record: {exc}", message, message.value)])
+                    metrics.dlq_records.inc("correlate")
+                    continue
+                if events is None:  # a tick
                     results += correlator.judge_deferred() + _tick(message.partition)
                     continue
                 for index, (entity, record) in enumerate(events):
@@ -233,7 +238,7 @@ def create_app(settings: Settings) -> Hotpath:
         results += correlator.judge_deferred()
         failures, correlator.failures = correlator.failures, {}
         results = [e for e in results if e.event["resource"] not in failures]  # their states are dropped too
-        parked = [_parked(reason, entity, message, record)
+        parked = [_parked(reason, message, orjson.dumps([entity, record]))
                   for entity, reason in failures.items() for message, record in origins.get(entity, ())]
         await _publish([(escalations, e.key.encode(), orjson.dumps(e.event)) for e in results] + parked)
         for escalation in results:  # recorded once sent: a view may lag the stream, never lose from it
@@ -246,10 +251,11 @@ def create_app(settings: Settings) -> Hotpath:
                         len(origins.get(entity, ())))
         store.release()
 
-    def _parked(reason: str, entity: str, message, record: dict) -> tuple:
+    def _parked(reason: str, message, value: bytes | None) -> tuple:
+        """The dead letter of (part of) an entity-events record, as a (topic, key, value) to publish."""
         letter = dead_letter(mask(reason), topic=message.topic, partition=message.partition, offset=message.offset,
-                             key=message.key, value=orjson.dumps([entity, record]),
-                             max_value_bytes=settings.dlq_max_value_bytes, stage="correlate")
+                             key=message.key, value=value, max_value_bytes=settings.dlq_max_value_bytes,
+                             stage="correlate")
         return dlq, message.key, orjson.dumps(letter)
 
     async def _publish(records: list[tuple]) -> None:
@@ -333,6 +339,25 @@ def create_app(settings: Settings) -> Hotpath:
 
     register_views(hotpath)
     return hotpath
+
+
+def read_entity_events(value: bytes | None) -> list[list] | None:
+    """The (entity, event) pairs of one ``hotpath.entity-events`` record, or None for a tick.
+
+    The topic is internal, but anything with access can write to it: a value of another shape is a
+    ValueError, never a crash of the correlate agent.
+    """
+    try:
+        document = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if isinstance(document, dict) and document.get("kind") == "tick":
+        return None
+    if not isinstance(document, list) or not all(
+            isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and isinstance(pair[1], dict)
+            for pair in document):
+        raise ValueError("expected a JSON array of [entity id, event object] pairs")
+    return document
 
 
 class EntityTable(MutableMapping):

@@ -80,8 +80,12 @@ def test_worker_parks_forged_times_and_a_poisoned_entity_event_and_keeps_every_h
         poison = orjson.dumps([[victim, alert_record("poison", victim, YEAR_10000_IN_UTC)]])
         partition = EntityPartitioner(entity_partitions(settings)).partition(victim)
         writer.produce(settings.topic_entity_events, key=b"poison", value=poison, partition=partition)
+        writer.produce(settings.topic_entity_events, key=b"not-json", value=b"{oops", partition=partition)
+        writer.produce(settings.topic_entity_events, key=b"not-pairs", value=b'[["only an entity"]]',
+                       partition=partition)
         assert writer.flush(30) == 0
-        dead = dead_letters_of(settings, {b"alert-2100", b"span-2100", b"alert-10000", b"poison"})
+        dead = dead_letters_of(settings, {b"alert-2100", b"span-2100", b"alert-10000", b"poison", b"not-json",
+                                          b"not-pairs"})
         time.sleep(5)  # ticks run every second: a poisoned clock would resolve everything now
         events = [value for _, value in read_topic(settings, settings.topic_escalations, idle=4, timeout=60)]
         assert worker.proc.poll() is None, worker.log_tail()
@@ -94,6 +98,10 @@ def test_worker_parks_forged_times_and_a_poisoned_entity_event_and_keeps_every_h
     assert parked["stage"] == "correlate" and "year 10000 is out of range" in parked["reason"]
     assert (parked["origin"]["topic"], parked["origin"]["partition"]) == (settings.topic_entity_events, partition)
     assert orjson.loads(parked["value"])[0] == victim
+    assert dead[b"not-json"]["reason"].startswith("not an entity-events record: not JSON")
+    assert dead[b"not-pairs"]["reason"] == ("not an entity-events record: expected a JSON array of "
+                                            "[entity id, event object] pairs")
+    assert dead[b"not-pairs"]["value"] == '[["only an entity"]]' and dead[b"not-pairs"]["stage"] == "correlate"
     assert not [e for e in events if e["state"] == "resolved"], "honest escalations were resolved"
     assert final_states(events) == expected
     assert_exactly_once(events)
