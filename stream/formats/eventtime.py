@@ -62,13 +62,13 @@ class TimeBounds:
 ANY_TIME = TimeBounds()
 
 
-def datetime_seconds(value: datetime, what: str) -> float:
-    """Epoch seconds of a parsed time, refused when its UTC form is out of the datetime range."""
+def check_representable(value: datetime, what: str) -> None:
+    """Refuse a parsed time whose UTC form is out of the datetime range (it could never be written back)."""
     try:
         value.astimezone(UTC)
     except OverflowError:
         raise DecodeError(f"{what}: event time {value.isoformat()} is out of range once converted to UTC") from None
-    return ANY_TIME.check(value.timestamp(), what)
+    ANY_TIME.check(value.timestamp(), what)
 
 
 def check_times(record: NormalizedRecord, bounds: TimeBounds) -> None:

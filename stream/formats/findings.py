@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from stream.formats import awsconfig, securityhub
-from stream.formats.eventtime import ANY_TIME, TimeBounds, check_times, datetime_seconds
+from stream.formats.eventtime import ANY_TIME, TimeBounds, check_representable, check_times
 from stream.formats.jsonsafe import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, expect_dict, expect_list, loads
 from stream.formats.prowler import PROWLER_PRODUCT, product_of, prowler_finding
 from stream.models import Alert, DecodeError, Finding
@@ -55,7 +55,7 @@ def build(model: type[Model], fields: dict[str, Any], what: str) -> Model:
     if observed_at is not None and observed_at.tzinfo is None:
         record = record.model_copy(update={"observed_at": observed_at.replace(tzinfo=UTC)})
     if observed_at is not None:
-        datetime_seconds(record.observed_at, what)
+        check_representable(record.observed_at, what)
     return record
 
 
