@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, get_args
@@ -40,7 +41,9 @@ from stream.kafka import faust_broker_kwargs, faust_durability_kwargs, topic_dur
 from stream.metrics import Metrics
 from stream.models import DecodeError
 from stream.recovery import CLOCK_SKEW_S, HeldWrites, emitted_since
+from stream.redact import mask
 from stream.settings import ConfigError, LogLevel, Settings, web_bind_host
+from stream.sinks.escalation import masked_event
 from stream.web import EscalationBoard, register_views
 
 log = logging.getLogger("hotpath.worker")
@@ -49,6 +52,8 @@ SWEEP_EVERY_TICKS = 60
 CORRELATE_CHUNK_RECORDS = 256
 CORRELATE_CHUNK_WAIT_S = 0.05
 CORRELATE_MAX_HELD_STATES = 2048
+PUBLISH_RETRY_S = 1.0
+PUBLISH_RETRY_MAX_S = 30.0
 TRACE_CHUNK_RECORDS = 64
 TRACE_CHUNK_WAIT_S = 0.05
 TRACE_ROUTE_MAX_TOUCHES = 1024
@@ -114,7 +119,7 @@ def create_app(settings: Settings) -> Hotpath:
         for asset in load_asset_file(settings.asset_file, settings.max_record_bytes, settings.max_json_depth):
             context.add_asset(asset)
     router = Router(context, settings.window_step_s)
-    ingest = Ingest(router, DecodeLimits.from_settings(settings), settings.traces_encoding)
+    ingest = Ingest(router, DecodeLimits.from_settings(settings, clock=time.time), settings.traces_encoding)
     partitioner = EntityPartitioner(partitions)
     metrics = Metrics()
     table = app.Table("entity-state", default=None, partitions=partitions, value_type=bytes,
@@ -197,10 +202,8 @@ def create_app(settings: Settings) -> Hotpath:
 
     async def _dead_letter(reason: str, message) -> None:
         metrics.decode_errors.labels(message.topic).inc()
-        record = dead_letter(reason, topic=message.topic, partition=message.partition, offset=message.offset,
-                             key=message.key, value=message.value,
-                             max_value_bytes=settings.dlq_max_value_bytes, keep_raw=settings.dlq_keep_raw)
-        await dlq.send(key=dead_letter_key(record), value=orjson.dumps(record))
+        _, key, value = _parked(reason, message, message.value, stage="decode")
+        await dlq.send(key=key, value=value)
         metrics.dlq_records.labels("decode").inc()
 
     ingest_agent("findings", settings.topic_findings)
@@ -213,36 +216,95 @@ def create_app(settings: Settings) -> Hotpath:
         # changelog once per chunk, and a chunk's records are acknowledged only after its writes are out.
         # A chunk reaching more than CORRELATE_MAX_HELD_STATES entities is settled in parts, so the
         # decoded states held at once stay few whatever the chunk holds.
+        # Each message keeps one reference of ours until the whole chunk is settled: take_events acks
+        # a chunk even when settling it failed or was cancelled, and Faust commits an offset only once
+        # its last reference is gone, so a chunk whose escalations were not sent is read again.
         async for chunk in stream.take_events(CORRELATE_CHUNK_RECORDS, within=CORRELATE_CHUNK_WAIT_S):
-            results = []
+            for event in chunk:
+                event.message.incref()
+            results, origins = [], {}
             for event in chunk:
                 message = event.message
                 if message.partition not in hotpath.reconciled:
                     await _reconcile(message.partition, message.timestamp)
-                events = orjson.loads(event.value)
-                if isinstance(events, dict):  # a tick
+                try:
+                    events = read_entity_events(event.value)
+                except ValueError as exc:  # not what ingest writes: parked whole, the stream goes on
+                    await _publish([_parked(f"not an entity-events record: {exc}", message, message.value)])
+                    metrics.dlq_records.inc("correlate")
+                    continue
+                if events is None:  # a tick
                     results += correlator.judge_deferred() + _tick(message.partition)
                     continue
                 for index, (entity, record) in enumerate(events):
+                    origins.setdefault(entity, []).append((message, record))
                     correlator.process(entity, record, partition=message.partition,
                                        position=event_position(message.offset, index), defer=True)
                     metrics.observe_correlated(message.timestamp)
                 if len(store.held) >= CORRELATE_MAX_HELD_STATES:
-                    await _settle(results)
-                    results = []
-            await _settle(results)
+                    await _settle(results, origins)
+                    results, origins = [], {}
+            await _settle(results, origins)
+            for event in chunk:
+                event.ack()  # drops our reference; take_events' own ack then lets the offset be committed
 
-    async def _settle(results: list) -> None:
-        """Judge the entities the events so far touched, publish the escalations, then write the states."""
+    async def _settle(results: list, origins: dict[str, list]) -> None:
+        """Judge the entities the events so far touched, publish the escalations, then write the states.
+
+        An entity that could not be applied or judged keeps the state it had before these events, and
+        its events (``origins``: entity -> [(message, record)]) go to the dead-letter topic with the reason.
+        """
         results += correlator.judge_deferred()
-        sent = []
-        for escalation in results:
-            metrics.escalations.labels(escalation.event["priority"], escalation.event["state"]).inc()
-            hotpath.board.record(escalation.event)
-            sent.append(await escalations.send(key=escalation.key.encode(), value=orjson.dumps(escalation.event)))
-        if sent:
-            await asyncio.gather(*sent)
+        failures, correlator.failures = correlator.failures, {}
+        results = [e for e in results if e.event["resource"] not in failures]  # their states are dropped too
+        parked = [_parked(reason, message, orjson.dumps([entity, record]))
+                  for entity, reason in failures.items() for message, record in origins.get(entity, ())]
+        # Escalations leave hotpath masked (card numbers, secrets), on the topic and every view alike.
+        events = [masked_event(escalation.event) for escalation in results]
+        await _publish([(escalations, mask(escalation.key).encode(), orjson.dumps(event))
+                        for escalation, event in zip(results, events, strict=True)] + parked)
+        for event in events:  # recorded once sent: a view may lag the stream, never lose from it
+            metrics.escalations.labels(event["priority"], event["state"]).inc()
+            _show(event)
+        metrics.dlq_records.labels("correlate").inc(len(parked))
+        for entity, reason in failures.items():
+            store.discard(entity)
+            log.warning("%s; %s of its events parked in the dead-letter topic", mask(reason),
+                        len(origins.get(entity, ())))
         store.release()
+
+    def _parked(reason: str, message, value: bytes | None, stage: str = "correlate") -> tuple:
+        """The dead letter of (part of) a record, as a (topic, key, value) to publish."""
+        letter = dead_letter(reason, topic=message.topic, partition=message.partition, offset=message.offset,
+                             key=message.key, value=value, max_value_bytes=settings.dlq_max_value_bytes,
+                             stage=stage, keep_raw=settings.dlq_keep_raw)
+        return dlq, dead_letter_key(letter), orjson.dumps(letter)
+
+    async def _publish(records: list[tuple]) -> None:
+        """Send each (topic, key, value) and wait until the broker has it; what fails is sent again, never dropped."""
+        delay = PUBLISH_RETRY_S
+        while records:
+            pending = []
+            try:
+                for topic_, key, value in records:
+                    pending.append(await topic_.send(key=key, value=value))
+            except Exception:
+                log.exception("could not hand %s records to the producer", len(records) - len(pending))
+            outcomes = await asyncio.gather(*pending, return_exceptions=True)
+            records = [record for record, outcome in zip(records, outcomes, strict=False)
+                       if isinstance(outcome, BaseException)] + records[len(pending):]
+            if records:
+                log.warning("%s records not acknowledged by the broker; sending them again in %.0f s",
+                            len(records), delay)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, PUBLISH_RETRY_MAX_S)
+
+    def _show(event: dict) -> None:
+        """Put a sent escalation on the /escalations board; a view must never fail the stream."""
+        try:
+            hotpath.board.record(event)
+        except Exception:
+            log.exception("the escalation board refused %s", event.get("escalation_uid"))
 
     async def _reconcile(partition: int, first_timestamp: float) -> None:
         """Before a newly assigned partition's first event: raise its recovered states to the escalations
@@ -253,8 +315,8 @@ def create_app(settings: Settings) -> Hotpath:
         except Exception:  # without the check a crash may duplicate a version, never lose one: go on
             log.exception("could not read back published escalations for partition %s", partition)
             published = []
-        mine = [e for e in published if partitioner.partition(e["resource"]) == partition]
-        raised = correlator.reconcile(partition, mine)
+        raised = correlator.reconcile(partition, published,
+                                      owns=lambda resource: partitioner.partition(resource) == partition)
         hotpath.reconciled.add(partition)
         if raised:
             log.warning("recovered state of partition %s raised to %s escalations published before a crash",
@@ -299,6 +361,25 @@ def create_app(settings: Settings) -> Hotpath:
 
     register_views(hotpath)
     return hotpath
+
+
+def read_entity_events(value: bytes | None) -> list[list] | None:
+    """The (entity, event) pairs of one ``hotpath.entity-events`` record, or None for a tick.
+
+    The topic is internal, but anything with access can write to it: a value of another shape is a
+    ValueError, never a crash of the correlate agent.
+    """
+    try:
+        document = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if isinstance(document, dict) and document.get("kind") == "tick":
+        return None
+    if not isinstance(document, list) or not all(
+            isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and isinstance(pair[1], dict)
+            for pair in document):
+        raise ValueError("expected a JSON array of [entity id, event object] pairs")
+    return document
 
 
 class EntityTable(MutableMapping):

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 import os
 import sys
-import tomllib
 from collections.abc import Iterable
-from pathlib import Path
 
 from stream.settings import ConfigError, load_settings, unknown_variables
+from stream.version import version
 
 # The name hotpath is installed under; "hotpath" on PyPI is an unrelated project.
-DISTRIBUTION = "hotpath-stream"
 DESCRIPTION = (
     "hotpath escalates the cloud misconfigurations that live traffic exercises: it joins CSPM findings "
     "with OpenTelemetry traces and runtime alerts on Kafka and sends a scored, explained escalation for "
@@ -68,19 +65,6 @@ def _add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
     add = getattr(importlib.import_module(module), "add_arguments", None)
     if add is not None:
         add(parser)
-
-
-def version() -> str:
-    """The installed distribution's version; in a checkout that is not installed, pyproject.toml's."""
-    try:
-        return importlib.metadata.version(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-        try:
-            project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
-        except (OSError, tomllib.TOMLDecodeError, KeyError):
-            return "unknown"
-        return project.get("version", "unknown") if project.get("name") == DISTRIBUTION else "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ ids, callers and alerts.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from stream.settings import Settings
 MAX_CALLERS = 16
 MAX_ALERTS = 10
 MAX_FINDINGS_PER_ENTITY = 500
+MAX_REASON_CHARS = 500
 
 EntityState = dict[str, Any]
 
@@ -72,16 +74,22 @@ class Correlator:
         self.store = store
         self.spec = windows.WindowSpec(settings.window_size_s, settings.window_step_s, settings.allowed_lateness_s)
         self.wall_clock = clock
-        self.watermark = float("-inf")  # highest event time this correlator has seen
+        self.event_clock = windows.LowWatermark()  # the time staleness, sweeps and prunes go by
         self.live: dict[str, int | None] = {}  # entities to re-score on tick -> their partition
         self.late_dropped = 0
         # finding uid -> (partition, escalation state) already published for a finding whose state a
         # crash lost entirely; applied when its redelivered record re-creates it (see reconcile).
-        self.published_for_lost: dict[str, tuple[int, EscalationState]] = {}
+        self.published_for_lost: dict[str, tuple[int, EscalationState]] = {}  # by escalation_uid
         self.deferred: dict[str, tuple[float, frozenset[str] | None]] = {}  # entity -> when and what to judge
         # Resources with traffic but no finding, asset or exercised_via -> their partition, least recently
         # touched first: at most settings.max_unclaimed_entities keep their state (see _retain).
         self.unclaimed: dict[str, int | None] = {}
+        self.failures: dict[str, str] = {}  # entity -> why judging it failed, for the caller to dead-letter
+
+    @property
+    def watermark(self) -> float:
+        """Event time as every live source vouches for it (see :class:`stream.windows.LowWatermark`)."""
+        return self.event_clock.value
 
     # -- events -----------------------------------------------------------------------------
 
@@ -93,7 +101,21 @@ class Correlator:
         partition, so an event at or below the last position applied is a redelivery (after a
         crash or rebalance) and is skipped, keeping counts and versions exact. With ``defer`` the
         entity is judged later, by :meth:`judge_deferred`, once for all the events applied until then.
+
+        An event that cannot be applied or judged is not raised: the entity goes into ``failures``
+        with the reason, and its further events wait there too until the caller has parked them.
         """
+        if entity in self.failures:
+            return []
+        try:
+            return self._apply(entity, record, partition, position, defer)
+        except Exception as exc:  # a hostile or corrupt event: parked with the reason, the others go on
+            self._fail(entity, f"applying an event to {entity[:200]} failed", exc)
+            self.deferred.pop(entity, None)
+            return []
+
+    def _apply(self, entity: str, record: dict[str, Any], partition: int | None, position: int | None,
+               defer: bool) -> list[Escalation]:
         state = self.store.get(entity) or new_state()
         if position is not None:
             if state["pos"] is not None and position <= state["pos"]:
@@ -117,7 +139,7 @@ class Correlator:
             if defer:
                 self._defer(entity, eval_at, only)
             else:
-                escalations = self._evaluate(entity, state, eval_at, only=only)
+                escalations = self._judge(entity, state, eval_at, only=only)
         self.store[entity] = state
         if state["findings"] and self._is_live(state):
             self.live[entity] = partition
@@ -133,13 +155,13 @@ class Correlator:
         deferred, self.deferred = self.deferred, {}
         for entity, (at, only) in deferred.items():
             state = self.store.get(entity)
-            if state is None:
+            if state is None or entity in self.failures:
                 continue
-            escalations = self._evaluate(entity, state, at, only=only)
+            escalations = self._judge(entity, state, at, only=only)
             if escalations:
                 self.store[entity] = state
                 out.extend(escalations)
-            if self._is_live(state):
+            if self._is_live(state) and entity not in self.failures:
                 self.live[entity] = state["p"]
         return out
 
@@ -158,11 +180,11 @@ class Correlator:
             if state is None:
                 del self.live[entity]
                 continue
-            escalations = self._evaluate(entity, state, state["clock"] or self.watermark)
+            escalations = self._judge(entity, state, state["clock"] or self.watermark)
             if escalations:
                 self.store[entity] = state
                 out.extend(escalations)
-            if not self._is_live(state):
+            if not self._is_live(state) or entity in self.failures:
                 del self.live[entity]
         return out
 
@@ -182,23 +204,34 @@ class Correlator:
         return len(idle)
 
     def restore_live(self, partition: int | None = None) -> None:
-        """After recovery, find the entities (of one partition) worth ticking again, in one pass,
-        and the unclaimed ones, oldest first, to keep within their bound."""
+        """After recovery, find the entities (of one partition) worth ticking again, in one pass, and the
+        unclaimed ones, oldest first, to keep within their bound.
+
+        A state written before times were checked may hold a forged future: it is clamped to the wall
+        clock plus the allowed skew, and the partition's clocks vouch for its time like any source.
+        """
+        latest = self.wall_clock() + self.settings.max_clock_skew_s
+        clocks: list[float] = []
         unclaimed = []
         for entity, state in self.store.items():
             if state and (partition is None or state["p"] == partition):
+                if clamp_state(state, latest):
+                    self.store[entity] = state
                 if state["clock"] is not None:
-                    self.watermark = max(self.watermark, state["clock"])
+                    clocks.append(state["clock"])
                 if state["findings"] and self._is_live(state):
                     self.live[entity] = state["p"]
                 if self._unclaimed(entity, state):
                     unclaimed.append((state["clock"] or float("-inf"), entity, state["p"]))
+        for clock in heapq.nlargest(self.event_clock.quorum, set(clocks)):
+            self.event_clock.observe(("restored", partition), clock)
         for _, entity, entity_partition in sorted(unclaimed):
             self.unclaimed[entity] = entity_partition
         self._evict_unclaimed()
 
     def forget_partitions(self, partitions: set[int]) -> None:
-        """Another worker owns these partitions now: stop ticking their entities."""
+        """Another worker owns these partitions now: stop ticking their entities and counting their time."""
+        self.event_clock.forget(lambda source: source[1] in partitions)
         for entity in [e for e, p in self.live.items() if p in partitions]:
             del self.live[entity]
         for uid in [u for u, (p, _) in self.published_for_lost.items() if p in partitions]:
@@ -206,30 +239,37 @@ class Correlator:
         for entity in [e for e, p in self.unclaimed.items() if p in partitions]:
             del self.unclaimed[entity]  # its state is the new owner's now: never evict it from here
 
-    def reconcile(self, partition: int, published: Iterable[dict[str, Any]]) -> int:
+    def reconcile(self, partition: int, published: Iterable[dict[str, Any]], owns: Callable[[str], bool]) -> int:
         """Raise the recovered escalation states of one partition's findings to what was published.
 
-        ``published`` are escalation events already on the escalations topic about entities of
-        ``partition``. A crash can lose the state write that recorded one (see stream.recovery); the
-        redelivered event must then find its version taken, not emit it again. Returns how many
-        findings were raised.
+        ``published`` are escalation events already on the escalations topic. A crash can lose the
+        state write that recorded one (see stream.recovery); the redelivered event must then find its
+        version taken, not emit it again. Events are published masked, so they are matched by their
+        ``escalation_uid`` (a hash of the raw finding uid); one whose finding is in no state of the
+        partition is kept for when it comes back if ``owns(resource)`` says its entity is ours.
+        Returns how many findings were raised.
         """
+        ours = {escalation_uid(uid): (entity, uid) for entity, state in self.store.items()
+                if state and state["p"] == partition for uid in state["findings"]}
         raised = 0
         for event in published:
-            uid, entity = event["finding_uid"], event["resource"]
+            key = event["escalation_uid"]
             esc = EscalationState(event["version"], event["state"] != "resolved", event["priority"], event["score"])
-            state = self.store.get(entity)
-            finding = state["findings"].get(uid) if state else None
-            if finding is not None:
+            if key in ours:
+                entity, uid = ours[key]
+                state = self.store[entity]
+                finding = state["findings"][uid]
                 if EscalationState.from_list(finding["esc"]).version >= esc.version:
                     continue
                 finding["esc"] = esc.to_list()
                 self.store[entity] = state
-            else:
-                lost = self.published_for_lost.get(uid)
+            elif owns(event["resource"]):
+                lost = self.published_for_lost.get(key)
                 if lost is not None and lost[1].version >= esc.version:
                     continue
-                self.published_for_lost[uid] = (partition, esc)
+                self.published_for_lost[key] = (partition, esc)
+            else:
+                continue
             raised += 1
         return raised
 
@@ -241,10 +281,10 @@ class Correlator:
     def _stale_after(self) -> float:
         return self.settings.stale_windows * self.settings.window_size_s
 
-    def _advance(self, state: EntityState, ts: float) -> None:
+    def _advance(self, state: EntityState, kind: str, ts: float) -> None:
         if state["clock"] is None or ts > state["clock"]:
             state["clock"] = ts
-        self.watermark = max(self.watermark, ts)
+        self.event_clock.observe((kind, state["p"]), ts)
 
     def _add_touch(self, state: EntityState, entity: str, touch: dict[str, Any]) -> float | None:
         """Fold a touch into the entity's windows; returns when to judge it, None when too late."""
@@ -254,7 +294,7 @@ class Correlator:
                            touch["internet_spans"], now):
             self.late_dropped += 1
             return None
-        self._advance(state, last)
+        self._advance(state, "touch", last)
         state["last_exercised"] = max(state["last_exercised"] or last, last)
         state["first_seen"] = min(state["first_seen"] or first, first)
         for caller in touch["services"]:
@@ -297,7 +337,7 @@ class Correlator:
                                     alert.get("subject") or ""])
             state["alerts"].sort()
             del state["alerts"][: max(0, len(state["alerts"]) - MAX_ALERTS)]
-        self._advance(state, observed)
+        self._advance(state, "alert", observed)
         return state["clock"]
 
     def _add_finding(self, state: EntityState, finding: dict[str, Any]) -> float | None:
@@ -318,7 +358,7 @@ class Correlator:
         if known:
             entry["esc"] = known["esc"]
         else:
-            lost = self.published_for_lost.pop(finding["uid"], None)
+            lost = self.published_for_lost.pop(escalation_uid(finding["uid"]), None)
             entry["esc"] = lost[1].to_list() if lost else None
         findings[finding["uid"]] = entry
         if len(findings) > MAX_FINDINGS_PER_ENTITY:
@@ -327,11 +367,27 @@ class Correlator:
 
     # -- evaluation -------------------------------------------------------------------------
 
+    def _judge(self, entity: str, state: EntityState, at: float,
+               only: frozenset[str] | None = None) -> list[Escalation]:
+        """:meth:`_evaluate`, or nothing when it fails: the reason waits in ``failures`` for the caller.
+
+        One entity's bad data must not stop the others of a chunk from being judged and published;
+        :meth:`_evaluate` changes the state only once every event is built, so a failure changes nothing.
+        """
+        try:
+            return self._evaluate(entity, state, at, only)
+        except Exception as exc:  # whatever broke, the entity's records are parked with the reason
+            self._fail(entity, f"judging {entity[:200]} failed", exc)
+            return []
+
+    def _fail(self, entity: str, what: str, exc: Exception) -> None:
+        self.failures[entity] = f"{what}: {type(exc).__name__}: {str(exc)[:MAX_REASON_CHARS]}"
+
     def _evaluate(self, entity: str, state: EntityState, at: float,
                   only: frozenset[str] | None = None) -> list[Escalation]:
         evidence_base = self._evidence(entity, state, at)
         stale = (state["last_exercised"] is None or self.watermark - state["last_exercised"] > self._stale_after())
-        out: list[Escalation] = []
+        decided: list[tuple[dict[str, Any], EscalationState, Escalation]] = []
         for uid, finding in list(state["findings"].items()):
             if only is not None and uid not in only:
                 continue
@@ -346,12 +402,17 @@ class Correlator:
             transition, new = decide(prev, verdict, self.settings.escalation_threshold)
             if transition is None:
                 continue
-            finding["esc"] = new.to_list()
             why = reasons(evidence, result)
             if transition == "resolved":
                 why = [self._resolution_reason(finding, stale)] + why
-            out.append(self._event(uid, entity, finding, transition, new, evidence, result, why, state, at))
-        return out
+            event = self._event(uid, entity, finding, transition, new, evidence, result, why, state, at)
+            if transition == "updated":  # a priority change: sinks show what it was
+                event.event["previous_priority"] = prev.priority
+            decided.append((finding, new, event))
+        # Every event is built: only now may the findings record the versions they report.
+        for finding, new, _ in decided:
+            finding["esc"] = new.to_list()
+        return [escalation for _, _, escalation in decided]
 
     def _resolution_reason(self, finding: dict[str, Any], stale: bool) -> str:
         if finding["status"] == "resolved":
@@ -439,6 +500,25 @@ class Correlator:
             "emitted_at": epoch_to_rfc3339(self.wall_clock()),
         }
         return Escalation(key=uid, event=event)
+
+
+def clamp_state(state: EntityState, latest: float) -> bool:
+    """Pull every time of a restored ``state`` back to ``latest`` at most; True when it held a later one.
+
+    Every time a state keeps is at most its ``clock`` (the latest traffic or alert on it), so only a
+    state whose clock is past ``latest`` needs a look.
+    """
+    if state["clock"] is None or state["clock"] <= latest:
+        return False
+    for key in ("clock", "last_exercised", "first_seen"):
+        if state[key] is not None:
+            state[key] = min(state[key], latest)
+    state["buckets"] = [bucket for bucket in state["buckets"] if bucket[0] <= latest]
+    state["alerts"] = [alert for alert in state["alerts"] if alert[0] <= latest]
+    for seen in (state["callers"], state["via"]):
+        for key, ts in seen.items():
+            seen[key] = min(ts, latest)
+    return True
 
 
 def _with_severity(base: Evidence, severity: str) -> Evidence:

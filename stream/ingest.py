@@ -122,9 +122,10 @@ class Ingest:
             return self.router.traces(self.decode_traces(value))
         routed = Routed()
         if stream == "findings":
-            parts = [self.router.finding(f) for f in decode_findings(value, *self._json_limits)]
+            findings = decode_findings(value, *self._json_limits, self.limits.time_bounds())
+            parts = [self.router.finding(f) for f in findings]
         elif stream == "alerts":
-            alerts = decode_alerts(value, self.router.context.resolver, *self._json_limits)
+            alerts = decode_alerts(value, self.router.context.resolver, *self._json_limits, self.limits.time_bounds())
             parts = [self.router.alert(a) for a in alerts]
         elif stream == "assets":
             parts = [self.router.asset(a) for a in decode_assets(value, *self._json_limits)]

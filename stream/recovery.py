@@ -68,6 +68,10 @@ class HeldWrites(MutableMapping):
     def items(self):
         return self.table.items() if not self.held else super().items()
 
+    def discard(self, key: str) -> None:
+        """Drop the held write of ``key``: the table keeps the state it had before the held events."""
+        self.held.pop(key, None)
+
     def release(self) -> None:
         """Write the held states to the table (and so to its changelog)."""
         for key, value in self.held.items():

@@ -152,6 +152,10 @@ class Settings(BaseSettings):
     """How far a hopping window advances; also the bucket size of per-entity traffic."""
     allowed_lateness_s: float = Field(default=300.0, ge=0)
     """How late (in event time) a record may arrive and still count in its window."""
+    max_clock_skew_s: float = Field(default=300.0, ge=0)
+    """Records dated further ahead of the worker's clock are dead-lettered (event time is the producer's word)."""
+    max_event_age_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    """Replay refuses records this far from its data's median time (default: the input topics' retention)."""
     stale_windows: int = Field(default=4, ge=1)
     """An escalated finding unexercised for this many windows is resolved."""
     max_trace_ids: int = Field(default=5, ge=0)

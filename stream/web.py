@@ -38,7 +38,10 @@ LAG_READ_TIMEOUT_S = 2.0  # a scrape answers without lag rather than wait on a b
 
 
 class EscalationBoard:
-    """The current escalation of each finding that is escalated now (resolved ones leave)."""
+    """The current escalation of each finding that is escalated now (resolved ones leave).
+
+    Past ``limit`` findings the least urgent leaves, so the board keeps the top ones in bounded memory.
+    """
 
     def __init__(self, limit: int = BOARD_SIZE) -> None:
         self.limit = limit
@@ -51,7 +54,7 @@ class EscalationBoard:
             return
         self.current[uid] = event
         if len(self.current) > self.limit:
-            del self.current[min(self.current, key=lambda u: -_rank(self.current[u]))]
+            del self.current[min(self.current, key=lambda u: _rank(self.current[u]))]
 
     def top(self, n: int) -> list[dict[str, Any]]:
         return sorted(self.current.values(), key=_rank, reverse=True)[:n]

@@ -9,6 +9,8 @@ more than ``size / step`` buckets (15 by default) however long the stream runs.
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 Bucket = list  # [start: float, spans: int, errors: int, internet_spans: int]
@@ -79,3 +81,41 @@ def totals(buckets: list[Bucket], spec: WindowSpec, now: float) -> tuple[int, in
             errors += bucket[2]
             internet += bucket[3]
     return spans, errors, internet
+
+
+class LowWatermark:
+    """Event time that no single record, partition or source can move for the others.
+
+    Event time is the producers' word, so one forged record dated 2100 must not make every finding
+    look unexercised. Each source (an event kind on one partition) vouches only for the time of its
+    ``quorum``-th latest distinct record, so one record moves nothing; time is the minimum over the
+    live sources, so one partition or source cannot drag the rest; and it never goes back. A source
+    is live while it has delivered within the last ``idle_after`` observations of the clock: a quiet
+    source (alerts come rarely) does not hold time back for ever, and without wall time (replay) the
+    answer depends only on the records and their order.
+    """
+
+    def __init__(self, quorum: int = 2, idle_after: int = 1000) -> None:
+        self.quorum = quorum
+        self.idle_after = idle_after
+        self.value = float("-inf")
+        self._latest: dict[Hashable, list[float]] = {}  # source -> its `quorum` latest distinct times, ascending
+        self._delivered: dict[Hashable, int] = {}  # source -> observation count when it last delivered
+        self._count = 0
+
+    def observe(self, source: Hashable, ts: float) -> None:
+        self._count += 1
+        self._delivered[source] = self._count
+        latest = self._latest.setdefault(source, [])
+        if ts not in latest and (len(latest) < self.quorum or ts > latest[0]):
+            bisect.insort(latest, ts)
+            del latest[: len(latest) - self.quorum]
+        vouched = [times[0] for key, times in self._latest.items()
+                   if len(times) == self.quorum and self._count - self._delivered[key] <= self.idle_after]
+        if vouched:
+            self.value = max(self.value, min(vouched))
+
+    def forget(self, lost: Callable[[Hashable], bool]) -> None:
+        """Stop counting the sources ``lost`` says this worker no longer reads (revoked partitions)."""
+        for source in [s for s in self._latest if lost(s)]:
+            del self._latest[source], self._delivered[source]

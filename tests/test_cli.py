@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.cli import DISTRIBUTION, build_parser, version
+from stream.cli import build_parser
+from stream.version import DISTRIBUTION, version
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from stream.entities import EntityResolver
+from stream.formats.eventtime import ANY_TIME, TimeBounds
 from stream.formats.falco import falco_alert, is_falco
-from stream.formats.findings import build, each
+from stream.formats.findings import build, each, within
 from stream.formats.guardduty import EVENT_DETAIL_TYPE, guardduty_alert, is_guardduty
 from stream.formats.jsonsafe import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, expect_dict, loads
 from stream.models import Alert, DecodeError
@@ -57,6 +58,6 @@ def alerts_from_document(document: Any, resolver: EntityResolver) -> list[Alert]
 
 
 def decode_alerts(value: bytes, resolver: EntityResolver, max_bytes: int = DEFAULT_MAX_BYTES,
-                  max_depth: int = DEFAULT_MAX_DEPTH) -> list[Alert]:
-    """Decode one ``hotpath.alerts`` record value into its alerts."""
-    return alerts_from_document(loads(value, max_bytes, max_depth), resolver)
+                  max_depth: int = DEFAULT_MAX_DEPTH, bounds: TimeBounds = ANY_TIME) -> list[Alert]:
+    """Decode one ``hotpath.alerts`` record value into its alerts, refusing implausible times."""
+    return within(alerts_from_document(loads(value, max_bytes, max_depth), resolver), bounds)

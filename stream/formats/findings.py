@@ -20,13 +20,15 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from stream.formats import awsconfig, securityhub
+from stream.formats.eventtime import ANY_TIME, TimeBounds, check_representable, check_times
 from stream.formats.jsonsafe import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, expect_dict, expect_list, loads
 from stream.formats.prowler import PROWLER_PRODUCT, product_of, prowler_finding
-from stream.models import DecodeError, Finding
+from stream.models import Alert, DecodeError, Finding
 
 Model = TypeVar("Model", bound=BaseModel)
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+Record = TypeVar("Record", Finding, Alert)
 
 # EventBridge detail-type -> decoder of one item of detail.findings (None: the detail itself).
 _FINDING_EVENTS: dict[str, Callable[[Any], dict[str, Any]] | None] = {
@@ -41,7 +43,7 @@ def build(model: type[Model], fields: dict[str, Any], what: str) -> Model:
     """Validate ``fields`` as ``model``; a time without a UTC offset is read as UTC.
 
     The producers hotpath reads write UTC, and a time without an offset would otherwise shift with
-    the worker's local time zone.
+    the worker's local time zone. A time that has no UTC form (past year 9999) is refused here.
     """
     try:
         record = model.model_validate(fields)
@@ -52,7 +54,16 @@ def build(model: type[Model], fields: dict[str, Any], what: str) -> Model:
     observed_at = getattr(record, "observed_at", None)
     if observed_at is not None and observed_at.tzinfo is None:
         record = record.model_copy(update={"observed_at": observed_at.replace(tzinfo=UTC)})
+    if observed_at is not None:
+        check_representable(record.observed_at, what)
     return record
+
+
+def within(records: list[Record], bounds: TimeBounds) -> list[Record]:
+    """``records`` when every event time is within ``bounds``; else a DecodeError for the first that is not."""
+    for record in records:
+        check_times(record, bounds)
+    return records
 
 
 def each(items: Iterable[Item], what: str, decode: Callable[[Item], list[Result]]) -> list[Result]:
@@ -141,6 +152,7 @@ def findings_from_document(document: Any) -> list[Finding]:
     return _from_object(document)
 
 
-def decode_findings(value: bytes, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH) -> list[Finding]:
-    """Decode one ``hotpath.findings`` record value into its findings."""
-    return findings_from_document(loads(value, max_bytes, max_depth))
+def decode_findings(value: bytes, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH,
+                    bounds: TimeBounds = ANY_TIME) -> list[Finding]:
+    """Decode one ``hotpath.findings`` record value into its findings, refusing implausible times."""
+    return within(findings_from_document(loads(value, max_bytes, max_depth)), bounds)

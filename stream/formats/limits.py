@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from stream.formats.eventtime import ANY_TIME, TimeBounds, wall_clock_bounds
 from stream.formats.jsonsafe import DEFAULT_MAX_DEPTH
 from stream.settings import Settings
 
@@ -17,9 +19,12 @@ class DecodeLimits:
     max_json_depth: int = DEFAULT_MAX_DEPTH
     max_entities_per_span: int = 128
     max_entities_per_message: int = 4096
+    # The plausible event times, asked per record: the worker's move with the wall clock.
+    time_bounds: Callable[[], TimeBounds] = lambda: ANY_TIME
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DecodeLimits:
+    def from_settings(cls, settings: Settings, clock: Callable[[], float] | None = None) -> DecodeLimits:
+        """The settings' limits; with a wall ``clock`` (the worker's), times too far ahead of it are refused."""
         return cls(
             max_record_bytes=settings.max_record_bytes,
             max_spans_per_message=settings.max_spans_per_message,
@@ -28,4 +33,5 @@ class DecodeLimits:
             max_json_depth=settings.max_json_depth,
             max_entities_per_span=settings.max_entities_per_span,
             max_entities_per_message=settings.max_entities_per_message,
+            **({"time_bounds": wall_clock_bounds(settings.max_clock_skew_s, clock)} if clock else {}),
         )

@@ -90,6 +90,7 @@ from stream.entities import (
     sqs_queue_arn,
 )
 from stream.formats import jsonsafe
+from stream.formats.eventtime import check_times
 from stream.formats.limits import DecodeLimits
 from stream.models import DecodeError, Touch, TraceBatch
 from stream.redact import mask
@@ -200,7 +201,11 @@ def decode_traces(
         fold.fold(_json_spans(value, fold, limits))
     else:
         raise DecodeError(f"unknown trace encoding {encoding!r} (expected otlp_proto or otlp_json)")
-    return fold.batch()
+    batch = fold.batch()
+    bounds = limits.time_bounds()
+    for touch in batch.touches:
+        check_times(touch, bounds)
+    return batch
 
 
 # --- the fold shared by both encodings -------------------------------------------------------------

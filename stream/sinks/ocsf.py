@@ -30,7 +30,6 @@ characters each, lists of at most 20), so the record stays within the schema's l
 
 from __future__ import annotations
 
-import importlib.metadata
 import re
 from typing import Any
 
@@ -52,10 +51,11 @@ from py_ocsf_models.objects.resource_details import ResourceDetails
 
 from stream.sinks.escalation import TEXT_MAX_CHARS, Escalation, epoch_ms, escalation_from_dict
 from stream.sinks.http import truncate
+from stream.version import version
 
 OCSF_SCHEMA_VERSION = "1.5.0"
 PRODUCT_NAME = "hotpath"
-PRODUCT_VERSION = importlib.metadata.version("hotpath")
+PRODUCT_VERSION = version()
 # Kafka's default message.max.bytes (the SIEM topic keeps the broker's default): a larger record
 # would stop the delivery; it is refused with a reason instead, and dead-lettered.
 RECORD_MAX_BYTES = 1_000_000
