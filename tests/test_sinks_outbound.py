@@ -483,6 +483,6 @@ def test_an_answer_read_only_in_part_cannot_leave_the_start_of_the_secret_in_a_r
     # the delivery reads at most 64 KiB of an answer: an echo of the request can stop inside the key
     secret = Secret(ROUTING_KEY)
 
-    assert secret.redact(f"HTTP 400: request was {{\"routing_key\": \"{ROUTING_KEY[:20]}") == \
-        'HTTP 400: request was {"routing_key": "***'
+    assert secret.redact(f"HTTP 400: request was {{\"echo\": \"{ROUTING_KEY[:20]}") == \
+        'HTTP 400: request was {"echo": "***'
     assert secret.redact(f"{ROUTING_KEY} and {ROUTING_KEY}, card {PAN}") == "*** and ***, card ************1111"
