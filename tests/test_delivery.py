@@ -392,6 +392,32 @@ async def test_a_refused_sink_is_dead_lettered_after_its_budget_while_pagerduty_
                for letter in letters)
 
 
+async def test_a_new_sink_lane_starts_where_the_delivery_group_stands(hotpath_settings):
+    handled = [escalation_event(f"prowler-handled-{n}", priority="P2") for n in range(3)]
+    fresh = [escalation_event(f"prowler-fresh-{n}", priority="P2") for n in range(2)]
+    with PagerDutyReceiver(ROUTING_KEY) as pd:
+        settings = delivery_settings(hotpath_settings, [pagerduty_sink(pd)])
+        produce(settings, handled, partition=0)
+        # What the one delivery group of earlier versions committed once every sink had the first three.
+        commit(settings, lane_group(settings.app_id), partition=0, offset=len(handled))
+        produce(settings, fresh, partition=0)
+        async with Running(settings):
+            await wait_until(lambda: all(pd.opened(e["escalation_uid"]) for e in fresh) and not uncommitted(settings),
+                             "the escalations after the delivery group's offset are delivered and committed")
+
+    assert len(pd.requests) == len(fresh), "escalations delivered before the upgrade were paged again"
+
+
+def commit(settings: Settings, group: str, *, partition: int, offset: int) -> None:
+    from confluent_kafka import TopicPartition
+
+    consumer = kafka.consumer(settings, group, enable_auto_commit=False)
+    try:
+        consumer.commit(offsets=[TopicPartition(settings.topic_escalations, partition, offset)], asynchronous=False)
+    finally:
+        consumer.close()
+
+
 async def scrape(session, url: str) -> dict[tuple[str, frozenset], float]:
     """``/metrics`` parsed by prometheus_client: (sample name, labels) -> value."""
     async with session.get(url) as response:

@@ -11,7 +11,10 @@ with its own committed offsets:
   included, are retried with exponential back-off and full jitter, never sooner than
   ``Retry-After``, up to ``delivery_retry_budget`` retries per event and sink; a permanent error or
   a spent budget puts a dead-letter record on ``topic_dlq`` (the reason names the sink, the status
-  and the answer, never the secret).
+  and the answer, never the secret). A sink's group without committed offsets (a new sink, or the
+  first start after an upgrade from the single delivery group) starts where the SIEM lane's group
+  stood when the service started, and commits that start at once, so the escalations the topic
+  retains are not paged again and a lane stopped before its first delivery resumes there.
 
 A sink that is down therefore lags alone: the other sinks and the SIEM feed go on, and the sink's
 lane resumes where it stopped. In each lane records finish in any order; offsets are committed per
@@ -73,6 +76,8 @@ SESSION_TIMEOUT_MS = 10_000
 # How often each lane asks the brokers for the end of its partitions (the backlog metrics).
 BACKLOG_INTERVAL_S = 5.0
 BACKLOG_QUERY_TIMEOUT_S = 2.0
+# Where a sink's new group starts is asked of the brokers once per assignment.
+START_QUERY_TIMEOUT_S = 30.0
 # A lane whose loop has not turned for this long is wedged (its consume call waits 0.2 s; a commit
 # or a rebalance callback can take a broker's request timeout, 60 s).
 LIVENESS_STALL_S = 180.0
@@ -175,6 +180,17 @@ def slowest_backlog(backlogs: Iterable[Mapping[Key, int]]) -> dict[Key, int]:
     return slowest
 
 
+def committed_offsets(settings: Settings, group: str) -> dict[Key, int]:
+    """The offsets ``group`` has committed on the escalations topic (none for a group never seen)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    admin = kafka.admin(settings)  # kept until the answer: a dropped client never completes it
+    answer = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(
+        timeout=START_QUERY_TIMEOUT_S)
+    return {(tp.topic, tp.partition): tp.offset for tp in answer.topic_partitions
+            if tp.topic == settings.topic_escalations and tp.offset >= 0}
+
+
 def lane_group(app_id: str, sink_name: str | None = None) -> str:
     """The consumer group of the SIEM lane (no sink), or of one sink's lane."""
     return f"{app_id}-delivery" if sink_name is None else f"{app_id}-delivery-{sink_name}"
@@ -225,13 +241,16 @@ class _Abandoned(Exception):
 class Lane:
     """One consumer group on the escalations topic doing one job per record (``work``), committing its own way.
 
-    ``on_backlog`` is called (on the event loop) whenever the lane has measured its backlog.
+    Where the group has no committed offset yet, the lane starts at the offset ``inherited`` gives
+    the partition, else at ``start_from``. ``on_backlog`` is called (on the event loop) whenever the
+    lane has measured its backlog.
     """
 
     def __init__(self, name: str, group_id: str, work: Callable[[Any], Awaitable[None]], settings: Settings, *,
-                 start_from: str, on_backlog: Callable[[Lane], None]):
+                 start_from: str, on_backlog: Callable[[Lane], None], inherited: Mapping[Key, int] | None = None):
         self.name = name
         self.group_id = group_id
+        self._inherited = inherited
         self._work = work
         self._settings = settings
         self._start_from = start_from
@@ -377,8 +396,34 @@ class Lane:
                 unread[(tp.topic, tp.partition)] = max(0, end - tp.offset)
         return unread
 
-    def _on_assign(self, _consumer, _partitions) -> None:
+    def _on_assign(self, consumer, partitions) -> None:
+        if self._inherited is not None:
+            self._commit_starts(consumer, partitions)
         self.assigned = True
+
+    def _commit_starts(self, consumer, partitions) -> None:
+        """Commit where each partition this group has never committed starts, before reading it.
+
+        The start is the inherited offset, or ``start_from``'s end of the partition. Committing it at
+        once means a lane stopped before its first commit resumes there, not at a later inherited
+        offset. A broker error here is raised from the consumer's poll: better stop than start at
+        the wrong end and page every escalation the topic retains again.
+        """
+        from confluent_kafka import TopicPartition
+
+        unstarted = [tp for tp in consumer.committed(partitions, timeout=START_QUERY_TIMEOUT_S) if tp.offset < 0]
+        if not unstarted:
+            return
+        starts = []
+        for tp in unstarted:
+            offset = self._inherited.get((tp.topic, tp.partition))
+            if offset is None:
+                low, high = consumer.get_watermark_offsets(tp, timeout=START_QUERY_TIMEOUT_S)
+                offset = low if self._start_from == "earliest" else high
+            starts.append(TopicPartition(tp.topic, tp.partition, offset))
+        consumer.commit(offsets=starts, asynchronous=False)
+        _log(logging.INFO, "starting a new group", lane=self.name, group=self.group_id,
+             starts={f"{tp.topic}[{tp.partition}]": tp.offset for tp in starts})
 
     def _on_revoke(self, consumer, partitions) -> None:
         from confluent_kafka import KafkaException
@@ -443,10 +488,8 @@ class DeliveryService:
         self._sinks = sinks
         self.metrics = metrics or DeliveryMetrics()
         self._rng = rng
-        lane = functools.partial(Lane, settings=settings, start_from=start_from, on_backlog=self._report_backlog)
-        self.lanes = [lane(SIEM, lane_group(settings.app_id), self._feed_siem)]
-        self.lanes += [lane(sink.name, lane_group(settings.app_id, sink.name), functools.partial(self._feed_sink, sink))
-                       for sink in sinks]
+        self._start_from = start_from
+        self.lanes: list[Lane] = []
         for sink in sinks:  # every sink's series exist from the start, at 0
             for counter in (self.metrics.delivered, self.metrics.retries, self.metrics.dead_lettered):
                 counter.labels(sink.name)
@@ -491,10 +534,21 @@ class DeliveryService:
         self.web_port = ops.port
         try:
             await self._loop.run_in_executor(None, check_brokers, self._settings, [self._settings.topic_escalations])
+            delivered_up_to = await self._loop.run_in_executor(None, committed_offsets, self._settings,
+                                                               lane_group(self._settings.app_id))
             self._connected = True
+            self.lanes = self._lanes(delivered_up_to)
             await self._deliver_until(stop)
         finally:
             await ops.stop()
+
+    def _lanes(self, delivered_up_to: Mapping[Key, int]) -> list[Lane]:
+        """The SIEM lane, and one lane per sink, whose new groups start where the SIEM lane's group stood."""
+        settings = self._settings
+        lane = functools.partial(Lane, settings=settings, start_from=self._start_from, on_backlog=self._report_backlog)
+        return [lane(SIEM, lane_group(settings.app_id), self._feed_siem)] + [
+            lane(sink.name, lane_group(settings.app_id, sink.name), functools.partial(self._feed_sink, sink),
+                 inherited=delivered_up_to) for sink in self._sinks]
 
     async def _deliver_until(self, stop: asyncio.Event) -> None:
         import aiohttp
@@ -670,7 +724,8 @@ def _log(level: int, message: str, **fields: Any) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start-from", choices=("earliest", "latest"), default="earliest",
-                        help="where a lane's group without committed offsets begins (default: earliest, skip nothing)")
+                        help="where the delivery group without committed offsets begins (default: earliest, skip "
+                             "nothing); a sink's group without them begins where the delivery group stood")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
