@@ -91,8 +91,8 @@ def test_commit_position_waits_for_every_earlier_record():
 
 
 def test_deliver_with_a_missing_secret_stops_with_one_line_naming_the_variable():
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HOTPATH_")}
-    env["HOTPATH_SINKS"] = json.dumps([{"name": "payments-pd", "kind": "pagerduty", "secret_env": "PD_KEY_NOT_SET"}])
+    env = deliver_env(HOTPATH_SINKS=json.dumps([{"name": "payments-pd", "kind": "pagerduty",
+                                                 "secret_env": "PD_KEY_NOT_SET"}]))
 
     done = subprocess.run([sys.executable, "-m", "stream.cli", "deliver"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=WAIT_S)
@@ -452,6 +452,8 @@ async def test_deliver_reports_health_and_per_sink_backlog_on_its_web_server(hot
             async def backlog_shows(hook_pending: float, lag: float) -> bool:
                 metrics.update(await scrape(session, base + "/metrics"))
                 return (sample(metrics, "hotpath_deliver_pending", sink=night_hook) == hook_pending
+                        and sample(metrics, "hotpath_deliver_siem_published_total") == 3
+                        and sample(metrics, "hotpath_deliver_delivered_total", sink="payments-pd") == 3
                         and sample(metrics, "hotpath_deliver_pending", sink="payments-pd") == 0
                         and sample(metrics, "hotpath_deliver_consumer_lag_records", topic=topic, partition="0") == lag)
 
@@ -464,8 +466,6 @@ async def test_deliver_reports_health_and_per_sink_backlog_on_its_web_server(hot
                     assert response.status == 200, (path, await response.text())
             assert sample(metrics, "hotpath_deliver_ready") == 1
             assert sample(metrics, "hotpath_deliver_records_total") == 3
-            assert sample(metrics, "hotpath_deliver_siem_published_total") == 3
-            assert sample(metrics, "hotpath_deliver_delivered_total", sink="payments-pd") == 3
             assert sample(metrics, "hotpath_deliver_delivered_total", sink=night_hook) == 2
             assert sample(metrics, "hotpath_deliver_request_seconds_count", sink="payments-pd") == 3
 
@@ -478,9 +478,12 @@ async def test_deliver_reports_health_and_per_sink_backlog_on_its_web_server(hot
 
 
 def deliver_env(**variables: str) -> dict[str, str]:
-    """The environment of a ``hotpath deliver`` process: this one's without HOTPATH_*, plus ``variables``."""
+    """The environment of a ``hotpath deliver`` process: this one's without HOTPATH_*, plus ``variables``.
+
+    A crash of the client library's native code leaves the Python stacks in the log (faulthandler).
+    """
     env = {key: value for key, value in os.environ.items() if not key.startswith("HOTPATH_")}
-    return {**env, **variables}
+    return {**env, "PYTHONFAULTHANDLER": "1", **variables}
 
 
 def test_deliver_serves_the_catalog_metrics_and_process_metrics(hotpath_settings, tmp_path):
@@ -494,8 +497,9 @@ def test_deliver_serves_the_catalog_metrics_and_process_metrics(hotpath_settings
             families = {family.name: family for family in text_string_to_metric_families(response.read().decode())}
     finally:
         process.send_signal(signal.SIGTERM)
-        assert process.wait(WAIT_S) == 0
+        code = process.wait(WAIT_S)
 
+    assert code == 0
     catalog = {"hotpath_deliver_records": "counter", "hotpath_deliver_delivered": "counter",
                "hotpath_deliver_retries": "counter", "hotpath_deliver_dead_lettered": "counter",
                "hotpath_deliver_siem_published": "counter", "hotpath_deliver_request_seconds": "histogram",
@@ -507,31 +511,46 @@ def test_deliver_serves_the_catalog_metrics_and_process_metrics(hotpath_settings
     assert families["hotpath_deliver_ready"].samples[0].value == 1
 
 
-def http_status(url: str) -> int | None:
-    """The status of a GET, or None when nothing answers yet."""
+def http_get(url: str) -> tuple[int, str] | None:
+    """The status and body of a GET, or None when nothing answers (yet)."""
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
+            return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
-        return error.code
+        return error.code, error.read().decode()
     except OSError:
         return None
 
 
-def test_deliver_without_a_reachable_broker_stops_with_one_line_within_the_bound():
-    servers = f"127.0.0.1:{free_port()}"  # nothing listens there
-    env = deliver_env(HOTPATH_BOOTSTRAP_SERVERS=servers, HOTPATH_KAFKA_CONNECT_TIMEOUT_S="2",
-                      HOTPATH_DELIVER_WEB_PORT="0")
+def http_status(url: str) -> int | None:
+    answer = http_get(url)
+    return answer and answer[0]
 
-    done = subprocess.run([sys.executable, "-m", "stream.cli", "deliver"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=WAIT_S)
 
-    assert done.returncode == 1
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) <= 4, "the client's repeated connection failures were not folded:\n" + done.stderr
+def test_deliver_without_a_reachable_broker_is_live_not_ready_then_stops_with_one_line_within_the_bound():
+    servers, port = f"127.0.0.1:{free_port()}", free_port()  # nothing listens at the servers
+    env = deliver_env(HOTPATH_BOOTSTRAP_SERVERS=servers, HOTPATH_KAFKA_CONNECT_TIMEOUT_S="5",
+                      HOTPATH_DELIVER_WEB_PORT=str(port))
+
+    process = subprocess.Popen([sys.executable, "-m", "stream.cli", "deliver"], cwd=ROOT, env=env,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: http_get(f"http://127.0.0.1:{port}/health/ready") is not None or process.poll() is not None,
+                 "the web server answers")
+        ready = http_get(f"http://127.0.0.1:{port}/health/ready")
+        live = http_get(f"http://127.0.0.1:{port}/health/live")
+        _, stderr = process.communicate(timeout=WAIT_S)
+    finally:
+        process.kill()
+
+    assert ready == (503, json.dumps({"ok": False, "status": f"connecting to Kafka at {servers}"}))
+    assert live is not None and live[0] == 200
+    assert process.returncode == 1
+    lines = stderr.strip().splitlines()
+    assert len(lines) <= 4, "the client's repeated connection failures were not folded:\n" + stderr
     last = json.loads(lines[-1])
     assert last["level"] == "error" and servers in last["msg"] and "HOTPATH_BOOTSTRAP_SERVERS" in last["msg"]
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in stderr
 
 
 # --- the kill test ---------------------------------------------------------------------------------------
