@@ -383,8 +383,7 @@ class Lane:
             self.kafka_error = exc.args[0].str()
             return
         self.kafka_error = None
-        self.backlog = {tp: records + (self._progress[tp].in_flight if tp in self._progress else 0)
-                        for tp, records in unread.items()}
+        self.backlog = {tp: records + self.in_flight(tp) for tp, records in unread.items()}
         self._on_backlog(self)
 
     def _unread(self) -> dict[Key, int]:
