@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     """PEM client certificate, for mutual TLS."""
     ssl_key_file: Path | None = None
     """PEM client key, for mutual TLS."""
+    kafka_connect_timeout_s: float = Field(default=30.0, gt=0)
+    """How long a process waits for the brokers at start-up before it stops with one line naming them."""
 
     # Topics. Partition counts and retention live in topics/*.yaml.
     app_id: str = "hotpath"

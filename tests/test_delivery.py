@@ -10,12 +10,17 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from conftest import free_port
 from jsonschema import Draft202012Validator
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 from receivers import (
     ACCEPT_THEN_DROP,
     DROP,
@@ -33,9 +38,11 @@ from stream.settings import Settings, SinkSettings
 from stream.sinks.delivery import (
     CONSUME_BATCH,
     MAX_IN_FLIGHT_PER_PARTITION,
+    DeliveryMetrics,
     DeliveryService,
     PartitionProgress,
     backoff_delay,
+    lane_group,
     sink_clients,
 )
 
@@ -84,8 +91,8 @@ def test_commit_position_waits_for_every_earlier_record():
 
 
 def test_deliver_with_a_missing_secret_stops_with_one_line_naming_the_variable():
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HOTPATH_")}
-    env["HOTPATH_SINKS"] = json.dumps([{"name": "payments-pd", "kind": "pagerduty", "secret_env": "PD_KEY_NOT_SET"}])
+    env = deliver_env(HOTPATH_SINKS=json.dumps([{"name": "payments-pd", "kind": "pagerduty",
+                                                 "secret_env": "PD_KEY_NOT_SET"}]))
 
     done = subprocess.run([sys.executable, "-m", "stream.cli", "deliver"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=WAIT_S)
@@ -103,7 +110,7 @@ def delivery_settings(settings: Settings, sinks: list[dict], **changes) -> Setti
     return settings.model_copy(update={
         "sinks": [SinkSettings(**sink) for sink in sinks],
         "delivery_backoff_base_s": 0.05, "delivery_backoff_max_s": 1.0, "delivery_request_timeout_s": 5.0,
-        **changes,
+        "deliver_web_port": 0, **changes,
     })
 
 
@@ -144,19 +151,27 @@ def read_topic(settings: Settings, topic: str, count: int) -> list[tuple[bytes, 
     return records
 
 
-def uncommitted(settings: Settings) -> dict[int, int]:
-    """Per partition of the escalations topic, how many records the delivery group has not committed."""
+def lane_groups(settings: Settings) -> list[str]:
+    """The delivery groups of the SIEM lane and of each configured sink."""
+    return [lane_group(settings.app_id)] + [lane_group(settings.app_id, sink.name) for sink in settings.sinks]
+
+
+def uncommitted(settings: Settings, groups: list[str] | None = None) -> dict[tuple[str, int], int]:
+    """Per delivery group (all lanes by default) and partition of the escalations topic, records not committed."""
     from confluent_kafka import TopicPartition
 
     topic = settings.topic_escalations
-    consumer = kafka.consumer(settings, f"{settings.app_id}-delivery", enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
-        committed = {tp.partition: max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=10)}
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
-    finally:
-        consumer.close()
-    return {p: ends[p] - committed[p] for p in ends if ends[p] != committed[p]}
+    behind = {}
+    for group in groups or lane_groups(settings):
+        consumer = kafka.consumer(settings, group, enable_auto_commit=False)
+        try:
+            partitions = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+            committed = {tp.partition: max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=10)}
+            ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
+        finally:
+            consumer.close()
+        behind.update({(group, p): ends[p] - committed[p] for p in ends if ends[p] != committed[p]})
+    return behind
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
@@ -170,8 +185,9 @@ async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float 
 class Running:
     """A DeliveryService running in this event loop until the block ends."""
 
-    def __init__(self, settings: Settings):
-        self.service = DeliveryService(settings, sink_clients(settings, SECRETS))
+    def __init__(self, settings: Settings, **options):
+        self.service = DeliveryService(settings, sink_clients(settings, SECRETS),
+                                       metrics=DeliveryMetrics(CollectorRegistry()), **options)
         self.stop = asyncio.Event()
 
     async def __aenter__(self) -> DeliveryService:
@@ -181,6 +197,14 @@ class Running:
     async def __aexit__(self, *exc: object) -> None:
         self.stop.set()
         await asyncio.wait_for(self.task, WAIT_S)
+
+
+def retries(service: DeliveryService, sink: str) -> float:
+    return service.metrics.value("hotpath_deliver_retries_total", sink=sink)
+
+
+def delivered(service: DeliveryService, sink: str) -> float:
+    return service.metrics.value("hotpath_deliver_delivered_total", sink=sink)
 
 
 def secret_free(text: str) -> bool:
@@ -222,11 +246,11 @@ async def test_every_escalation_reaches_each_matching_sink_once_despite_failures
     assert [pd.status(k) for k in keys] == ["closed"] * 3 + ["open"] * 3, "a resolve overtook its trigger"
     assert pd.status(quiet["escalation_uid"]) is None and og.status(quiet["escalation_uid"]) is None
     assert hook.opened(quiet["escalation_uid"]) == 1
-    metrics = service.metrics
-    assert metrics.retries["payments-pd"] >= 4 and metrics.retries["sre-opsgenie"] >= 2 and metrics.retries["audit-hook"] >= 2
-    assert not metrics.dead_lettered
+    assert retries(service, "payments-pd") >= 4 and retries(service, "sre-opsgenie") >= 2
+    assert retries(service, "audit-hook") >= 2
+    assert service.metrics.totals()["hotpath_deliver_dead_lettered"] == 0
     siem = read_topic(settings, settings.topic_siem, len(events))
-    assert len(siem) == len(events) == metrics.siem_published
+    assert len(siem) == len(events) == service.metrics.value("hotpath_deliver_siem_published_total")
     for key, ocsf in siem:
         OCSF_SCHEMA.validate(ocsf)
         assert key.decode() == ocsf["finding_info"]["uid"]
@@ -249,7 +273,8 @@ async def test_permanent_failures_and_spent_budgets_land_in_the_dead_letter_topi
         produce(settings, [event, garbage])
         caplog.set_level(logging.INFO, logger="hotpath")
         async with Running(settings) as service:
-            await wait_until(lambda: sum(service.metrics.dead_lettered.values()) == 3 and not uncommitted(settings),
+            await wait_until(lambda: service.metrics.totals()["hotpath_deliver_dead_lettered"] == 3
+                             and not uncommitted(settings),
                              "three dead letters are written and the offsets committed")
 
     assert hook.opened(event["escalation_uid"]) == 1, "a failing sink must not hold back the others"
@@ -282,7 +307,7 @@ async def test_a_hanging_sink_holds_back_only_its_own_event_and_its_commit(hotpa
         ], delivery_request_timeout_s=WAIT_S)
         partitions = produce(settings, [stuck, *others])
         # Records after the stuck one in its partition are delivered, but cannot be committed before it.
-        held_back = {partitions[0]: partitions.count(partitions[0])}
+        held_back = {(lane_group(settings.app_id, "audit-hook"), partitions[0]): partitions.count(partitions[0])}
         async with Running(settings):
             await wait_until(lambda: all(pd.opened(e["escalation_uid"]) and hook.opened(e["escalation_uid"]) for e in others)
                              and pd.opened(stuck["escalation_uid"]) and hook.hanging.is_set()
@@ -307,11 +332,12 @@ async def test_a_partition_with_too_much_in_flight_pauses_while_the_others_go_on
         ], delivery_request_timeout_s=WAIT_S)
         produce(settings, [stuck, *backlog], partition=0)
         async with Running(settings) as service:
-            await wait_until(lambda: hook.hanging.is_set() and service.metrics.delivered["audit-hook"] >= MAX_IN_FLIGHT_PER_PARTITION,
+            await wait_until(lambda: hook.hanging.is_set() and delivered(service, "audit-hook") >= MAX_IN_FLIGHT_PER_PARTITION,
                              "the backlog behind the stuck record is delivered")
             produce(settings, others, partition=1)
             await wait_until(lambda: all(hook.opened(e["escalation_uid"]) for e in others), "the other partition is delivered")
-            assert service.metrics.consumed < len(backlog) + 1 + len(others), "the stuck partition was not paused"
+            read = service.lane("audit-hook").in_flight((settings.topic_escalations, 0))
+            assert read < len(backlog) + 1, "the stuck partition was not paused"
             hook.release()
             await wait_until(lambda: not uncommitted(settings), "everything is delivered and committed after the stuck one")
 
@@ -326,8 +352,8 @@ async def test_stopping_during_back_off_abandons_the_delivery_uncommitted(hotpat
                                      delivery_backoff_base_s=WAIT_S, delivery_backoff_max_s=WAIT_S)
         produce(settings, [event])
         async with Running(settings) as service:
-            await wait_until(lambda: service.metrics.retries["payments-pd"] == 1, "the first retry is scheduled")
-        assert uncommitted(settings) and not service.metrics.delivered
+            await wait_until(lambda: retries(service, "payments-pd") == 1, "the first retry is scheduled")
+        assert uncommitted(settings) and not delivered(service, "payments-pd")
 
         settings = settings.model_copy(update={"delivery_backoff_base_s": 0.05, "delivery_backoff_max_s": 0.1})
         async with Running(settings) as service:
@@ -335,23 +361,208 @@ async def test_stopping_during_back_off_abandons_the_delivery_uncommitted(hotpat
                              "the restarted service delivers and commits")
 
 
+async def test_a_refused_sink_is_dead_lettered_after_its_budget_while_pagerduty_pages_without_waiting(hotpath_settings):
+    # More escalations on one partition than a lane keeps in flight: with one progress for all sinks,
+    # the dead webhook would pause the partition and PagerDuty would stop paging.
+    events = [escalation_event(f"prowler-refused-{n}", priority="P2") for n in range(MAX_IN_FLIGHT_PER_PARTITION + 20)]
+    refusing = f"http://127.0.0.1:{free_port()}/in"  # nothing listens there: every connection is refused
+    with PagerDutyReceiver(ROUTING_KEY) as pd:
+        settings = delivery_settings(hotpath_settings, [
+            pagerduty_sink(pd),
+            {"name": "soc-hook", "kind": "webhook", "url": refusing, "secret_env": "HOOK_SECRET"},
+        ], delivery_retry_budget=2, delivery_backoff_base_s=WAIT_S, delivery_backoff_max_s=WAIT_S)
+        produce(settings, events, partition=0)
+        pd_group, soc_group = (lane_group(settings.app_id, name) for name in ("payments-pd", "soc-hook"))
+        async with Running(settings, rng=lambda: 1.0) as service:  # the webhook's first back-off lasts WAIT_S
+            await wait_until(lambda: all(pd.opened(e["escalation_uid"]) == 1 for e in events)
+                             and not uncommitted(settings, [pd_group, lane_group(settings.app_id)]),
+                             "PagerDuty pages every escalation and its lane commits, the webhook down meanwhile")
+            assert retries(service, "soc-hook") >= 1
+            assert uncommitted(settings, [soc_group]) == {(soc_group, 0): len(events)}
+
+        fast = settings.model_copy(update={"delivery_backoff_base_s": 0.01, "delivery_backoff_max_s": 0.05})
+        async with Running(fast) as service:
+            await wait_until(lambda: not uncommitted(fast), "the webhook's lane spends its budgets and commits")
+
+    assert len(pd.requests) == len(events), "PagerDuty's lane did not resume where it stopped"
+    assert retries(service, "soc-hook") == 2 * len(events)
+    letters = [letter for _, letter in read_topic(fast, fast.topic_dlq, len(events))]
+    assert sorted(letter["origin"]["offset"] for letter in letters) == list(range(len(events)))
+    assert all(letter["reason"].startswith("sink soc-hook (webhook): gave up after 3 attempts: network error: ")
+               for letter in letters)
+
+
+async def test_a_new_sink_lane_starts_where_the_delivery_group_stands(hotpath_settings):
+    handled = [escalation_event(f"prowler-handled-{n}", priority="P2") for n in range(3)]
+    fresh = [escalation_event(f"prowler-fresh-{n}", priority="P2") for n in range(2)]
+    with PagerDutyReceiver(ROUTING_KEY) as pd:
+        settings = delivery_settings(hotpath_settings, [pagerduty_sink(pd)])
+        produce(settings, handled, partition=0)
+        # What the one delivery group of earlier versions committed once every sink had the first three.
+        commit(settings, lane_group(settings.app_id), partition=0, offset=len(handled))
+        produce(settings, fresh, partition=0)
+        async with Running(settings):
+            await wait_until(lambda: all(pd.opened(e["escalation_uid"]) for e in fresh) and not uncommitted(settings),
+                             "the escalations after the delivery group's offset are delivered and committed")
+
+    assert len(pd.requests) == len(fresh), "escalations delivered before the upgrade were paged again"
+
+
+def commit(settings: Settings, group: str, *, partition: int, offset: int) -> None:
+    from confluent_kafka import TopicPartition
+
+    consumer = kafka.consumer(settings, group, enable_auto_commit=False)
+    try:
+        consumer.commit(offsets=[TopicPartition(settings.topic_escalations, partition, offset)], asynchronous=False)
+    finally:
+        consumer.close()
+
+
+async def scrape(session, url: str) -> dict[tuple[str, frozenset], float]:
+    """``/metrics`` parsed by prometheus_client: (sample name, labels) -> value."""
+    async with session.get(url) as response:
+        assert response.status == 200 and response.content_type == "text/plain"
+        text = await response.text()
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def sample(metrics: dict, name: str, **labels: str) -> float | None:
+    return metrics.get((name, frozenset(labels.items())))
+
+
+async def test_deliver_reports_health_and_per_sink_backlog_on_its_web_server(hotpath_settings):
+    import aiohttp
+
+    stuck, *others = [escalation_event(f"prowler-finding-{n}", priority="P2") for n in range(3)]
+    night_hook = 'soc "night"\\hook'  # a label value that needs escaping
+    with PagerDutyReceiver(ROUTING_KEY) as pd, WebhookReceiver(HMAC_SECRET) as hook:
+        hook.script(HANG, when=lambda request: request.headers.get("X-Hotpath-Dedup-Key") == stuck["escalation_uid"])
+        settings = delivery_settings(hotpath_settings, [
+            pagerduty_sink(pd),
+            {"name": night_hook, "kind": "webhook", "url": hook.url, "secret_env": "HOOK_SECRET"},
+        ], delivery_request_timeout_s=WAIT_S)
+        produce(settings, [stuck, *others], partition=0)
+        topic = settings.topic_escalations
+        async with Running(settings) as service, aiohttp.ClientSession() as session:
+            await wait_until(lambda: service.web_port is not None, "the web server listens")
+            base = f"http://127.0.0.1:{service.web_port}"
+            metrics: dict = {}
+
+            async def backlog_shows(hook_pending: float, lag: float) -> bool:
+                metrics.update(await scrape(session, base + "/metrics"))
+                return (sample(metrics, "hotpath_deliver_pending", sink=night_hook) == hook_pending
+                        and sample(metrics, "hotpath_deliver_siem_published_total") == 3
+                        and sample(metrics, "hotpath_deliver_delivered_total", sink="payments-pd") == 3
+                        and sample(metrics, "hotpath_deliver_pending", sink="payments-pd") == 0
+                        and sample(metrics, "hotpath_deliver_consumer_lag_records", topic=topic, partition="0") == lag)
+
+            deadline = time.monotonic() + WAIT_S
+            while not (hook.hanging.is_set() and await backlog_shows(3, 3)):
+                assert time.monotonic() < deadline, f"the stuck webhook's backlog never showed: {metrics}"
+                await asyncio.sleep(0.2)
+            for path in ("/health/live", "/health/ready", "/health"):
+                async with session.get(base + path) as response:
+                    assert response.status == 200, (path, await response.text())
+            assert sample(metrics, "hotpath_deliver_ready") == 1
+            assert sample(metrics, "hotpath_deliver_records_total") == 3
+            assert sample(metrics, "hotpath_deliver_delivered_total", sink=night_hook) == 2
+            assert sample(metrics, "hotpath_deliver_request_seconds_count", sink="payments-pd") == 3
+
+            hook.release()  # the hung request is dropped; the retry goes through
+            deadline = time.monotonic() + WAIT_S
+            while not await backlog_shows(0, 0):
+                assert time.monotonic() < deadline, f"the backlog never went back to 0: {metrics}"
+                await asyncio.sleep(0.2)
+            assert sample(metrics, "hotpath_deliver_retries_total", sink=night_hook) == 1
+
+
+def deliver_env(**variables: str) -> dict[str, str]:
+    """The environment of a ``hotpath deliver`` process: this one's without HOTPATH_*, plus ``variables``.
+
+    A crash of the client library's native code leaves the Python stacks in the log (faulthandler).
+    """
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HOTPATH_")}
+    return {**env, "PYTHONFAULTHANDLER": "1", **variables}
+
+
+def test_deliver_serves_the_catalog_metrics_and_process_metrics(hotpath_settings, tmp_path):
+    port = free_port()
+    hook = {"name": "audit-hook", "kind": "webhook", "url": "http://127.0.0.1:9/", "secret_env": "HOOK_SECRET"}
+    process = deliver_process(hotpath_settings, [hook], tmp_path / "deliver.log", HOTPATH_DELIVER_WEB_PORT=str(port))
+    try:
+        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/health/ready") == 200, "deliver is ready")
+        assert http_status(f"http://127.0.0.1:{port}/health/live") == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            families = {family.name: family for family in text_string_to_metric_families(response.read().decode())}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(WAIT_S)
+
+    assert code == 0
+    catalog = {"hotpath_deliver_records": "counter", "hotpath_deliver_delivered": "counter",
+               "hotpath_deliver_retries": "counter", "hotpath_deliver_dead_lettered": "counter",
+               "hotpath_deliver_siem_published": "counter", "hotpath_deliver_request_seconds": "histogram",
+               "hotpath_deliver_pending": "gauge", "hotpath_deliver_consumer_lag_records": "gauge",
+               "hotpath_deliver_ready": "gauge"}
+    assert {name: families[name].type for name in catalog if name in families} == catalog
+    assert {sample.labels["sink"] for sample in families["hotpath_deliver_retries"].samples} == {"audit-hook"}
+    assert "process_resident_memory_bytes" in families and "python_info" in families
+    assert families["hotpath_deliver_ready"].samples[0].value == 1
+
+
+def http_get(url: str) -> tuple[int, str] | None:
+    """The status and body of a GET, or None when nothing answers (yet)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return None
+
+
+def http_status(url: str) -> int | None:
+    answer = http_get(url)
+    return answer and answer[0]
+
+
+def test_deliver_without_a_reachable_broker_is_live_not_ready_then_stops_with_one_line_within_the_bound():
+    servers, port = f"127.0.0.1:{free_port()}", free_port()  # nothing listens at the servers
+    env = deliver_env(HOTPATH_BOOTSTRAP_SERVERS=servers, HOTPATH_KAFKA_CONNECT_TIMEOUT_S="5",
+                      HOTPATH_DELIVER_WEB_PORT=str(port))
+
+    process = subprocess.Popen([sys.executable, "-m", "stream.cli", "deliver"], cwd=ROOT, env=env,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: http_get(f"http://127.0.0.1:{port}/health/ready") is not None or process.poll() is not None,
+                 "the web server answers")
+        ready = http_get(f"http://127.0.0.1:{port}/health/ready")
+        live = http_get(f"http://127.0.0.1:{port}/health/live")
+        _, stderr = process.communicate(timeout=WAIT_S)
+    finally:
+        process.kill()
+
+    assert ready == (503, json.dumps({"ok": False, "status": f"connecting to Kafka at {servers}"}))
+    assert live is not None and live[0] == 200
+    assert process.returncode == 1
+    lines = stderr.strip().splitlines()
+    assert len(lines) <= 4, "the client's repeated connection failures were not folded:\n" + stderr
+    last = json.loads(lines[-1])
+    assert last["level"] == "error" and servers in last["msg"] and "HOTPATH_BOOTSTRAP_SERVERS" in last["msg"]
+    assert "Traceback" not in stderr
+
+
 # --- the kill test ---------------------------------------------------------------------------------------
 
 
-def deliver_process(settings: Settings, receiver: PagerDutyReceiver, log_file: Path) -> subprocess.Popen:
+def deliver_process(settings: Settings, sinks: list[dict], log_file: Path, **variables: str) -> subprocess.Popen:
     """``python -m stream.cli deliver`` configured only through HOTPATH_* variables, as an operator would."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HOTPATH_")}
-    env.update({
-        "HOTPATH_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "HOTPATH_APP_ID": settings.app_id,
-        "HOTPATH_TOPIC_ESCALATIONS": settings.topic_escalations,
-        "HOTPATH_TOPIC_SIEM": settings.topic_siem,
-        "HOTPATH_TOPIC_DLQ": settings.topic_dlq,
-        "HOTPATH_SINKS": json.dumps([pagerduty_sink(receiver)]),
-        "HOTPATH_DELIVERY_REQUEST_TIMEOUT_S": str(WAIT_S),
-        "HOTPATH_DELIVERY_BACKOFF_BASE_S": "0.05",
-        "PD_ROUTING_KEY": ROUTING_KEY,
-    })
+    env = deliver_env(
+        HOTPATH_BOOTSTRAP_SERVERS=settings.bootstrap_servers, HOTPATH_APP_ID=settings.app_id,
+        HOTPATH_TOPIC_ESCALATIONS=settings.topic_escalations, HOTPATH_TOPIC_SIEM=settings.topic_siem,
+        HOTPATH_TOPIC_DLQ=settings.topic_dlq, HOTPATH_SINKS=json.dumps(sinks), **SECRETS,
+        **{"HOTPATH_DELIVER_WEB_PORT": "0", **variables})
     with log_file.open("ab") as log:
         return subprocess.Popen([sys.executable, "-m", "stream.cli", "deliver"], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
@@ -364,6 +575,9 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.05)
 
 
+KILL_TEST_TIMING = {"HOTPATH_DELIVERY_REQUEST_TIMEOUT_S": str(WAIT_S), "HOTPATH_DELIVERY_BACKOFF_BASE_S": "0.05"}
+
+
 def test_a_worker_killed_mid_delivery_delivers_after_restart(hotpath_settings, tmp_path):
     event = escalation_event("prowler-finding-killed", priority="P1")
     key = event["escalation_uid"]
@@ -371,18 +585,20 @@ def test_a_worker_killed_mid_delivery_delivers_after_restart(hotpath_settings, t
     with PagerDutyReceiver(ROUTING_KEY) as pd:
         pd.script(HANG)
         produce(hotpath_settings, [event])
-        first = deliver_process(hotpath_settings, pd, log_file)
+        first = deliver_process(hotpath_settings, [pagerduty_sink(pd)], log_file, **KILL_TEST_TIMING)
         try:
             assert pd.hanging.wait(WAIT_S), "the worker never sent the webhook"
         finally:
             first.kill()  # SIGKILL while the request is in flight: no clean-up, no commit
             first.wait(WAIT_S)
-        assert pd.opened(key) == 0 and sum(uncommitted(hotpath_settings).values()) == 1
+        app_id = hotpath_settings.app_id
+        pd_lane = [lane_group(app_id, "payments-pd")]
+        assert pd.opened(key) == 0 and sum(uncommitted(hotpath_settings, pd_lane).values()) == 1
         pd.release()
 
-        second = deliver_process(hotpath_settings, pd, log_file)
+        second = deliver_process(hotpath_settings, [pagerduty_sink(pd)], log_file, **KILL_TEST_TIMING)
         try:
-            wait_for(lambda: pd.opened(key) == 1 and not uncommitted(hotpath_settings),
+            wait_for(lambda: pd.opened(key) == 1 and not uncommitted(hotpath_settings, [lane_group(app_id), *pd_lane]),
                      "the restarted worker delivers and commits")
         finally:
             second.send_signal(signal.SIGTERM)

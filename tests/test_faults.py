@@ -331,6 +331,8 @@ def test_escalations_wait_out_a_receiver_down_for_a_minute_and_page_once_each(ho
         settings = hotpath_settings.model_copy(update={
             "sinks": [SinkSettings(**pagerduty_sink(pd, url=f"http://127.0.0.1:{door.port}/v2/enqueue"))],
             "delivery_backoff_max_s": 5.0,  # how soon a returning receiver is tried again
+            # Refused connections spend the budget: about 100 s of retries (0-5 s each) outlast the outage.
+            "delivery_backoff_base_s": 5.0, "delivery_retry_budget": 40,
         })
         publish(settings, scenario_records(settings, scenario))
         keys = {escalation_uid(uid) for uid in scenario.expected.escalated}

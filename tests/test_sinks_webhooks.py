@@ -327,7 +327,7 @@ def test_sinks_configured_from_hotpath_sinks_json(monkeypatch):
 
     assert [(c.name, c.settings.kind, c.settings.min_priority) for c in clients] == [
         ("payments-pd", "pagerduty", "P2"), ("audit", "webhook", "P5")]
-    _, url, headers, _ = clients[1].build(escalation(), NOW)
+    _, url, headers, _ = clients[1].build(escalation(), NOW)[0]
     assert url == "https://audit.example.com/in"
     assert webhook.SIGNATURE_HEADER in headers
     assert ROUTING_KEY not in repr(clients)

@@ -50,8 +50,9 @@ class HotpathProcess:
         self.name = name or command
         self.web_port = free_port()
         self.log_path = log_dir / f"{self.name}.log"
-        self.env = settings_env(settings, web_port=self.web_port, data_dir=str(log_dir / f"{self.name}-data"),
-                                **extra)
+        # The port serves whichever command runs: the worker's views or deliver's health and metrics.
+        self.env = settings_env(settings, web_port=self.web_port, deliver_web_port=self.web_port,
+                                data_dir=str(log_dir / f"{self.name}-data"), **extra)
         self.command = command
         self.proc: subprocess.Popen | None = None
 

@@ -312,6 +312,7 @@ class Demo:
             "data_dir": self.out / "worker",
             "web_host": "127.0.0.1",
             "web_port": free_port(),
+            "deliver_web_port": free_port(),
             "sinks": [sink],
             "asset_file": None,
         })
@@ -335,6 +336,7 @@ class Demo:
             "HOTPATH_DATA_DIR": str(s.data_dir.resolve()),
             "HOTPATH_WEB_HOST": s.web_host,
             "HOTPATH_WEB_PORT": str(s.web_port),
+            "HOTPATH_DELIVER_WEB_PORT": str(s.deliver_web_port),
             "HOTPATH_LOG_LEVEL": "WARNING",
             "HOTPATH_SINKS": orjson.dumps([sink.model_dump(mode="json", exclude_none=True)
                                            for sink in s.sinks]).decode(),
