@@ -11,10 +11,8 @@ metrics that hotpath exports.
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import json
-import pkgutil
 import shutil
 import subprocess
 from functools import cache
@@ -27,7 +25,6 @@ import pytest
 import yaml
 from test_compose import settings_read_from
 
-import stream
 from stream.settings import Settings, web_bind_host
 from stream.topics import load_declarations
 
@@ -309,30 +306,26 @@ def dashboard_expressions() -> list[str]:
 
 @cache
 def exported_metric_names() -> frozenset[str]:
-    """Every series name hotpath's code exposes at /metrics: its modules' metrics in prometheus_client's
-    default registry (plus process_* and python_*), with the suffixes Prometheus text gives each type."""
-    import prometheus_client
+    """Every series name hotpath's processes expose at /metrics: the worker's and deliver's catalogs, as
+    each process registers them, with the process_* and python_* metrics prometheus_client adds, and the
+    suffixes Prometheus text gives each type."""
+    from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-    for module in pkgutil.walk_packages(stream.__path__, "stream."):
-        importlib.import_module(module.name)
+    from stream.metrics import Metrics
+    from stream.sinks.delivery import DeliveryMetrics
+
+    registry = CollectorRegistry()
+    Metrics(registry)
+    DeliveryMetrics(registry)
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=registry)
     suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
                 "summary": ("", "_count", "_sum", "_created"), "gauge": ("",), "info": ("_info",)}
     names = set()
-    for family in prometheus_client.REGISTRY.collect():
+    for family in registry.collect():
         names |= {family.name + suffix for suffix in suffixes.get(family.type, ("",))}
         names |= {sample.name for sample in family.samples}
     return frozenset(names)
-
-
-def hotpath_exports() -> frozenset[str]:
-    """The exported names; the test is skipped only while no code of this checkout uses prometheus_client
-    (metrics registered elsewhere than at import, in the default registry, make it fail instead)."""
-    names = exported_metric_names()
-    uses_prometheus = any("prometheus_client" in path.read_text() for path in Path(stream.__file__).parent.rglob("*.py"))
-    if not uses_prometheus:
-        pytest.skip("no module of this checkout exports metrics with prometheus_client yet (the worker's and "
-                    "deliver's /metrics are built in parallel)")
-    return names
 
 
 def test_every_alert_and_panel_query_is_valid_promql_with_a_severity_and_a_summary():
@@ -361,7 +354,7 @@ def test_the_alerts_cover_lag_dead_letters_delivery_stalls_and_readiness():
 
 
 def test_the_alerts_and_the_dashboard_name_only_metrics_hotpath_exports():
-    exported = hotpath_exports() | SCRAPE_SERIES
+    exported = exported_metric_names() | SCRAPE_SERIES
     for rule in alerting_rules():
         assert metric_names(rule["expr"]) <= exported, (rule["alert"], metric_names(rule["expr"]) - exported)
     for expression in dashboard_expressions():
