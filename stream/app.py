@@ -231,7 +231,7 @@ def create_app(settings: Settings) -> Hotpath:
                     events = read_entity_events(event.value)
                 except ValueError as exc:  # not what ingest writes: parked whole, the stream goes on
                     await _publish([_parked(f"not an entity-events record: {exc}", message, message.value)])
-                    metrics.dlq_records.inc("correlate")
+                    metrics.dlq_records.labels("correlate").inc()
                     continue
                 if events is None:  # a tick
                     results += correlator.judge_deferred() + _tick(message.partition)

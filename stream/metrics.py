@@ -1,8 +1,8 @@
 """The worker's metrics, written with prometheus_client and served as Prometheus text at ``/metrics``.
 
-Prometheus conventions: one label per dimension, counters end in ``_total``, times in seconds. They
-live in prometheus_client's default registry, so the process_* and python_* metrics come with them
-(one :class:`Metrics` per process). Counters are bumped per Kafka message or per escalation, never
+Prometheus conventions: one label per dimension, counters end in ``_total``, times in seconds. Each
+:class:`Metrics` has a registry of its own that also carries the process_* and python_* metrics, so an
+app made twice in one process (tests) never registers a metric twice. Counters are bumped per Kafka message or per escalation, never
 per span; consumer lag, readiness and the context's size are read when scraped (see stream.web).
 """
 
@@ -11,7 +11,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import generate_latest
 
 # prometheus_client would add a `<name>_created` series beside every counter and histogram: noise in
@@ -22,11 +31,19 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text format eve
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+def process_registry() -> CollectorRegistry:
+    """A new registry with the process_* and python_* metrics prometheus_client's default one carries."""
+    registry = CollectorRegistry()
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=registry)
+    return registry
+
+
 class Metrics:
     """The worker's catalog of metrics (README, "Operating the worker")."""
 
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        self.registry = registry
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry = registry if registry is not None else process_registry()
         self.records_in = Counter("hotpath_records_in_total", "Kafka records read per input topic",
                                   ["topic"], registry=registry)
         self.decode_errors = Counter("hotpath_decode_errors_total", "Input records that could not be decoded",

@@ -309,20 +309,14 @@ def exported_metric_names() -> frozenset[str]:
     """Every series name hotpath's processes expose at /metrics: the worker's and deliver's catalogs, as
     each process registers them, with the process_* and python_* metrics prometheus_client adds, and the
     suffixes Prometheus text gives each type."""
-    from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-
     from stream.metrics import Metrics
     from stream.sinks.delivery import DeliveryMetrics
 
-    registry = CollectorRegistry()
-    Metrics(registry)
-    DeliveryMetrics(registry)
-    for collector in (ProcessCollector, PlatformCollector, GCCollector):
-        collector(registry=registry)
+    registries = [Metrics().registry, DeliveryMetrics().registry]
     suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
                 "summary": ("", "_count", "_sum", "_created"), "gauge": ("",), "info": ("_info",)}
     names = set()
-    for family in registry.collect():
+    for family in (family for registry in registries for family in registry.collect()):
         names |= {family.name + suffix for suffix in suffixes.get(family.type, ("",))}
         names |= {sample.name for sample in family.samples}
     return frozenset(names)

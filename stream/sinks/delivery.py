@@ -48,12 +48,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from stream import kafka
 from stream.connect import KafkaUnavailable, check_brokers, fold_client_logs
 from stream.deadletter import dead_letter, dead_letter_key
 from stream.logs import configure_logging
+from stream.metrics import process_registry
 from stream.models import DecodeError
 from stream.settings import Settings, SinkSettings, web_bind_host
 from stream.sinks import opsgenie, pagerduty, webhook
@@ -88,14 +89,11 @@ Key = tuple[str, int]
 
 
 class DeliveryMetrics:
-    """The deliver metrics of the catalog (README, "Operating"), in one Prometheus registry.
+    """The deliver metrics of the catalog (README, "Operating"), in a registry of their own that also
+    carries the process and Python metrics (see stream.metrics.process_registry)."""
 
-    Production uses the default registry, which also carries the process and Python metrics; tests
-    give each service a registry of its own.
-    """
-
-    def __init__(self, registry: CollectorRegistry = REGISTRY):
-        self.registry = registry
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry = registry if registry is not None else process_registry()
         self.records = Counter("hotpath_deliver_records_total", "Escalation records consumed", registry=registry)
         self.delivered = Counter("hotpath_deliver_delivered_total", "Escalations a sink accepted", ["sink"],
                                  registry=registry)
