@@ -122,7 +122,7 @@ class Ingest:
             return self.router.traces(self.decode_traces(value))
         routed = Routed()
         if stream == "findings":
-            findings = decode_findings(value, *self._json_limits, self.limits.time_bounds())
+            findings = decode_findings(value, *self._json_limits, self.limits.finding_time_bounds())
             parts = [self.router.finding(f) for f in findings]
         elif stream == "alerts":
             alerts = decode_alerts(value, self.router.context.resolver, *self._json_limits, self.limits.time_bounds())

@@ -157,7 +157,7 @@ class Settings(BaseSettings):
     max_clock_skew_s: float = Field(default=300.0, ge=0)
     """Records dated further ahead of the worker's clock are dead-lettered (event time is the producer's word)."""
     max_event_age_s: float = Field(default=7 * 24 * 3600.0, gt=0)
-    """Replay refuses records this far from its data's median time (default: the input topics' retention)."""
+    """Older spans and alerts are dead-lettered (findings exempt: still open); replay: from the data's median."""
     stale_windows: int = Field(default=4, ge=1)
     """An escalated finding unexercised for this many windows is resolved."""
     max_trace_ids: int = Field(default=5, ge=0)

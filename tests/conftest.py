@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from workers import TEST_DATA_MAX_AGE_S
 
 from stream.settings import Settings, load_settings
 from stream.topics import TOPIC_SETTINGS, apply_topics
@@ -182,7 +183,8 @@ def make_topic(kafka_admin) -> Iterator[Callable[..., str]]:
 
 @pytest.fixture
 def hotpath_settings(kafka_bootstrap: str, kafka_admin, tmp_path: Path) -> Iterator[Settings]:
-    """Settings on the live broker with every ``topic_*`` uniquely named and created from topics.yaml."""
+    """Settings on the live broker with every ``topic_*`` uniquely named and created from topics.yaml, and a
+    past bound on event time wide enough for the tests' dated data (see workers.TEST_DATA_MAX_AGE_S)."""
     suffix = unique_suffix()
     prefix = f"t{suffix}-"
     defaults = Settings.model_fields
@@ -191,6 +193,7 @@ def hotpath_settings(kafka_bootstrap: str, kafka_admin, tmp_path: Path) -> Itera
         app_id=f"hotpath-test-{suffix}",
         data_dir=tmp_path / "worker",
         web_port=free_port(),
+        max_event_age_s=TEST_DATA_MAX_AGE_S,
         **{name: prefix + defaults[name].default for name in TOPIC_SETTINGS},
     )
     apply_topics(settings)

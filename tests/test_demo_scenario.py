@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -12,13 +13,17 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from stream.cli import main
+from stream.context import Context
 from stream.demo import screen
 from stream.demo.estate import INVENTORY_PER_UNIT
-from stream.demo.scenario import STREAMS, build_scenario
+from stream.demo.scenario import STREAMS, build_scenario, start_ending_at
 from stream.entities import EntityResolver, service_entity
 from stream.formats.alerts import decode_alerts
 from stream.formats.findings import decode_findings
+from stream.formats.limits import DecodeLimits
 from stream.formats.otlp import decode_traces
+from stream.ingest import Ingest, Router
+from stream.settings import load_settings
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 STATEMENTS = "arn:aws:s3:::finpay-prod-statements"
@@ -79,6 +84,18 @@ def test_worker_processes_build_the_same_traffic_as_one_process():
     shared = build_scenario(seed=6, minutes=3, workers=2)
     assert shared.trace_batches == alone.trace_batches
     assert shared.times == alone.times
+
+
+def test_the_demo_plays_a_scenario_ending_now_that_a_worker_with_default_settings_believes_whole():
+    now = time.time()
+    recent = build_scenario(seed=3, minutes=2, start=start_ending_at(now, 2))
+    assert recent.expected == build_scenario(seed=3, minutes=2).expected, "the story does not depend on the date"
+    assert now - 3 * 60 < recent.start and recent.end <= now
+    ingest = Ingest(Router(Context(), 60.0), DecodeLimits.from_settings(load_settings(), clock=lambda: now))
+    for asset in recent.assets:
+        ingest("assets", orjson.dumps(asset.to_record()))
+    for _, stream, _, value in recent.timeline():
+        assert ingest(stream, value).events  # a DecodeError here is a record the demo's worker would dead-letter
 
 
 def test_every_record_lies_within_the_scenario_in_event_time_order(scenario):

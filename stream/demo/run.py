@@ -1,6 +1,8 @@
 """``hotpath demo``: play the seeded fintech scenario through Kafka and show what hotpath escalates.
 
-1. Builds the scenario (:mod:`stream.demo.scenario`) for ``--seed``/``--scale``/``--minutes``.
+1. Builds the scenario (:mod:`stream.demo.scenario`) for ``--seed``/``--scale``/``--minutes``, ending at
+   the current minute: the worker runs with hotpath's real defaults, which refuse spans and alerts
+   older than ``HOTPATH_MAX_EVENT_AGE_S`` (a week) as a production worker would.
 2. Uses the broker at ``HOTPATH_BOOTSTRAP_SERVERS``; when nothing answers on a local address, starts
    one with ``deploy/kafka/launcher.py`` and stops it again at the end.
 3. Isolates the run: a run id names every topic (``demo-<id>.hotpath.findings`` ...) and the worker's
@@ -253,14 +255,15 @@ class Demo:
     # -- the run ----------------------------------------------------------------------------
 
     def play(self) -> int:
-        from stream.demo.scenario import build_scenario, workers_for
+        from stream.demo.scenario import build_scenario, start_ending_at, workers_for
 
         args = self.args
         self.out.mkdir(parents=True, exist_ok=True)
         self.say(f"hotpath demo, run {self.run_id}: seed {args.seed}, scale {args.scale}, "
                  f"{args.minutes} minutes of event time")
         started = time.monotonic()
-        scenario = build_scenario(args.seed, args.scale, minutes=args.minutes,
+        scenario = build_scenario(args.seed, args.scale, start=start_ending_at(time.time(), args.minutes),
+                                  minutes=args.minutes,
                                   partition_traces_by_id=args.partition_traces_by_id,
                                   workers=workers_for(args.scale, args.minutes))
         self.say(f"  scenario: {len(scenario.assets)} assets, {len(scenario.findings)} findings, "

@@ -124,6 +124,11 @@ def _lane(stream: str, times: list[float], records: list[tuple[bytes | None, byt
         yield ts, index, stream, key, value
 
 
+def start_ending_at(end: float, minutes: int) -> float:
+    """The start of a scenario of ``minutes`` that ends at the whole minute of ``end`` (the demo's: now)."""
+    return end // 60 * 60 - 60 * minutes
+
+
 def build_scenario(seed: int = DEFAULT_SEED, scale: int = 1, start: float = DEFAULT_START,
                    minutes: int = DEFAULT_MINUTES, *, encoding: Encoding = "otlp_proto",
                    partition_traces_by_id: bool = False, workers: int = 1) -> Scenario:

@@ -8,13 +8,18 @@ topic with the reason instead of the state.
 
 :class:`TimeBounds` is the plausible range: always within what ``datetime`` can represent, and in
 the worker also no later than the wall clock plus the allowed skew (``HOTPATH_MAX_CLOCK_SKEW_S``).
+Runtime evidence (spans, alerts) must moreover be no older than ``HOTPATH_MAX_EVENT_AGE_S`` before
+the wall clock: evidence that old lies beyond the input topics' retention and every window, so it
+can only be a replayed or forged record. Findings are exempt from that past bound on purpose: a
+CSPM finding first observed weeks ago and still open is honest input (Security Hub's first pull
+returns findings whose UpdatedAt is old), and a finding's time never moves the correlator's clock.
 ``hotpath replay`` has no wall clock and derives its bounds from the data (see stream.replay).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from stream.models import Asset, DecodeError, NormalizedRecord, Touch, epoch_to_rfc3339
@@ -38,6 +43,12 @@ class TimeBounds:
         """Times no later than ``now`` plus the clock skew allowed between producers and hotpath."""
         return cls(latest=min(LATEST_REPRESENTABLE, now + skew_s),
                    why_latest=f"more than {skew_s:g} s ahead of the clock (HOTPATH_MAX_CLOCK_SKEW_S)")
+
+    @classmethod
+    def recent(cls, now: float, skew_s: float, max_age_s: float) -> TimeBounds:
+        """Times no later than ``now`` plus the skew and no older than ``max_age_s`` before ``now``."""
+        return replace(cls.ahead_of(now, skew_s), earliest=max(EARLIEST_REPRESENTABLE, now - max_age_s),
+                       why_earliest=f"more than {max_age_s:g} s before the clock (HOTPATH_MAX_EVENT_AGE_S)")
 
     @classmethod
     def around(cls, reference: float, max_age_s: float) -> TimeBounds:
@@ -80,6 +91,10 @@ def check_times(record: NormalizedRecord, bounds: TimeBounds) -> None:
         bounds.check(record.event_time, f"{record.kind} {record.uid[:80]}")
 
 
-def wall_clock_bounds(skew_s: float, clock: Callable[[], float]) -> Callable[[], TimeBounds]:
-    """The worker's bounds, taken afresh per record: no later than ``clock()`` plus ``skew_s``."""
-    return lambda: TimeBounds.ahead_of(clock(), skew_s)
+def wall_clock_bounds(skew_s: float, clock: Callable[[], float],
+                      max_age_s: float | None = None) -> Callable[[], TimeBounds]:
+    """The worker's bounds, taken afresh per record: no later than ``clock()`` plus ``skew_s`` and, with
+    ``max_age_s`` (runtime evidence, not findings), no older than ``max_age_s`` before ``clock()``."""
+    if max_age_s is None:
+        return lambda: TimeBounds.ahead_of(clock(), skew_s)
+    return lambda: TimeBounds.recent(clock(), skew_s, max_age_s)

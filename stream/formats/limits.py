@@ -19,12 +19,15 @@ class DecodeLimits:
     max_json_depth: int = DEFAULT_MAX_DEPTH
     max_entities_per_span: int = 128
     max_entities_per_message: int = 4096
-    # The plausible event times, asked per record: the worker's move with the wall clock.
+    # The plausible event times, asked per record: the worker's move with the wall clock. Runtime
+    # evidence (spans, alerts) has a past bound too; findings do not (see stream.formats.eventtime).
     time_bounds: Callable[[], TimeBounds] = lambda: ANY_TIME
+    finding_time_bounds: Callable[[], TimeBounds] = lambda: ANY_TIME
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Callable[[], float] | None = None) -> DecodeLimits:
-        """The settings' limits; with a wall ``clock`` (the worker's), times too far ahead of it are refused."""
+        """The settings' limits; with a wall ``clock`` (the worker's), times too far ahead of it are refused,
+        and spans and alerts older than ``max_event_age_s`` before it."""
         return cls(
             max_record_bytes=settings.max_record_bytes,
             max_spans_per_message=settings.max_spans_per_message,
@@ -33,5 +36,6 @@ class DecodeLimits:
             max_json_depth=settings.max_json_depth,
             max_entities_per_span=settings.max_entities_per_span,
             max_entities_per_message=settings.max_entities_per_message,
-            **({"time_bounds": wall_clock_bounds(settings.max_clock_skew_s, clock)} if clock else {}),
+            **({"time_bounds": wall_clock_bounds(settings.max_clock_skew_s, clock, settings.max_event_age_s),
+                "finding_time_bounds": wall_clock_bounds(settings.max_clock_skew_s, clock)} if clock else {}),
         )
