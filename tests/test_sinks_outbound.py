@@ -27,7 +27,7 @@ from receivers import OpsgenieReceiver, PagerDutyReceiver, WebhookReceiver, esca
 from receivers import Receiver as AnyReceiver
 from test_correlate import BUCKET, Harness, at, touch
 from test_formats_alerts import POD, falco_event, guardduty
-from test_formats_findings import sample
+from test_formats_findings import needs_samples, sample
 
 from stream import kafka
 from stream.formats.alerts import decode_alerts
@@ -172,6 +172,7 @@ def input_records(resolver) -> list:
             *decode_alerts(orjson.dumps(falco), resolver), *decode_alerts(orjson.dumps(duty), resolver)]
 
 
+@needs_samples
 def test_no_text_from_any_input_format_reaches_a_sink_or_the_siem_unmasked():
     harness = Harness()
     harness.context.resolver.learn_pod(POD, "service:payments-api")
@@ -413,7 +414,11 @@ async def deliver_until_dead_lettered(settings: Settings, event: dict) -> dict:
     stop = asyncio.Event()
     running = asyncio.create_task(service.run(stop))
     deadline = time.monotonic() + WAIT_S
-    while not service.metrics.dead_lettered and time.monotonic() < deadline and not running.done():
+    def dead_lettered() -> float:
+        return service.metrics.registry.get_sample_value("hotpath_deliver_dead_lettered_total",
+                                                         {"sink": "payments-pd"}) or 0
+
+    while not dead_lettered() and time.monotonic() < deadline and not running.done():
         await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(running, WAIT_S)
