@@ -405,10 +405,8 @@ class Correlator:
             why = reasons(evidence, result)
             if transition == "resolved":
                 why = [self._resolution_reason(finding, stale)] + why
-            event = self._event(uid, entity, finding, transition, new, evidence, result, why, state, at)
-            if transition == "updated":  # a priority change: sinks show what it was
-                event.event["previous_priority"] = prev.priority
-            decided.append((finding, new, event))
+            decided.append((finding, new, self._event(uid, entity, finding, transition, prev, new, evidence,
+                                                      result, why, state, at)))
         # Every event is built: only now may the findings record the versions they report.
         for finding, new, _ in decided:
             finding["esc"] = new.to_list()
@@ -458,7 +456,7 @@ class Correlator:
         )
 
     def _event(self, uid: str, entity: str, finding: dict[str, Any], transition: Transition,
-               esc: EscalationState, evidence: Evidence, result, why: list[str], state: EntityState,
+               prev: EscalationState, esc: EscalationState, evidence: Evidence, result, why: list[str], state: EntityState,
                at: float) -> Escalation:
         asset = self.context.resolver.asset(entity)
         event = {
@@ -467,6 +465,7 @@ class Correlator:
             "state": transition,
             "version": esc.version,
             "priority": esc.priority,
+            **({"previous_priority": prev.priority} if transition == "updated" else {}),  # sinks show the change
             "score": esc.score,
             "resource": entity,
             "finding": {k: finding[k] for k in ("source", "check", "title", "severity", "resources",

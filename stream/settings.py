@@ -315,7 +315,7 @@ def _is_loopback(host: str) -> bool:
 
 def web_bind_host(settings: Settings) -> str:
     """Where a web server of hotpath listens: anywhere only when its data views need a token."""
-    if settings.web_token is None and settings.web_host not in LOOPBACK_HOSTS:
+    if settings.web_token is None and not _is_loopback(settings.web_host):
         return "127.0.0.1"
     return settings.web_host
 

@@ -234,3 +234,17 @@ def test_trace_messages_taken_together_judge_as_they_would_one_by_one(messages):
     # once); where each finding ends must not.
     assert ({uid: (e["state"] != "resolved", e["priority"]) for uid in ("f-bucket", "f-vault") if (e := one_by_one.latest(uid))}
             == {uid: (e["state"] != "resolved", e["priority"]) for uid in ("f-bucket", "f-vault") if (e := together.latest(uid))})
+
+
+def test_a_priority_change_names_the_priority_it_replaces(estate):
+    h = estate
+    h.traces(touch(BUCKET, ["service:ledger"], 10, spans=50))
+    h.tick()
+    first = h.latest("f-bucket")
+    h.traces(touch("service:payments-api", [], 12, internet=40),
+             touch("service:ledger", ["service:payments-api"], 12),
+             touch(BUCKET, ["service:ledger"], 13, spans=800))
+    h.tick()
+    upgrade = h.latest("f-bucket")
+    assert first["state"] == "escalated" and "previous_priority" not in first
+    assert upgrade["state"] == "updated" and upgrade["previous_priority"] == first["priority"] != upgrade["priority"]

@@ -414,11 +414,7 @@ async def deliver_until_dead_lettered(settings: Settings, event: dict) -> dict:
     stop = asyncio.Event()
     running = asyncio.create_task(service.run(stop))
     deadline = time.monotonic() + WAIT_S
-    def dead_lettered() -> float:
-        return service.metrics.registry.get_sample_value("hotpath_deliver_dead_lettered_total",
-                                                         {"sink": "payments-pd"}) or 0
-
-    while not dead_lettered() and time.monotonic() < deadline and not running.done():
+    while not service.metrics.value("hotpath_deliver_dead_lettered_total", sink="payments-pd") and time.monotonic() < deadline and not running.done():
         await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(running, WAIT_S)

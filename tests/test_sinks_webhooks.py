@@ -134,7 +134,7 @@ def test_opsgenie_create_and_close():
     event = escalation(priority="P1")
     ops_sink = sink("opsgenie", url="https://api.eu.opsgenie.com/")
 
-    method, url, headers, body = opsgenie.build_request(event, ops_sink, Secret(GENIE_KEY), trace_url_template=JAEGER)
+    method, url, headers, body = opsgenie.build_requests(event, ops_sink, Secret(GENIE_KEY), trace_url_template=JAEGER)[0]
     alert = json.loads(body)
     assert (method, url) == ("POST", "https://api.eu.opsgenie.com/v2/alerts")
     assert headers["Authorization"] == f"GenieKey {GENIE_KEY}"
@@ -146,7 +146,7 @@ def test_opsgenie_create_and_close():
     assert all(isinstance(value, str) for value in alert["details"].values())
 
     resolved = escalation(state="resolved", version=2)
-    _, close_url, _, close_body = opsgenie.build_request(resolved, ops_sink, Secret(GENIE_KEY), trace_url_template=JAEGER)
+    _, close_url, _, close_body = opsgenie.build_requests(resolved, ops_sink, Secret(GENIE_KEY), trace_url_template=JAEGER)[0]
     assert close_url == f"https://api.eu.opsgenie.com/v2/alerts/{resolved.escalation_uid}/close?identifierType=alias"
     assert json.loads(close_body)["source"] == "hotpath"
 
@@ -156,11 +156,11 @@ def test_opsgenie_receiver_deduplicates_on_alias_and_refuses_a_bad_key():
         target = sink("opsgenie", url=receiver.url)
         event = escalation()
         for _ in range(2):
-            status, answer = send(opsgenie.build_request(event, target, Secret(GENIE_KEY), trace_url_template=JAEGER))
+            status, answer = send(opsgenie.build_requests(event, target, Secret(GENIE_KEY), trace_url_template=JAEGER)[0])
             assert (status, answer["result"]) == (202, "Request will be processed")
-        send(opsgenie.build_request(escalation(state="resolved", version=2), target, Secret(GENIE_KEY),
-                                    trace_url_template=JAEGER))
-        status, answer = send(opsgenie.build_request(event, target, Secret("wrong"), trace_url_template=JAEGER))
+        send(opsgenie.build_requests(escalation(state="resolved", version=2), target, Secret(GENIE_KEY),
+                                     trace_url_template=JAEGER)[0])
+        status, answer = send(opsgenie.build_requests(event, target, Secret("wrong"), trace_url_template=JAEGER)[0])
 
         assert receiver.opened(event.escalation_uid) == 1
         assert receiver.status(event.escalation_uid) == "closed"

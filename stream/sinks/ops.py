@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from stream.metrics import CONTENT_TYPE
 
 Check = Callable[[], tuple[bool, str]]
 
@@ -39,7 +41,7 @@ class OpsServer:
             return handler
 
         async def metrics(_request: web.Request) -> web.Response:
-            return web.Response(body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+            return web.Response(body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE})
 
         app = web.Application()
         app.router.add_get("/health/live", answer(self._live))

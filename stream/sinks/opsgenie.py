@@ -57,11 +57,6 @@ def build_requests(escalation: Escalation, sink: SinkSettings, secret: Secret, *
     return [create, json_request(f"{alert_url}/priority?identifierType=alias", priority, headers, method="PUT")]
 
 
-def build_request(escalation: Escalation, sink: SinkSettings, secret: Secret, *, trace_url_template: str) -> HttpRequest:
-    """The first of :func:`build_requests`, for a delivery that sends one request per event."""
-    return build_requests(escalation, sink, secret, trace_url_template=trace_url_template)[0]
-
-
 def _alert(escalation: Escalation, trace_url_template: str) -> dict:
     finding = escalation.finding
     asset = escalation.asset
