@@ -31,6 +31,7 @@ from stream.formats.jsonsafe import loads
 from stream.formats.limits import DecodeLimits
 from stream.formats.otlp import decode_traces
 from stream.models import Alert, Asset, DecodeError, Finding, Touch
+from stream.redact import mask_fields
 from stream.settings import Settings
 
 _YAML_SUFFIXES = {".yaml", ".yml"}
@@ -267,7 +268,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 failed += isinstance(record, ErrorRecord)
                 if isinstance(record, Asset):  # later records resolve against it, as in the worker
                     resolver.add_asset(record)
-                out.write(orjson.dumps(record.to_record()) + b"\n")
+                out.write(orjson.dumps(mask_fields(record.to_record())) + b"\n")
                 printed += 1
         out.flush()
     except BrokenPipeError:  # the reader went away (| head): stop quietly

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
+from typing import Any
 
 MASKED = "[masked]"
 _PAN_MIN, _PAN_MAX = 13, 19
@@ -83,6 +84,21 @@ def mask(text: str) -> str:
     """``text`` with card numbers and credentials masked (see the module docstring)."""
     text = _DIGIT_RUN.sub(_mask_card_numbers, text)
     return _SECRETS.sub(_mask_secret, text) if _may_hold_credential(text) else text
+
+
+def mask_fields(value: Any, keep: frozenset[tuple[str, ...]] = frozenset(), path: tuple[str, ...] = ()) -> Any:
+    """A JSON-like ``value`` with every string in it masked, dict keys included, except at the ``keep``
+    paths (tuples of keys from the top, e.g. ``("evidence", "trace_ids")``): for whole records that leave."""
+    if path in keep:
+        return value
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {(mask(key) if isinstance(key, str) else key): mask_fields(item, keep, (*path, key))
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [mask_fields(item, keep, path) for item in value]
+    return value
 
 
 def mask_cut(text: str, limit: int) -> str:

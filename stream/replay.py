@@ -124,6 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.sinks.escalation import masked_event
     from stream.sinks.ocsf import to_ocsf
 
     missing = [str(p) for p in (*args.findings, *args.traces, *args.alerts, *args.assets) if not p.exists()]
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         count = 0
         for event in replay(settings, findings=args.findings, traces=args.traces, alerts=args.alerts,
                             assets=args.assets, errors=sys.stderr):
-            out.write(orjson.dumps(event) + b"\n")
+            out.write(orjson.dumps(masked_event(event)) + b"\n")  # as the worker publishes it
             if siem is not None:
                 siem.write(orjson.dumps(to_ocsf(event)) + b"\n")
             count += 1

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from test_correlate import Harness, at, finding, touch
 from test_formats_findings import config_event
 
+from stream.cli import main
 from stream.entities import EntityResolver
 from stream.formats.otlp import decode_traces
 from stream.models import Alert
@@ -176,6 +177,22 @@ def test_no_secret_from_any_span_attribute_reaches_an_escalation(traffic, suffix
     assert f"reached from the internet via edge -> vault-{'*' * 12}1111" in events[-1]["reasons"]
     published = orjson.dumps(events).decode()
     assert not [secret for secret in SECRETS if digits_only(secret) in digits_only(published)]
+
+
+def test_the_replay_and_inspect_commands_write_no_card_number_a_record_carried(traffic, tmp_path: Path, capsys):
+    traces = tmp_path / "traces.pb"
+    traces.write_bytes(traffic.to_otlp_proto())
+    findings = tmp_path / "findings.json"
+    findings.write_bytes(orjson.dumps(config_event("NON_COMPLIANT", resource_id=BUCKET, rule=f"rule-{PAN}")))
+    out, siem = tmp_path / "escalations.ndjson", tmp_path / "siem.ndjson"
+
+    replayed = main(["replay", "--traces", str(traces), "--findings", str(findings), "--out", str(out),
+                     "--siem-out", str(siem)])
+    inspected = main(["inspect", str(findings)])
+
+    written = out.read_text() + siem.read_text() + capsys.readouterr().out
+    assert (replayed, inspected) == (0, 0) and out.read_text() and f"rule-{'*' * 12}1111" in written
+    assert PAN not in digits_only(written)
 
 
 def test_an_alert_subject_holding_a_card_number_is_masked_in_the_reasons():

@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from stream.formats import jsonsafe
 from stream.models import DecodeError, Severity
-from stream.redact import mask
+from stream.redact import mask_fields
 from stream.settings import Priority
 from stream.sinks.http import truncate
 
@@ -147,19 +147,7 @@ def masked_event(event: dict[str, Any]) -> dict[str, Any]:
     ``/escalations``; the sinks apply it again when they read the event, which changes nothing
     (masking is idempotent and deterministic, so a masked id still names one finding).
     """
-    return _masked(event, ())
-
-
-def _masked(value: Any, path: tuple[str, ...]) -> Any:
-    if path in UNMASKED_PATHS:
-        return value
-    if isinstance(value, str):
-        return mask(value)
-    if isinstance(value, dict):
-        return {(mask(key) if isinstance(key, str) else key): _masked(item, (*path, key)) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_masked(item, path) for item in value]
-    return value
+    return mask_fields(event, UNMASKED_PATHS)
 
 
 def parse_escalation(value: bytes | None, max_bytes: int = jsonsafe.DEFAULT_MAX_BYTES) -> Escalation:
