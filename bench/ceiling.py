@@ -11,7 +11,7 @@ import uuid
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from stream.kafka import consumer
+from stream.kafka.clients import consumer
 from stream.settings import Settings
 
 BATCH = 500

@@ -19,10 +19,10 @@ from google.protobuf.internal import api_implementation
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.trace import SpanKind
 
-from stream.entities import EntityResolver
-from stream.formats.otlp import decode_traces
+from stream.demo.tracegen import TraceBuilder, Workload, aws_call, database, encode_batch, http_client
+from stream.entities.resolve import EntityResolver
+from stream.ingest.formats.otlp import decode_traces
 from stream.models import Asset
-from stream.tracegen import TraceBuilder, Workload, aws_call, database, encode_batch, http_client
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -1,7 +1,7 @@
 """What every measurement shares: the scenario (built once, cached), fresh topics per run, worker
 processes and their metrics, and the progress lines.
 
-Worker processes are the tests' own :class:`workers.HotpathProcess` (``tests/workers.py``), so the
+Worker processes are the tests' own :class:`workers.HotpathProcess` (``tests/support/workers.py``), so the
 benchmark runs the worker exactly as the integration tests do.
 """
 
@@ -19,13 +19,13 @@ from pathlib import Path
 import orjson
 
 from stream.demo.scenario import Scenario, build_scenario, workers_for
-from stream.kafka import admin, producer
+from stream.kafka.clients import admin, producer
+from stream.kafka.topics import TOPIC_SETTINGS, apply_topics
 from stream.settings import Settings
-from stream.topics import TOPIC_SETTINGS, apply_topics
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from workers import HotpathProcess, Record, final_states, read_topic  # noqa: E402, F401  (tests/ is not a package; re-exported)
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from workers import HotpathProcess, Record, final_states, read_topic  # noqa: E402, F401  (tests/support is not a package; re-exported)
 
 CACHE_DIR = ROOT / ".cache" / "bench"
 LOG_DIR = ROOT / ".run" / "bench"

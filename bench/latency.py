@@ -32,9 +32,9 @@ from bench.harness import (
 from stream.demo.estate import PROWLER, bucket
 from stream.demo.records import prowler_finding
 from stream.demo.scenario import Scenario
-from stream.kafka import consumer, producer
+from stream.demo.tracegen import TraceBuilder, aws_call, encode_batch
+from stream.kafka.clients import consumer, producer
 from stream.settings import Settings
-from stream.tracegen import TraceBuilder, aws_call, encode_batch
 
 PROBES_PER_S = 4
 SETTLE_S = 15.0  # how long the last probes may take before they count as lost

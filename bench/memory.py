@@ -32,8 +32,8 @@ from bench.harness import (
     wait_until,
 )
 from stream.demo.scenario import DEFAULT_START
+from stream.demo.tracegen import TraceBuilder, Workload, aws_call, encode_batch
 from stream.settings import Settings
-from stream.tracegen import TraceBuilder, Workload, aws_call, encode_batch
 
 TABLES_PER_SPAN = 100
 SPANS_PER_MESSAGE = 10

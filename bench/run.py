@@ -28,10 +28,10 @@ from typing import Any
 from bench import ceiling, latency, memory, naive, throughput
 from bench.decode import measure as measure_decode
 from bench.harness import ROOT, cached_scenario, fresh_topics, median, publish, say, traffic_records
-from stream.context import Context
 from stream.demo.scenario import Scenario
+from stream.entities.context import Context
+from stream.kafka.topics import BrokerAdmin, TopicsError
 from stream.settings import Settings, load_settings
-from stream.topics import BrokerAdmin, TopicsError
 
 RESULTS = ROOT / "bench" / "results.json"
 SEED = 7

@@ -35,16 +35,16 @@ DEFAULT_FLAGS = ["-timeout=10", "-rss_limit_mb=2048", "-max_len=262144"]
 sys.path.insert(0, str(ROOT))
 
 with atheris.instrument_imports(include=["stream"]):
-    from stream.entities import EntityResolver
-    from stream.formats.alerts import decode_alerts
-    from stream.formats.assets import decode_assets
-    from stream.formats.findings import decode_findings
-    from stream.formats.limits import DecodeLimits
-    from stream.formats.otlp import decode_traces
-    from stream.inspect import iter_file_records
+    from stream.demo.tracegen import TraceBuilder, Workload, aws_call, database, http_client
+    from stream.entities.resolve import EntityResolver
+    from stream.ingest.files import iter_file_records
+    from stream.ingest.formats.alerts import decode_alerts
+    from stream.ingest.formats.assets import decode_assets
+    from stream.ingest.formats.findings import decode_findings
+    from stream.ingest.formats.limits import DecodeLimits
+    from stream.ingest.formats.otlp import decode_traces
     from stream.models import Asset, DecodeError
     from stream.settings import load_settings
-    from stream.tracegen import TraceBuilder, Workload, aws_call, database, http_client
 
 MAX_BYTES = 256 * 1024
 LIMITS = DecodeLimits(max_record_bytes=MAX_BYTES, max_spans_per_message=2000, max_attributes_per_span=128)

@@ -10,6 +10,7 @@ the internal ``hotpath.entity-events`` topic.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -167,3 +168,13 @@ def parse_rfc3339(value: str) -> float:
     """RFC 3339 text (``Z`` or an offset) to epoch seconds."""
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
+
+def bucket_start(ts: float, step_s: float) -> float:
+    """Start of the step-sized bucket that holds event time ``ts``."""
+    return ts - (ts % step_s)
+
+
+def add_trace_ids(kept: list[str], new: Iterable[str], limit: int) -> None:
+    """Add the ``new`` trace ids not yet ``kept`` and keep the latest ``limit``: evidence stays recent and small."""
+    kept += [trace_id for trace_id in new if trace_id not in kept]
+    del kept[: max(0, len(kept) - limit)]

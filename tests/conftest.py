@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from workers import TEST_DATA_MAX_AGE_S
 
+from stream.kafka.topics import TOPIC_SETTINGS, apply_topics
 from stream.settings import Settings, load_settings
-from stream.topics import TOPIC_SETTINGS, apply_topics
+from paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "deploy" / "kafka" / "launcher.py"
 TEST_RUN_PREFIX = "test-kafka-"
 # A pinned Confluent image testcontainers' KafkaContainer knows how to start in KRaft mode.
@@ -132,7 +132,7 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def kafka_admin(kafka_bootstrap: str):
     """One AdminClient for the session's broker."""
-    from stream.kafka import admin
+    from stream.kafka.clients import admin
 
     return admin(load_settings(bootstrap_servers=kafka_bootstrap))
 

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal
 
-from stream.entities import aws_arn, dynamodb_table_arn, iam_arn, s3_bucket_arn, service_entity
+from stream.entities.resolve import aws_arn, dynamodb_table_arn, iam_arn, s3_bucket_arn, service_entity
 from stream.models import Asset, AssetTags, Severity
 
 ACCOUNT = "482916305771"

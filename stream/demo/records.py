@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stream.demo.estate import ACCOUNT, ACCOUNT_NAME, CLUSTER, REGION, Check, Resource, hex_id
-from stream.entities import deployment_of_pod
+from stream.entities.resolve import deployment_of_pod
 
 PROWLER_VERSION = "5.7.5"
 OCSF_VERSION = "1.4.0"

@@ -142,7 +142,7 @@ class Child:
         self.name = name
         self.log_path = log
         self._log: IO[bytes] = log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", *command], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream.commands.main", *command], env=env,
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
@@ -180,7 +180,7 @@ class Watcher(threading.Thread):
     def run(self) -> None:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-        from stream.kafka import consumer
+        from stream.kafka.clients import consumer
 
         client = consumer(self.settings, group_id=f"{self.settings.app_id}-demo-watch", enable_auto_commit=False)
         try:
@@ -304,7 +304,7 @@ class Demo:
             raise DemoError("could not start the local Kafka broker (see the launcher's message above)")
 
     def create_topics(self, receiver_url: str) -> None:
-        from stream.topics import TOPIC_SETTINGS, TopicsError, apply_topics
+        from stream.kafka.topics import TOPIC_SETTINGS, TopicsError, apply_topics
 
         prefix = f"demo-{self.run_id}."
         sink = SinkSettings(name="pagerduty-demo", kind="pagerduty", url=receiver_url, min_priority="P3",
@@ -328,7 +328,7 @@ class Demo:
         self.say(f"  topics: created {len(changes)} topics named {prefix}*, {fate}")
 
     def child_env(self) -> dict[str, str]:
-        from stream.topics import TOPIC_SETTINGS
+        from stream.kafka.topics import TOPIC_SETTINGS
 
         s = self.settings
         env = {key: value for key, value in os.environ.items() if key != "HOTPATH_ASSET_FILE"}
@@ -374,7 +374,7 @@ class Demo:
                            f"http://{self.settings.web_host}:{self.settings.web_port}/escalations")
 
     def produce(self, scenario: Scenario) -> None:
-        from stream.kafka import producer
+        from stream.kafka.clients import producer
 
         s = self.settings
         failures: list[str] = []
@@ -421,7 +421,7 @@ class Demo:
 
     def settle(self) -> None:
         """Wait until the worker consumed everything and escalations and webhooks went quiet."""
-        from stream.kafka import consumer
+        from stream.kafka.clients import consumer
 
         s = self.settings
         offsets = consumer(s, group_id=s.app_id, enable_auto_commit=False)
@@ -533,7 +533,7 @@ class Demo:
     def _delete_topics(self) -> None:
         if not self.topics_created or self.args.keep_topics:
             return
-        from stream.kafka import admin
+        from stream.kafka.clients import admin
 
         client = admin(self.settings)
         prefixes = (f"demo-{self.run_id}.", f"{self.settings.app_id}-")
@@ -554,7 +554,7 @@ class Demo:
 def _broker_answers(settings: Settings, timeout: float = 3.0) -> bool:
     from confluent_kafka import KafkaException
 
-    from stream.kafka import admin
+    from stream.kafka.clients import admin
 
     try:
         admin(settings).list_topics(timeout=timeout)
@@ -608,7 +608,7 @@ def _read_all(settings: Settings, topic: str) -> list[dict[str, Any]]:
     """Every JSON value of ``topic`` up to its current end."""
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-    from stream.kafka import consumer
+    from stream.kafka.clients import consumer
 
     client = consumer(settings, group_id=f"{settings.app_id}-demo-read", enable_auto_commit=False)
     try:

@@ -29,10 +29,10 @@ import orjson
 
 from stream.demo import DEFAULT_MINUTES, DEFAULT_SEED, MIN_MINUTES, records
 from stream.demo.estate import Estate, PlannedFinding, build_estate, node_name
+from stream.demo.tracegen import Encoding
 from stream.demo.traffic import TrafficSpec, trace_records
 from stream.models import Asset
 from stream.settings import Priority
-from stream.tracegen import Encoding
 
 DEFAULT_START = 1748941200.0  # 2025-06-03T09:00:00Z, fixed so a seed gives the same bytes anywhere
 SCAN_SHARE = 0.2  # findings arrive over this first share of the scenario

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from stream.lifecycle import PRIORITY_RANK
+from stream.correlate.lifecycle import PRIORITY_RANK
 
 if TYPE_CHECKING:
     from stream.demo.scenario import Expected

@@ -31,7 +31,15 @@ from itertools import repeat
 from opentelemetry.trace import SpanKind
 
 from stream.demo.estate import ACCOUNT, CLUSTER, REGION, Estate, Service, node_name
-from stream.tracegen import Encoding, TraceBuilder, Workload, aws_call, database, encode_batch, http_client
+from stream.demo.tracegen import (
+    Encoding,
+    TraceBuilder,
+    Workload,
+    aws_call,
+    database,
+    encode_batch,
+    http_client,
+)
 
 HTTPX = "opentelemetry.instrumentation.httpx"
 BOTOCORE = "opentelemetry.instrumentation.botocore"

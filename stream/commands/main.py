@@ -1,0 +1,95 @@
+"""The ``hotpath`` command. Each sub-command lives in its own module, imported only when used.
+
+A command module exposes ``add_arguments(parser)`` and ``run(args, settings) -> int``. Settings are
+read once here, so a bad ``HOTPATH_*`` value stops every command with one line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Iterable
+
+from stream.settings import ConfigError, load_settings, unknown_variables
+from stream.version import version
+
+# The name hotpath is installed under; "hotpath" on PyPI is an unrelated project.
+DESCRIPTION = (
+    "hotpath escalates the cloud misconfigurations that live traffic exercises: it joins CSPM findings "
+    "with OpenTelemetry traces and runtime alerts on Kafka and sends a scored, explained escalation for "
+    "each finding that traffic touches. Settings are HOTPATH_* environment variables (see the README)."
+)
+
+# (command words, module, one-line help)
+COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
+    (("topics", "apply"), "stream.kafka.topics", "create or update the topics declared in topics/"),
+    (("inspect",), "stream.ingest.files", "decode input files and print one normalized record per line"),
+    (("replay",), "stream.commands.replay", "run the correlation offline over exported files"),
+    (("worker",), "stream.worker.app", "run the streaming job (Faust worker)"),
+    (("deliver",), "stream.deliver.service", "deliver escalations to the SIEM topic and webhooks"),
+    (("demo",), "stream.demo.run", "play the fintech scenario through Kafka and show the result"),
+    (("aws", "pull-findings"), "stream.sources.aws.findings", "publish Security Hub and AWS Config findings"),
+    (("aws", "sync-assets"), "stream.sources.aws.assets", "build asset context from the AWS account"),
+]
+COMMAND_GROUPS = {
+    "topics": "manage the Kafka topics hotpath reads and writes",
+    "aws": "read findings and assets from an AWS account",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hotpath", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}",
+                        help="print the version and exit")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for words, module, help_text in COMMANDS:
+        if len(words) == 1:
+            sub = top.add_parser(words[0], help=help_text, description=help_text)
+        else:
+            if words[0] not in groups:
+                group_help = COMMAND_GROUPS[words[0]]
+                group_parser = top.add_parser(words[0], help=group_help, description=group_help)
+                groups[words[0]] = group_parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+            sub = groups[words[0]].add_parser(words[1], help=help_text, description=help_text)
+        sub.set_defaults(_module=module)
+        _add_arguments(sub, module)
+    return parser
+
+
+def _add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
+    # Argument definitions are needed for --help, so modules are imported here; each keeps its
+    # heavy imports (faust, boto3) inside run().
+    add = getattr(importlib.import_module(module), "add_arguments", None)
+    if add is not None:
+        add(parser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        _warn_about_unknown_variables()
+        print(f"hotpath: configuration error: {exc}", file=sys.stderr)
+        return 2
+    _warn_about_unknown_variables(sink.secret_env for sink in settings.sinks if sink.secret_env)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args, settings) or 0)
+    except ConfigError as exc:
+        print(f"hotpath: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _warn_about_unknown_variables(also_known: Iterable[str] = ()) -> None:
+    for warning in unknown_variables(os.environ, also_known):
+        print(f"hotpath: warning: {warning}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Which sinks an escalation goes to, and the secrets they need.
+
+Routing rules (each sink in ``HOTPATH_SINKS``):
+
+- ``match_owner`` / ``match_environment``, when set, must equal the event's asset ``owner`` /
+  ``environment``: this is how each team's services page their own PagerDuty service.
+- ``escalated`` and ``updated`` events go to the sinks whose ``min_priority`` they reach (P1 is the
+  highest; a P3 sink takes P1, P2 and P3).
+- ``resolved`` events go to every sink whose owner/environment match, *whatever their priority*.
+  A finding can have been triggered at P2 and be resolved at P4; the resolve must still reach the
+  sink that paged. The rule needs no memory of what was sent, so it survives restarts and
+  rebalances; the price is a resolve for a key a sink never saw, which PagerDuty drops, Opsgenie
+  answers with "alert does not exist" after accepting, and a generic receiver should ignore.
+
+Secrets (PagerDuty routing keys, Opsgenie GenieKeys, HMAC secrets) are read from the environment
+variable ``secret_env`` or the file ``secret_file`` and kept in a :class:`Secret`, whose repr and
+str are ``***``, so a secret cannot slip into a log line, a metric or a dead-letter record by
+formatting; error messages name the variable or file, never the value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+
+from stream.correlate.lifecycle import PRIORITY_RANK
+from stream.deliver.escalation import Escalation
+from stream.deliver.http import REASON_MAX_CHARS, truncate
+from stream.redact import mask
+from stream.settings import ConfigError, SinkSettings
+
+# Shorter tails of the secret are too likely to be ordinary text to be worth removing.
+SECRET_FRAGMENT_MIN_CHARS = 4
+
+
+class Secret:
+    """A secret value that prints as ``***``; ``reveal()`` is the only way to read it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def redact(self, text: str) -> str:
+        """``text`` fit to leave hotpath as a reason: the secret replaced by ``***``, masked, then cut.
+
+        In this order, so the cut to ``REASON_MAX_CHARS`` can never leave part of the secret (or of a
+        card number) behind. An answer read only in part can end in the start of the secret: that
+        is removed too.
+        """
+        if self._value:
+            text = text.replace(self._value, "***")
+            for length in range(len(self._value) - 1, SECRET_FRAGMENT_MIN_CHARS - 1, -1):
+                if text.endswith(self._value[:length]):
+                    text = text[:-length] + "***"
+                    break
+        return truncate(mask(text), REASON_MAX_CHARS)
+
+    def __repr__(self) -> str:
+        return "***"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        raise TypeError("a Secret cannot be pickled")
+
+
+def load_secret(sink: SinkSettings, environ: Mapping[str, str] = os.environ) -> Secret:
+    """The sink's secret from its environment variable or file; ConfigError naming where it was looked for."""
+    where = f"sink {sink.name!r}"
+    if (sink.secret_env is None) == (sink.secret_file is None):
+        raise ConfigError(f"HOTPATH_SINKS: {where} needs exactly one of secret_env or secret_file")
+    if sink.secret_env is not None:
+        value = environ.get(sink.secret_env, "")
+        source = f"environment variable {sink.secret_env}"
+    else:
+        try:
+            value = sink.secret_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"HOTPATH_SINKS: {where}: cannot read secret_file {sink.secret_file}: {exc.strerror}") from None
+        source = f"secret_file {sink.secret_file}"
+    value = value.strip()
+    if not value:
+        raise ConfigError(f"HOTPATH_SINKS: {where}: {source} is empty or unset")
+    return Secret(value)
+
+
+def check_sinks(sinks: Iterable[SinkSettings]) -> None:
+    """Refuse configurations that could only fail at delivery time: duplicate names, a webhook without a URL."""
+    seen: set[str] = set()
+    for sink in sinks:
+        if sink.name in seen:
+            raise ConfigError(f"HOTPATH_SINKS: two sinks are named {sink.name!r}; names key the metrics and logs")
+        seen.add(sink.name)
+        if sink.kind == "webhook" and not sink.url:
+            raise ConfigError(f"HOTPATH_SINKS: webhook sink {sink.name!r} needs a url")
+
+
+def sink_matches(sink: SinkSettings, escalation: Escalation) -> bool:
+    """Whether ``escalation`` goes to ``sink`` (see the module docstring for the rules)."""
+    asset = escalation.asset
+    if sink.match_owner is not None and asset.owner != sink.match_owner:
+        return False
+    if sink.match_environment is not None and asset.environment != sink.match_environment:
+        return False
+    if escalation.state == "resolved":
+        return True
+    return PRIORITY_RANK[escalation.priority] <= PRIORITY_RANK[sink.min_priority]

@@ -1,0 +1,49 @@
+"""Each lifecycle transition, and the absence of one when nothing changed."""
+
+from stream.correlate.lifecycle import EscalationState, Verdict, decide, escalation_uid
+
+NEW = EscalationState()
+
+
+def verdict(priority="P2", open_=True, live=True, stale=False, score=70.0):
+    return Verdict(open=open_, priority=priority, score=score, live=live, stale=stale)
+
+
+def test_first_crossing_of_the_threshold_escalates_with_version_1():
+    transition, state = decide(NEW, verdict("P2"), "P3")
+    assert transition == "escalated" and state.version == 1 and state.active and state.priority == "P2"
+
+
+def test_below_threshold_or_not_live_stays_quiet():
+    assert decide(NEW, verdict("P4", score=40), "P3") == (None, NEW)
+    assert decide(NEW, verdict("P1", live=False), "P3") == (None, NEW)
+    assert decide(NEW, verdict("P1", open_=False), "P3") == (None, NEW)
+
+
+def test_priority_change_updates_same_priority_does_not():
+    _, escalated = decide(NEW, verdict("P2"), "P3")
+    assert decide(escalated, verdict("P2", score=71.0), "P3") == (None, escalated)
+    transition, updated = decide(escalated, verdict("P1", score=90.0), "P3")
+    assert transition == "updated" and updated.version == 2 and updated.priority == "P1"
+
+
+def test_a_lull_in_traffic_does_not_downgrade():
+    _, escalated = decide(NEW, verdict("P1"), "P3")
+    assert decide(escalated, verdict("P4", live=False), "P3") == (None, escalated)
+
+
+def test_resolved_at_source_or_stale_resolves_then_can_escalate_again():
+    _, escalated = decide(NEW, verdict("P2"), "P3")
+    transition, resolved = decide(escalated, verdict("P2", open_=False), "P3")
+    assert transition == "resolved" and resolved.version == 2 and not resolved.active
+    transition, stale = decide(escalated, verdict("P2", stale=True), "P3")
+    assert transition == "resolved" and stale.version == 2
+    transition, again = decide(resolved, verdict("P3", score=50.0), "P3")
+    assert transition == "escalated" and again.version == 3
+
+
+def test_state_round_trips_through_json_lists_and_uid_is_stable():
+    _, state = decide(NEW, verdict("P2"), "P3")
+    assert EscalationState.from_list(state.to_list()) == state
+    assert escalation_uid("f-1") == escalation_uid("f-1") != escalation_uid("f-2")
+    assert escalation_uid("f-1").startswith("hp-") and len(escalation_uid("f-1")) == 35
