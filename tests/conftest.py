@@ -20,11 +20,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 from workers import TEST_DATA_MAX_AGE_S
 
 from stream.kafka.topics import TOPIC_SETTINGS, apply_topics
 from stream.settings import Settings, load_settings
-from paths import ROOT
 
 LAUNCHER = ROOT / "deploy" / "kafka" / "launcher.py"
 TEST_RUN_PREFIX = "test-kafka-"

@@ -29,6 +29,7 @@ import boto3
 import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from paths import ROOT, SAMPLES
 
 from stream.commands.main import build_parser
 from stream.ingest.formats.assets import load_asset_file
@@ -38,7 +39,6 @@ from stream.settings import load_settings
 from stream.sources.aws import assets as sync_assets
 from stream.sources.aws import findings as pull_findings
 from stream.sources.aws.cursor import cursor_topic
-from paths import ROOT, SAMPLES
 
 pytestmark = pytest.mark.aws
 

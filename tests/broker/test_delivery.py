@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 from conftest import free_port
 from jsonschema import Draft202012Validator
+from paths import ROOT
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from receivers import (
@@ -45,7 +46,6 @@ from stream.deliver.service import (
 from stream.kafka import clients as kafka
 from stream.logs import JsonFormatter
 from stream.settings import Settings, SinkSettings
-from paths import ROOT
 
 ROUTING_KEY = "R0UT1NGK3Y0123456789abcdefabcdef"
 GENIE_KEY = "eb243592-faa2-4ba2-a551-1afdf565c889"

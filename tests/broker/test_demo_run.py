@@ -19,11 +19,11 @@ from pathlib import Path
 
 import orjson
 import psutil
+from paths import ROOT
 
 from stream.demo.receiver import PagerDutyReceiver
 from stream.kafka.clients import admin
 from stream.settings import load_settings
-from paths import ROOT
 
 ROUTING_KEY = "r" * 32
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from paths import ROOT
 
 from stream.kafka.clients import admin
 from stream.kafka.topics import (
@@ -28,7 +29,6 @@ from stream.kafka.topics import (
     plan_topics,
 )
 from stream.settings import ConfigError, load_settings
-from paths import ROOT
 
 TOPICS_DIR = ROOT / "topics"
 

@@ -10,11 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from paths import ROOT
 
 from stream.commands.main import COMMANDS
 from stream.kafka.topics import load_declarations
 from stream.settings import Settings, load_settings, web_bind_host
-from paths import ROOT
 
 # The declared defaults, not whatever HOTPATH_* variables this shell happens to set.
 DEFAULTS = SimpleNamespace(**{name: field.default for name, field in Settings.model_fields.items()})

@@ -16,18 +16,17 @@ import json
 import shutil
 import subprocess
 from functools import cache
-from pathlib import Path
 from types import SimpleNamespace
 
 import kubernetes_validate
 import promql_parser
 import pytest
 import yaml
+from paths import ROOT
 from test_compose import settings_read_from
 
 from stream.kafka.topics import load_declarations
 from stream.settings import Settings, web_bind_host
-from paths import ROOT
 
 K8S = ROOT / "deploy" / "k8s"
 BASE = K8S / "base"

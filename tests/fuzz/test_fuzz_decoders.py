@@ -11,13 +11,13 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paths import SAMPLES
 from test_formats_alerts import eks_finding, falco_event
 from test_formats_assets import LEDGER, SG
 from test_formats_findings import compliance_finding, config_event, v2_event
@@ -27,7 +27,6 @@ from stream.ingest.formats.alerts import decode_alerts
 from stream.ingest.formats.assets import decode_assets
 from stream.ingest.formats.findings import decode_findings
 from stream.models import Asset, DecodeError
-from paths import SAMPLES
 
 MAX_BYTES = 256 * 1024
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

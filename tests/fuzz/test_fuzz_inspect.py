@@ -17,13 +17,13 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paths import ROOT
 from test_fuzz_decoders import ALERTS, ASSETS, FINDINGS, SAMPLES, damaged_bytes, deep_nesting, hostile, pick
 from test_fuzz_otlp import JSON_DOCUMENTS, damaged_proto
 
 from stream.entities.resolve import EntityResolver
 from stream.ingest.files import ErrorRecord, iter_file_records
 from stream.settings import load_settings
-from paths import ROOT
 
 MAX_RECORD_BYTES = 64 * 1024
 SETTINGS = load_settings(max_record_bytes=MAX_RECORD_BYTES, max_spans_per_message=1000, max_attributes_per_span=64)

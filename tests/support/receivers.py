@@ -20,13 +20,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from paths import SCHEMAS
+
 from stream.correlate.lifecycle import escalation_uid
 from stream.deliver.webhook import DEDUP_KEY_HEADER, SIGNATURE_HEADER, verify_signature
-from paths import SCHEMAS
 
 HANG_LIMIT_S = 60.0
 

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stream.kafka.clients import consumer
-from stream.settings import Settings
 from paths import ROOT
 
+from stream.kafka.clients import consumer
+from stream.settings import Settings
 
 
 def free_port() -> int:

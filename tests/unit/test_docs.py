@@ -1,10 +1,10 @@
 """The README's configuration reference is generated from the settings class and must stay current."""
 
-from pathlib import Path
+
+from paths import ROOT
 
 from stream.commands.configdoc import render, settings_table
 from stream.settings import Settings
-from paths import ROOT
 
 README = ROOT / "README.md"
 

@@ -8,13 +8,12 @@ import os
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import pytest
+from paths import ROOT
 
 from stream.commands.main import build_parser
 from stream.version import DISTRIBUTION, version
-from paths import ROOT
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 WEBHOOK_PASSWORD = "hunter2-webhook"

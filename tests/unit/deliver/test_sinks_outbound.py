@@ -18,11 +18,11 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 import orjson
 import pytest
 from jsonschema import Draft202012Validator
+from paths import ROOT
 from receivers import OpsgenieReceiver, PagerDutyReceiver, WebhookReceiver, escalation_event, load_schema
 from receivers import Receiver as AnyReceiver
 from test_correlate import BUCKET, Harness, at, touch
@@ -39,7 +39,6 @@ from stream.ingest.formats.alerts import decode_alerts
 from stream.ingest.formats.findings import decode_findings
 from stream.kafka import clients as kafka
 from stream.settings import ConfigError, Settings, SinkSettings, load_settings
-from paths import ROOT
 
 ROUTING_KEY = "R0UT1NGK3Y0123456789abcdefabcdef"
 GENIE_KEY = "eb243592-faa2-4ba2-a551-1afdf565c889"

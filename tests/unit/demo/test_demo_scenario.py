@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from paths import SAMPLES
 
 from stream.commands.main import main
 from stream.demo import screen
@@ -25,7 +26,6 @@ from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.formats.otlp import decode_traces
 from stream.ingest.router import Router
 from stream.settings import load_settings
-from paths import SAMPLES
 
 STATEMENTS = "arn:aws:s3:::finpay-prod-statements"
 KYC_DOCUMENTS = "arn:aws:s3:::finpay-prod-kyc-documents"

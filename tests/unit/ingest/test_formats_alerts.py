@@ -4,16 +4,15 @@ for field from Falco's JSON output and falcosidekick's payload."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from paths import SAMPLES
 
 from stream.entities.resolve import EntityResolver
 from stream.ingest.formats.alerts import decode_alerts
 from stream.models import Alert, Asset, DecodeError
-from paths import SAMPLES
 
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples (../shared/samples) are absent")
 POD = "payments-api-7d9f8c6b5-x2k4q"

@@ -4,15 +4,14 @@ events built field for field from their published shapes."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from paths import SAMPLES
 
 from stream.ingest.formats.findings import decode_findings
 from stream.models import DecodeError, Finding
-from paths import SAMPLES
 
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples (../shared/samples) are absent")
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 from opentelemetry.trace import SpanKind
+from paths import SAMPLES
 
 from stream.demo.tracegen import TraceBuilder, Workload, aws_call, database, encode_batch, http_client
 from stream.entities.resolve import EntityResolver
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.formats.otlp import decode_traces, detect_encoding
 from stream.models import Asset, DecodeError, Touch, TraceBatch
-from paths import SAMPLES
 
 ACCOUNT = "111122223333"
 REGION = "eu-west-1"

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from paths import ROOT, SAMPLES
 from test_formats_alerts import POD, eks_finding, falco_event
 from test_formats_assets import ASSET_YAML
 from test_formats_findings import config_event
@@ -20,7 +21,6 @@ from stream.entities.resolve import EntityResolver
 from stream.ingest.files import ErrorRecord, iter_file_records
 from stream.models import Asset, Finding, Touch
 from stream.settings import load_settings
-from paths import ROOT, SAMPLES
 
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples (../shared/samples) are absent")
 LEDGER = "arn:aws:rds:eu-west-1:111122223333:db:ledger"

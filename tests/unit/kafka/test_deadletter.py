@@ -9,15 +9,14 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import UTC, datetime
-from pathlib import Path
 
 import jsonschema
 import orjson
 import pytest
+from paths import SCHEMAS
 from workers import HotpathProcess, publish, read_topic
 
 from stream.kafka.deadletter import MAX_REASON_CHARS, dead_letter, dead_letter_key
-from paths import SCHEMAS
 
 SCHEMA = orjson.loads((SCHEMAS / "dlq.schema.json").read_bytes())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
