@@ -63,7 +63,8 @@ def cached_scenario(seed: int, scale: int, minutes: int) -> Scenario:
 def fresh_topics(base: Settings, label: str) -> Iterator[Settings]:
     """Settings whose every topic and app id are new (created from topics.yaml), deleted again afterwards."""
     run = f"bench-{label}-{uuid.uuid4().hex[:8]}"
-    settings = base.model_copy(update={"app_id": run, **{name: f"{run}.{getattr(base, name)}" for name in TOPIC_SETTINGS}})
+    topics = {name: f"{run}.{getattr(base, name)}" for name in TOPIC_SETTINGS}
+    settings = base.model_copy(update={"app_id": run, **topics})
     apply_topics(settings)
     try:
         yield settings

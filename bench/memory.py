@@ -109,7 +109,8 @@ def flatness(base: Settings, per_round: int, rounds: int, round_s: float) -> Fla
     """RSS while ``rounds`` rounds of ``per_round`` new entities arrive, one window step apart, every ``round_s``."""
     # As above: the sweep, not the bound on unclaimed entities, is what must keep memory flat here.
     with fresh_topics(base, "churn") as settings, \
-            running_workers(settings, 1, "churn", max_unclaimed_entities=per_round * rounds, **CHURN_SETTINGS) as workers:
+            running_workers(settings, 1, "churn", max_unclaimed_entities=per_round * rounds,
+                            **CHURN_SETTINGS) as workers:
         process = psutil.Process(workers[0].proc.pid)
         rss = []
         for round_index in range(rounds):

@@ -115,7 +115,8 @@ def measure(base: Settings, scenario: Scenario, window_s: float, windows: int) -
     first part, once it is up and busy.
     """
     with fresh_topics(base, "naive") as settings:
-        publish(settings, [record for record in traffic_records(settings, scenario) if record[0] == settings.topic_traces])
+        traces = [record for record in traffic_records(settings, scenario) if record[0] == settings.topic_traces]
+        publish(settings, traces)
         log_dir = LOG_DIR / settings.app_id
         log_dir.mkdir(parents=True, exist_ok=True)
         with NaiveProcess("naive", settings, log_dir) as process:

@@ -128,9 +128,10 @@ class Bench:
         for index in range(self.profile.worker_runs):
             for workers, figures in runs.items():
                 result = throughput.measure(self.settings, scenario, workers)
+                per_worker = ", ".join(map(str, result.records_per_worker))
+                expected = "as expected" if result.escalations_as_expected else "NOT as the scenario expects"
                 say(f"  run {index + 1}, {workers} worker(s): {result.spans_per_s:,.0f} spans/s in "
-                    f"{result.seconds:.1f}s (trace batches per worker: {', '.join(map(str, result.records_per_worker))}; "
-                    f"escalations {'as expected' if result.escalations_as_expected else 'NOT as the scenario expects'})")
+                    f"{result.seconds:.1f}s (trace batches per worker: {per_worker}; escalations {expected})")
                 figures.append(result.spans_per_s)
                 self.escalations_as_expected.append(result.escalations_as_expected)
         self.results.update(hotpath_spans_per_s=median(runs[1]), hotpath_runs=runs[1],
@@ -275,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"hotpath benchmark ({profile.name}) on {settings.bootstrap_servers}, {os.cpu_count()} cores")
     scenario = cached_scenario(SEED, profile.scale, profile.minutes)
     say(f"scenario: {scenario.span_count:,} spans in {len(scenario.trace_batches)} OTLP batches "
-        f"(~{scenario.span_count // max(1, len(scenario.trace_batches))} spans each), {len(scenario.findings)} findings, "
-        f"{len(scenario.alerts)} alerts")
+        f"(~{scenario.span_count // max(1, len(scenario.trace_batches))} spans each), "
+        f"{len(scenario.findings)} findings, {len(scenario.alerts)} alerts")
     bench = Bench(profile, settings)
     results = bench.run(scenario)
     results.update(environment=environment(profile, scenario), failed=bench.failed,

@@ -3,7 +3,8 @@
 Prometheus conventions: one label per dimension, counters end in ``_total``, times in seconds. Each
 :class:`Metrics` has a registry of its own that also carries the process_* and python_* metrics, so an
 app made twice in one process (tests) never registers a metric twice. Counters are bumped per Kafka
-message or per escalation, never per span; consumer lag, readiness and the context's size are read when scraped (see stream.worker.web).
+message or per escalation, never per span; consumer lag, readiness and the context's size are read
+when scraped (see stream.worker.web).
 """
 
 from __future__ import annotations

@@ -197,7 +197,8 @@ class Settings(BaseSettings):
     tick_interval_s: float = Field(default=1.0, gt=0)
     """How often live entities are re-scored with the latest shared context (wall time)."""
     sinks: list[SinkSettings] = []
-    """Incident webhooks, as a JSON list of {name, kind, url, min_priority, match_owner, match_environment, secret_env, secret_file}."""
+    """Incident webhooks, as a JSON list of {name, kind, url, min_priority, match_owner, match_environment,
+    secret_env, secret_file}."""
     allow_plain_http: bool = False
     """Let sinks use plain http to hosts other than loopback (https is required otherwise)."""
     trace_url_template: str = "http://localhost:16686/trace/{trace_id}"
@@ -275,7 +276,8 @@ class Settings(BaseSettings):
     def _check_sasl(self) -> Settings:
         if self.sasl_mechanism == "OAUTHBEARER":
             if self.sasl_oauth_provider is None:
-                raise ValueError("sasl_mechanism OAUTHBEARER needs sasl_oauth_provider (msk_iam, token_file or unsecured)")
+                raise ValueError("sasl_mechanism OAUTHBEARER needs sasl_oauth_provider "
+                                 "(msk_iam, token_file or unsecured)")
             if self.sasl_oauth_provider == "token_file" and self.sasl_oauth_token_file is None:
                 raise ValueError("sasl_oauth_provider token_file needs sasl_oauth_token_file")
         elif self.security_protocol.startswith("SASL") and not (self.sasl_mechanism and self.sasl_username):

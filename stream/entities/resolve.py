@@ -16,7 +16,8 @@ from functools import lru_cache
 from stream.models import Asset
 
 SERVICE_PREFIX = "service:"
-_S3_VIRTUAL_HOST = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])\.s3[.\-](?:[a-z0-9\-]+\.)?amazonaws\.com$")
+_S3_VIRTUAL_HOST = re.compile(
+    r"^(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])\.s3[.\-](?:[a-z0-9\-]+\.)?amazonaws\.com$")
 _SQS_URL = re.compile(r"^https?://(?:sqs\.)?(?P<region>[a-z0-9\-]+)\.(?:queue\.)?amazonaws\.com/(?P<account>\d{12})/(?P<name>[^/?#]+)")
 _SQS_LEGACY_URL = re.compile(r"^https?://sqs\.(?P<region>[a-z0-9\-]+)\.amazonaws\.com/(?P<account>\d{12})/(?P<name>[^/?#]+)")
 _POD_HASH_SUFFIX = re.compile(r"-[a-z0-9]{6,10}-[a-z0-9]{5}$|-[a-z0-9]{5}$|-\d+$")

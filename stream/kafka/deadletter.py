@@ -9,8 +9,9 @@ the value is masked like every other text hotpath sends (card numbers and creden
 :mod:`stream.redact`): UTF-8 text is kept masked, a binary value (which cannot be masked) is left out
 and only its size and SHA-256 are kept, to find the original on its topic. An operator who needs the
 exact bytes to replay them opts in with ``HOTPATH_DLQ_KEEP_RAW=true``: text as it was, binary as base64.
-The record key is masked the same way, in the letter and as the dead letter's own Kafka key. The value is cut at ``max_value_bytes`` (a hostile record can
-be large), always after masking, so a cut never splits a credential into a prefix masking misses.
+The record key is masked the same way, in the letter and as the dead letter's own Kafka key. The value
+is cut at ``max_value_bytes`` (a hostile record can be large), always after masking, so a cut never
+splits a credential into a prefix masking misses.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def dead_letter(
 ) -> dict[str, Any]:
     """The JSON-ready dead-letter record for one failed record; values masked unless ``keep_raw``."""
     readable = _raw if keep_raw else _masked
-    origin: dict[str, Any] = {"topic": topic, "partition": partition, "offset": offset, "key": None, "key_encoding": None}
+    origin: dict[str, Any] = {"topic": topic, "partition": partition, "offset": offset,
+                              "key": None, "key_encoding": None}
     if key is not None:
         origin["key"], origin["key_encoding"] = readable(key, len(key))
     record: dict[str, Any] = {

@@ -68,7 +68,8 @@ def decode_assets(value: bytes, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: i
     return assets_from_document(loads(value, max_bytes, max_depth))
 
 
-def load_asset_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH) -> list[Asset]:
+def load_asset_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES,
+                    max_depth: int = DEFAULT_MAX_DEPTH) -> list[Asset]:
     """Read an asset file: YAML for ``.yaml``/``.yml``, JSON otherwise. Errors name the file."""
     path = Path(path)
     try:

@@ -4,7 +4,8 @@ A record of ``hotpath.findings`` holds one JSON value: a Prowler OCSF finding or
 ASFF finding, an ASFF ``{"Findings": [...]}`` batch, an EventBridge event ("Security Hub Findings -
 Imported", "Findings Imported V2", "Config Rules Compliance Change"), a Security Hub OCSF finding,
 or the bare ``detail`` of an AWS Config compliance change. Each format lives in its own module
-(:mod:`~stream.ingest.formats.prowler`, :mod:`~stream.ingest.formats.securityhub`, :mod:`~stream.ingest.formats.awsconfig`);
+(:mod:`~stream.ingest.formats.prowler`, :mod:`~stream.ingest.formats.securityhub`,
+:mod:`~stream.ingest.formats.awsconfig`);
 this one finds the format and turns the fields into validated :class:`~stream.models.Finding` s.
 
 The helpers :func:`build` and :func:`each` are shared with the alert and asset decoders: they keep

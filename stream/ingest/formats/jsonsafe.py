@@ -60,7 +60,8 @@ def _parse(value: bytes | str, max_depth: int) -> Any:
     wrap = ORJSON_MAX_DEPTH - max_depth
     if len(value) < _WRAPPED_FROM_BYTES or wrap <= 0:
         document = orjson.loads(value)
-        return _TOO_DEEP if _nests_deeper_than(value.encode() if isinstance(value, str) else value, max_depth) else document
+        raw = value.encode() if isinstance(value, str) else value
+        return _TOO_DEEP if _nests_deeper_than(raw, max_depth) else document
     opening, closing = ("[" * wrap, "]" * wrap) if isinstance(value, str) else (b"[" * wrap, b"]" * wrap)
     try:
         node = orjson.loads(opening + value + closing)

@@ -141,7 +141,8 @@ def _ocsf_check(finding: dict[str, Any], what: str) -> str | None:
     if control:
         return control
     info = section(finding, "finding_info", what)
-    types = [item for item in expect_list(info.get("types") or [], f"{what} finding_info.types") if isinstance(item, str)]
+    listed = expect_list(info.get("types") or [], f"{what} finding_info.types")
+    types = [item for item in listed if isinstance(item, str)]
     if types:
         return types[-1]
     return text(section(info, "analytic", f"{what} finding_info"), "name", f"{what} finding_info.analytic",
