@@ -2,6 +2,8 @@
 
 ``escalation`` reads and validates the event; ``ocsf`` turns it into an OCSF Detection Finding;
 ``pagerduty``, ``opsgenie`` and ``webhook`` build one HTTP request per event and ``http`` classifies
-the answer; ``routing`` decides which sinks an event goes to and loads their secrets; ``delivery`` is
-the ``hotpath deliver`` service that ties them to Kafka with at-least-once semantics.
+the answer; ``routing`` decides which sinks an event goes to and loads their secrets. ``service`` is
+the ``hotpath deliver`` service that ties them to Kafka with at-least-once semantics: a ``lane`` per
+consumer group, ``backoff`` between retries, its ``metrics`` and its ``ops`` web server. The command
+is ``stream.commands.deliver``.
 """

@@ -33,7 +33,8 @@ SEVERITY_BY_PRIORITY = {"P1": "critical", "P2": "error", "P3": "warning", "P4": 
 classify = classify_response
 
 
-def build_request(escalation: Escalation, sink: SinkSettings, secret: Secret, *, trace_url_template: str) -> HttpRequest:
+def build_request(escalation: Escalation, sink: SinkSettings, secret: Secret, *,
+                  trace_url_template: str) -> HttpRequest:
     """The Events API v2 request for one escalation event."""
     event: dict = {"routing_key": secret.reveal(), "dedup_key": escalation.dedup_key}
     if escalation.state == "resolved":

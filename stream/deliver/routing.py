@@ -80,7 +80,8 @@ def load_secret(sink: SinkSettings, environ: Mapping[str, str] = os.environ) -> 
         try:
             value = sink.secret_file.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"HOTPATH_SINKS: {where}: cannot read secret_file {sink.secret_file}: {exc.strerror}") from None
+            raise ConfigError(f"HOTPATH_SINKS: {where}: cannot read secret_file {sink.secret_file}: "
+                              f"{exc.strerror}") from None
         source = f"secret_file {sink.secret_file}"
     value = value.strip()
     if not value:

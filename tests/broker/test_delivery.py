@@ -33,16 +33,10 @@ from receivers import (
     load_schema,
 )
 
-from stream.deliver.service import (
-    CONSUME_BATCH,
-    MAX_IN_FLIGHT_PER_PARTITION,
-    DeliveryMetrics,
-    DeliveryService,
-    PartitionProgress,
-    backoff_delay,
-    lane_group,
-    sink_clients,
-)
+from stream.deliver.backoff import backoff_delay
+from stream.deliver.lane import CONSUME_BATCH, MAX_IN_FLIGHT_PER_PARTITION, PartitionProgress, lane_group
+from stream.deliver.metrics import DeliveryMetrics
+from stream.deliver.service import DeliveryService, sink_clients
 from stream.kafka import clients as kafka
 from stream.logs import JsonFormatter
 from stream.settings import Settings, SinkSettings
