@@ -13,7 +13,8 @@ import logging
 import signal
 
 from stream.deliver.ops import WebServerError
-from stream.deliver.service import DeliveryService, sink_clients
+from stream.deliver.registry import sink_clients
+from stream.deliver.service import DeliveryService
 from stream.kafka.connect import KafkaUnavailable, fold_client_logs
 from stream.logs import configure_logging
 from stream.settings import Settings

@@ -35,71 +35,31 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import orjson
 
-from stream.deliver import opsgenie, pagerduty, webhook
 from stream.deliver.backoff import backoff_delay
 from stream.deliver.escalation import Escalation, parse_escalation
 from stream.deliver.http import Accepted, HttpRequest, Outcome, Permanent, Retry
 from stream.deliver.lane import Abandoned, Key, Lane, committed_offsets, lane_group, log_event, slowest_backlog
 from stream.deliver.metrics import DeliveryMetrics
 from stream.deliver.ops import OpsServer
-from stream.deliver.routing import Secret, check_sinks, load_secret, sink_matches
+from stream.deliver.routing import sink_matches
+from stream.deliver.sink import SinkClient
 from stream.kafka import clients as kafka
 from stream.kafka.connect import check_brokers
 from stream.kafka.deadletter import dead_letter, dead_letter_key
 from stream.models import DecodeError
-from stream.settings import Settings, SinkSettings, web_bind_host
+from stream.settings import Settings, web_bind_host
 
 MAX_REQUESTS_PER_SINK = 8
 RESPONSE_READ_BYTES = 64 * 1024
 UNREADABLE = "(unreadable event)"
 SIEM = "(siem)"
-
-
-@dataclass(frozen=True)
-class SinkClient:
-    """One configured sink, ready to send: its settings, secret, request builder and answer classifier."""
-
-    settings: SinkSettings
-    secret: Secret
-    build: Callable[[Escalation, float], list[HttpRequest]]  # the requests of one event, sent in order
-    classify: Callable[[int, Mapping[str, str], bytes, float], Outcome]
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
-
-
-def sink_clients(settings: Settings, environ: Mapping[str, str] = os.environ) -> list[SinkClient]:
-    """The configured sinks with their secrets loaded; ConfigError for a bad or incomplete one."""
-    check_sinks(settings.sinks)
-    return [_sink_client(sink, load_secret(sink, environ), settings.trace_url_template) for sink in settings.sinks]
-
-
-def _sink_client(sink: SinkSettings, secret: Secret, trace_url_template: str) -> SinkClient:
-    if sink.kind == "webhook":
-        def build(escalation: Escalation, now: float) -> list[HttpRequest]:
-            return [webhook.build_request(escalation, sink, secret, now=now)]
-
-        return SinkClient(sink, secret, build, webhook.classify)
-    if sink.kind == "opsgenie":  # a priority change is a second request: Opsgenie keeps an alert's first priority
-        def build_alert(escalation: Escalation, now: float) -> list[HttpRequest]:
-            return opsgenie.build_requests(escalation, sink, secret, trace_url_template=trace_url_template)
-
-        return SinkClient(sink, secret, build_alert, opsgenie.classify)
-
-    def build_incident(escalation: Escalation, now: float) -> list[HttpRequest]:
-        return [pagerduty.build_request(escalation, sink, secret, trace_url_template=trace_url_template)]
-
-    return SinkClient(sink, secret, build_incident, pagerduty.classify)
 
 
 class KafkaDeliveryError(Exception):

@@ -36,7 +36,8 @@ from receivers import (
 from stream.deliver.backoff import backoff_delay
 from stream.deliver.lane import CONSUME_BATCH, MAX_IN_FLIGHT_PER_PARTITION, PartitionProgress, lane_group
 from stream.deliver.metrics import DeliveryMetrics
-from stream.deliver.service import DeliveryService, sink_clients
+from stream.deliver.registry import sink_clients
+from stream.deliver.service import DeliveryService
 from stream.kafka import clients as kafka
 from stream.logs import JsonFormatter
 from stream.settings import Settings, SinkSettings

@@ -16,8 +16,8 @@ from receivers import OpsgenieReceiver, PagerDutyReceiver, WebhookReceiver, esca
 from stream.deliver import opsgenie, pagerduty, webhook
 from stream.deliver.escalation import escalation_from_dict
 from stream.deliver.http import Accepted, HttpRequest, Permanent, Retry, classify_response
-from stream.deliver.routing import Secret, check_sinks, load_secret, sink_matches
-from stream.deliver.service import sink_clients
+from stream.deliver.registry import check_sinks, sink_clients
+from stream.deliver.routing import Secret, load_secret, sink_matches
 from stream.settings import ConfigError, SinkSettings, load_settings
 
 ROUTING_KEY = "R0UT1NGK3Y0123456789abcdefabcdef"
