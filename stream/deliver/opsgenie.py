@@ -99,10 +99,10 @@ def within_total(details: dict[str, str], max_chars: int) -> dict[str, str]:
     return {key: truncate(value, max(share - len(key), 3)) for key, value in details.items()}
 
 
-def requests(escalation: Escalation, sink: SinkSettings, secret: Secret, *, now: float,
-             trace_url_template: str) -> list[HttpRequest]:
+def event_requests(escalation: Escalation, sink: SinkSettings, secret: Secret, *, now: float,
+                   trace_url_template: str) -> list[HttpRequest]:
     """The registry's builder: :func:`build_requests`, the same whenever they are sent."""
     return build_requests(escalation, sink, secret, trace_url_template=trace_url_template)
 
 
-SINK = SinkKind("opsgenie", requests, classify, default_url=DEFAULT_URL)
+SINK = SinkKind("opsgenie", event_requests, classify, default_url=DEFAULT_URL)

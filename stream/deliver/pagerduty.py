@@ -83,10 +83,10 @@ def _payload(escalation: Escalation) -> dict:
     return payload
 
 
-def requests(escalation: Escalation, sink: SinkSettings, secret: Secret, *, now: float,
-             trace_url_template: str) -> list[HttpRequest]:
+def event_requests(escalation: Escalation, sink: SinkSettings, secret: Secret, *, now: float,
+                   trace_url_template: str) -> list[HttpRequest]:
     """The registry's builder: one trigger or resolve per event, the same whenever it is sent."""
     return [build_request(escalation, sink, secret, trace_url_template=trace_url_template)]
 
 
-SINK = SinkKind("pagerduty", requests, classify, default_url=DEFAULT_URL)
+SINK = SinkKind("pagerduty", event_requests, classify, default_url=DEFAULT_URL)

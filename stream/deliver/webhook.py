@@ -89,10 +89,10 @@ def _key(secret: str | bytes) -> bytes:
     return secret.encode() if isinstance(secret, str) else secret
 
 
-def requests(escalation: Escalation, sink: SinkSettings, secret: Secret, *, now: float,
-             trace_url_template: str) -> list[HttpRequest]:
+def event_requests(escalation: Escalation, sink: SinkSettings, secret: Secret, *, now: float,
+                   trace_url_template: str) -> list[HttpRequest]:
     """The registry's builder: the event signed at ``now`` (a receiver has no trace links to follow)."""
     return [build_request(escalation, sink, secret, now=now)]
 
 
-SINK = SinkKind("webhook", requests, classify, default_url=None)
+SINK = SinkKind("webhook", event_requests, classify, default_url=None)
