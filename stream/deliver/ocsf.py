@@ -84,7 +84,8 @@ ACTIVITY_BY_STATE: dict[str, ActivityID] = {
 TRACE_EVENT_TYPE = "OpenTelemetry trace"
 ALERT_EVENT_TYPE = "Runtime alert"
 
-_ARN = re.compile(r"^arn:(?P<partition>[^:]+):(?P<service>[^:]*):(?P<region>[^:]*):(?P<account>[^:]*):(?P<resource>.+)$")
+_ARN = re.compile(
+    r"^arn:(?P<partition>[^:]+):(?P<service>[^:]*):(?P<region>[^:]*):(?P<account>[^:]*):(?P<resource>.+)$")
 # ARNs whose resource part is a bare name, without a "type/" or "type:" prefix.
 _UNTYPED_ARN_RESOURCES = {"s3": "bucket", "sqs": "queue", "sns": "topic"}
 _AWS_ACCOUNT = re.compile(r"^\d{12}$")

@@ -24,6 +24,7 @@ from urllib.parse import quote
 from stream.deliver.escalation import Escalation, trace_links
 from stream.deliver.http import HttpRequest, classify_response, json_request, truncate
 from stream.deliver.routing import Secret
+from stream.deliver.sink import SinkKind
 from stream.settings import SinkSettings
 
 DEFAULT_URL = "https://api.opsgenie.com"
@@ -96,3 +97,12 @@ def within_total(details: dict[str, str], max_chars: int) -> dict[str, str]:
         return details
     share = max_chars // len(details)
     return {key: truncate(value, max(share - len(key), 3)) for key, value in details.items()}
+
+
+def event_requests(escalation: Escalation, sink: SinkSettings, secret: Secret, *, now: float,
+                   trace_url_template: str) -> list[HttpRequest]:
+    """The registry's builder: :func:`build_requests`, the same whenever they are sent."""
+    return build_requests(escalation, sink, secret, trace_url_template=trace_url_template)
+
+
+SINK = SinkKind("opsgenie", event_requests, classify, default_url=DEFAULT_URL)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from stream.deliver.escalation import Escalation, trace_links
 from stream.deliver.http import HttpRequest, classify_response, fit_json, json_request, truncate
 from stream.deliver.routing import Secret
+from stream.deliver.sink import SinkKind
 from stream.settings import SinkSettings
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -33,7 +34,8 @@ SEVERITY_BY_PRIORITY = {"P1": "critical", "P2": "error", "P3": "warning", "P4": 
 classify = classify_response
 
 
-def build_request(escalation: Escalation, sink: SinkSettings, secret: Secret, *, trace_url_template: str) -> HttpRequest:
+def build_request(escalation: Escalation, sink: SinkSettings, secret: Secret, *,
+                  trace_url_template: str) -> HttpRequest:
     """The Events API v2 request for one escalation event."""
     event: dict = {"routing_key": secret.reveal(), "dedup_key": escalation.dedup_key}
     if escalation.state == "resolved":
@@ -79,3 +81,12 @@ def _payload(escalation: Escalation) -> dict:
     if escalation.asset.owner:
         payload["group"] = truncate(escalation.asset.owner, FIELD_MAX_CHARS)
     return payload
+
+
+def event_requests(escalation: Escalation, sink: SinkSettings, secret: Secret, *, now: float,
+                   trace_url_template: str) -> list[HttpRequest]:
+    """The registry's builder: one trigger or resolve per event, the same whenever it is sent."""
+    return [build_request(escalation, sink, secret, trace_url_template=trace_url_template)]
+
+
+SINK = SinkKind("pagerduty", event_requests, classify, default_url=DEFAULT_URL)

@@ -21,7 +21,7 @@ formatting; error messages name the variable or file, never the value.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from stream.correlate.lifecycle import PRIORITY_RANK
 from stream.deliver.escalation import Escalation
@@ -80,23 +80,14 @@ def load_secret(sink: SinkSettings, environ: Mapping[str, str] = os.environ) -> 
         try:
             value = sink.secret_file.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"HOTPATH_SINKS: {where}: cannot read secret_file {sink.secret_file}: {exc.strerror}") from None
+            raise ConfigError(f"HOTPATH_SINKS: {where}: cannot read secret_file {sink.secret_file}: "
+                              f"{exc.strerror}") from None
         source = f"secret_file {sink.secret_file}"
     value = value.strip()
     if not value:
         raise ConfigError(f"HOTPATH_SINKS: {where}: {source} is empty or unset")
     return Secret(value)
 
-
-def check_sinks(sinks: Iterable[SinkSettings]) -> None:
-    """Refuse configurations that could only fail at delivery time: duplicate names, a webhook without a URL."""
-    seen: set[str] = set()
-    for sink in sinks:
-        if sink.name in seen:
-            raise ConfigError(f"HOTPATH_SINKS: two sinks are named {sink.name!r}; names key the metrics and logs")
-        seen.add(sink.name)
-        if sink.kind == "webhook" and not sink.url:
-            raise ConfigError(f"HOTPATH_SINKS: webhook sink {sink.name!r} needs a url")
 
 
 def sink_matches(sink: SinkSettings, escalation: Escalation) -> bool:

@@ -26,6 +26,7 @@ import orjson
 from stream.deliver.escalation import Escalation
 from stream.deliver.http import Accepted, HttpRequest, Outcome, classify_response
 from stream.deliver.routing import Secret
+from stream.deliver.sink import SinkKind
 from stream.settings import SinkSettings
 
 SIGNATURE_HEADER = "X-Hotpath-Signature"
@@ -86,3 +87,12 @@ def classify(status: int, headers: Mapping[str, str], body: bytes, now: float) -
 
 def _key(secret: str | bytes) -> bytes:
     return secret.encode() if isinstance(secret, str) else secret
+
+
+def event_requests(escalation: Escalation, sink: SinkSettings, secret: Secret, *, now: float,
+                   trace_url_template: str) -> list[HttpRequest]:
+    """The registry's builder: the event signed at ``now`` (a receiver has no trace links to follow)."""
+    return [build_request(escalation, sink, secret, now=now)]
+
+
+SINK = SinkKind("webhook", event_requests, classify, default_url=None)

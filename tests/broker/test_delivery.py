@@ -33,16 +33,11 @@ from receivers import (
     load_schema,
 )
 
-from stream.deliver.service import (
-    CONSUME_BATCH,
-    MAX_IN_FLIGHT_PER_PARTITION,
-    DeliveryMetrics,
-    DeliveryService,
-    PartitionProgress,
-    backoff_delay,
-    lane_group,
-    sink_clients,
-)
+from stream.deliver.backoff import backoff_delay
+from stream.deliver.lane import CONSUME_BATCH, MAX_IN_FLIGHT_PER_PARTITION, PartitionProgress, lane_group
+from stream.deliver.metrics import DeliveryMetrics
+from stream.deliver.registry import sink_clients
+from stream.deliver.service import DeliveryService
 from stream.kafka import clients as kafka
 from stream.logs import JsonFormatter
 from stream.settings import Settings, SinkSettings
@@ -94,8 +89,8 @@ def test_deliver_with_a_missing_secret_stops_with_one_line_naming_the_variable()
     env = deliver_env(HOTPATH_SINKS=json.dumps([{"name": "payments-pd", "kind": "pagerduty",
                                                  "secret_env": "PD_KEY_NOT_SET"}]))
 
-    done = subprocess.run([sys.executable, "-m", "stream.commands.main", "deliver"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=WAIT_S)
+    done = subprocess.run([sys.executable, "-m", "stream.commands.main", "deliver"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=WAIT_S)
 
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == ("hotpath: configuration error: HOTPATH_SINKS: sink 'payments-pd': "
@@ -124,10 +119,14 @@ def produce(settings: Settings, events: list[dict | bytes], partition: int | Non
     producer = kafka.producer(settings)
     partitions: list[int] = [-1] * len(events)
     for index, event in enumerate(events):
-        key, value = (b"garbage", event) if isinstance(event, bytes) else (event["finding_uid"].encode(), orjson.dumps(event))
+        if isinstance(event, bytes):
+            key, value = b"garbage", event
+        else:
+            key, value = event["finding_uid"].encode(), orjson.dumps(event)
         placement = {} if partition is None else {"partition": partition}
         producer.produce(settings.topic_escalations, key=key, value=value, **placement,
-                         on_delivery=lambda error, message, index=index: partitions.__setitem__(index, message.partition()))
+                         on_delivery=lambda error, message, index=index: partitions.__setitem__(index,
+                                                                                                message.partition()))
     assert producer.flush(30) == 0 and -1 not in partitions
     return partitions
 
@@ -165,7 +164,8 @@ def uncommitted(settings: Settings, groups: list[str] | None = None) -> dict[tup
     for group in groups or lane_groups(settings):
         consumer = kafka.consumer(settings, group, enable_auto_commit=False)
         try:
-            partitions = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+            numbers = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            partitions = [TopicPartition(topic, p) for p in numbers]
             committed = {tp.partition: max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=10)}
             ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
         finally:
@@ -226,8 +226,10 @@ async def test_every_escalation_reaches_each_matching_sink_once_despite_failures
         hook.script((503, None, {}), ACCEPT_THEN_DROP)
         settings = delivery_settings(hotpath_settings, [
             pagerduty_sink(pd),
-            {"name": "sre-opsgenie", "kind": "opsgenie", "url": og.url, "min_priority": "P2", "secret_env": "OG_GENIE_KEY"},
-            {"name": "audit-hook", "kind": "webhook", "url": hook.url + "/in", "min_priority": "P5", "secret_env": "HOOK_SECRET"},
+            {"name": "sre-opsgenie", "kind": "opsgenie", "url": og.url, "min_priority": "P2",
+             "secret_env": "OG_GENIE_KEY"},
+            {"name": "audit-hook", "kind": "webhook", "url": hook.url + "/in", "min_priority": "P5",
+             "secret_env": "HOOK_SECRET"},
         ])
         produce(settings, events)
         keys = [event["escalation_uid"] for event in events[:6]]
@@ -284,12 +286,13 @@ async def test_permanent_failures_and_spent_budgets_land_in_the_dead_letter_topi
         DLQ_SCHEMA.validate(record)
         assert record["stage"] == "delivery" and secret_free(json.dumps(record))
     pd_letter = dead["sink payments-pd (pagerduty)"]
-    assert pd_letter["reason"] == ("sink payments-pd (pagerduty): permanent failure: HTTP 400: Event object is invalid; "
-                                   "routing_key *** is not active")
+    assert pd_letter["reason"] == ("sink payments-pd (pagerduty): permanent failure: HTTP 400: "
+                                   "Event object is invalid; routing_key *** is not active")
     assert json.loads(pd_letter["value"]) == event
     assert pd_letter["origin"]["key"] == event["finding_uid"]
     og_letter = dead["sink sre-opsgenie (opsgenie)"]
-    assert og_letter["reason"] == "sink sre-opsgenie (opsgenie): gave up after 3 attempts: HTTP 500: Internal Server Error"
+    assert og_letter["reason"] == ("sink sre-opsgenie (opsgenie): gave up after 3 attempts: "
+                                   "HTTP 500: Internal Server Error")
     unreadable = dead["cannot read escalation event"]
     assert unreadable["value"] == garbage.decode() and unreadable["origin"]["key"] == "garbage"
     lines = [JsonFormatter().format(record) for record in caplog.records]
@@ -309,7 +312,8 @@ async def test_a_hanging_sink_holds_back_only_its_own_event_and_its_commit(hotpa
         # Records after the stuck one in its partition are delivered, but cannot be committed before it.
         held_back = {(lane_group(settings.app_id, "audit-hook"), partitions[0]): partitions.count(partitions[0])}
         async with Running(settings):
-            await wait_until(lambda: all(pd.opened(e["escalation_uid"]) and hook.opened(e["escalation_uid"]) for e in others)
+            await wait_until(lambda: all(pd.opened(e["escalation_uid"]) and hook.opened(e["escalation_uid"])
+                                         for e in others)
                              and pd.opened(stuck["escalation_uid"]) and hook.hanging.is_set()
                              and uncommitted(settings) == held_back,
                              "everything but the stuck webhook is delivered, and the rest committed")
@@ -332,14 +336,17 @@ async def test_a_partition_with_too_much_in_flight_pauses_while_the_others_go_on
         ], delivery_request_timeout_s=WAIT_S)
         produce(settings, [stuck, *backlog], partition=0)
         async with Running(settings) as service:
-            await wait_until(lambda: hook.hanging.is_set() and delivered(service, "audit-hook") >= MAX_IN_FLIGHT_PER_PARTITION,
+            await wait_until(lambda: hook.hanging.is_set()
+                             and delivered(service, "audit-hook") >= MAX_IN_FLIGHT_PER_PARTITION,
                              "the backlog behind the stuck record is delivered")
             produce(settings, others, partition=1)
-            await wait_until(lambda: all(hook.opened(e["escalation_uid"]) for e in others), "the other partition is delivered")
+            await wait_until(lambda: all(hook.opened(e["escalation_uid"]) for e in others),
+                             "the other partition is delivered")
             read = service.lane("audit-hook").in_flight((settings.topic_escalations, 0))
             assert read < len(backlog) + 1, "the stuck partition was not paused"
             hook.release()
-            await wait_until(lambda: not uncommitted(settings), "everything is delivered and committed after the stuck one")
+            await wait_until(lambda: not uncommitted(settings),
+                             "everything is delivered and committed after the stuck one")
 
     assert all(hook.opened(e["escalation_uid"]) == 1 for e in [stuck, *backlog, *others])
 

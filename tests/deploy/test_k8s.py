@@ -308,7 +308,7 @@ def exported_metric_names() -> frozenset[str]:
     """Every series name hotpath's processes expose at /metrics: the worker's and deliver's catalogs, as
     each process registers them, with the process_* and python_* metrics prometheus_client adds, and the
     suffixes Prometheus text gives each type."""
-    from stream.deliver.service import DeliveryMetrics
+    from stream.deliver.metrics import DeliveryMetrics
     from stream.metrics import Metrics
 
     registries = [Metrics().registry, DeliveryMetrics().registry]

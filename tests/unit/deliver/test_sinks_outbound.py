@@ -33,8 +33,9 @@ from stream.deliver import ocsf, opsgenie, pagerduty, webhook
 from stream.deliver.escalation import escalation_from_dict, masked_event
 from stream.deliver.http import HttpRequest, Permanent, classify_response
 from stream.deliver.ocsf import RECORD_MAX_BYTES, to_ocsf
+from stream.deliver.registry import sink_clients
 from stream.deliver.routing import Secret
-from stream.deliver.service import DeliveryService, sink_clients
+from stream.deliver.service import DeliveryService
 from stream.ingest.formats.alerts import decode_alerts
 from stream.ingest.formats.findings import decode_findings
 from stream.kafka import clients as kafka

@@ -16,8 +16,8 @@ from receivers import OpsgenieReceiver, PagerDutyReceiver, WebhookReceiver, esca
 from stream.deliver import opsgenie, pagerduty, webhook
 from stream.deliver.escalation import escalation_from_dict
 from stream.deliver.http import Accepted, HttpRequest, Permanent, Retry, classify_response
-from stream.deliver.routing import Secret, check_sinks, load_secret, sink_matches
-from stream.deliver.service import sink_clients
+from stream.deliver.registry import check_sinks, sink_clients
+from stream.deliver.routing import Secret, load_secret, sink_matches
 from stream.settings import ConfigError, SinkSettings, load_settings
 
 ROUTING_KEY = "R0UT1NGK3Y0123456789abcdefabcdef"
@@ -70,8 +70,10 @@ def test_pagerduty_trigger(priority, severity):
     assert details["factors"]["span_count"] == 412 and details["reasons"] == event.reasons
     assert details["evidence"]["alert_uids"] == ["f8a7c6d2-5b1e-4c3a-9d2f-1e0b7a6c5d4e"]
     assert sent["links"] == [
-        {"href": "https://jaeger.example.com/trace/4bf92f3577b34da6a3ce929d0e0e4736", "text": "Trace 4bf92f3577b34da6a3ce929d0e0e4736"},
-        {"href": "https://jaeger.example.com/trace/0af7651916cd43dd8448eb211c80319c", "text": "Trace 0af7651916cd43dd8448eb211c80319c"},
+        {"href": "https://jaeger.example.com/trace/4bf92f3577b34da6a3ce929d0e0e4736",
+         "text": "Trace 4bf92f3577b34da6a3ce929d0e0e4736"},
+        {"href": "https://jaeger.example.com/trace/0af7651916cd43dd8448eb211c80319c",
+         "text": "Trace 0af7651916cd43dd8448eb211c80319c"},
     ]
 
 
@@ -89,7 +91,8 @@ def test_pagerduty_resolve_names_only_the_alert():
                                               Secret(ROUTING_KEY), trace_url_template=JAEGER)
 
     assert url == "http://127.0.0.1:9/v2/enqueue"
-    assert json.loads(body) == {"routing_key": ROUTING_KEY, "dedup_key": event.escalation_uid, "event_action": "resolve"}
+    assert json.loads(body) == {"routing_key": ROUTING_KEY, "dedup_key": event.escalation_uid,
+                                "event_action": "resolve"}
 
 
 def test_pagerduty_summary_is_cut_to_the_api_limit():
@@ -108,7 +111,8 @@ def test_pagerduty_receiver_pages_once_per_dedup_key_and_resolves():
         target = sink("pagerduty", url=receiver.enqueue_url)
         first = escalation(priority="P3")
         for event in (first, escalation(state="updated", version=2, priority="P1"), first):
-            status, answer = send(pagerduty.build_request(event, target, Secret(ROUTING_KEY), trace_url_template=JAEGER))
+            status, answer = send(pagerduty.build_request(event, target, Secret(ROUTING_KEY),
+                                                          trace_url_template=JAEGER))
             assert (status, answer["status"], answer["dedup_key"]) == (202, "success", first.escalation_uid)
         send(pagerduty.build_request(escalation(state="resolved", version=3), target, Secret(ROUTING_KEY),
                                      trace_url_template=JAEGER))
@@ -134,7 +138,8 @@ def test_opsgenie_create_and_close():
     event = escalation(priority="P1")
     ops_sink = sink("opsgenie", url="https://api.eu.opsgenie.com/")
 
-    method, url, headers, body = opsgenie.build_requests(event, ops_sink, Secret(GENIE_KEY), trace_url_template=JAEGER)[0]
+    method, url, headers, body = opsgenie.build_requests(event, ops_sink, Secret(GENIE_KEY),
+                                                         trace_url_template=JAEGER)[0]
     alert = json.loads(body)
     assert (method, url) == ("POST", "https://api.eu.opsgenie.com/v2/alerts")
     assert headers["Authorization"] == f"GenieKey {GENIE_KEY}"
@@ -146,7 +151,8 @@ def test_opsgenie_create_and_close():
     assert all(isinstance(value, str) for value in alert["details"].values())
 
     resolved = escalation(state="resolved", version=2)
-    _, close_url, _, close_body = opsgenie.build_requests(resolved, ops_sink, Secret(GENIE_KEY), trace_url_template=JAEGER)[0]
+    _, close_url, _, close_body = opsgenie.build_requests(resolved, ops_sink, Secret(GENIE_KEY),
+                                                          trace_url_template=JAEGER)[0]
     assert close_url == f"https://api.eu.opsgenie.com/v2/alerts/{resolved.escalation_uid}/close?identifierType=alias"
     assert json.loads(close_body)["source"] == "hotpath"
 
@@ -156,7 +162,8 @@ def test_opsgenie_receiver_deduplicates_on_alias_and_refuses_a_bad_key():
         target = sink("opsgenie", url=receiver.url)
         event = escalation()
         for _ in range(2):
-            status, answer = send(opsgenie.build_requests(event, target, Secret(GENIE_KEY), trace_url_template=JAEGER)[0])
+            status, answer = send(opsgenie.build_requests(event, target, Secret(GENIE_KEY),
+                                                          trace_url_template=JAEGER)[0])
             assert (status, answer["result"]) == (202, "Request will be processed")
         send(opsgenie.build_requests(escalation(state="resolved", version=2), target, Secret(GENIE_KEY),
                                      trace_url_template=JAEGER)[0])
@@ -164,7 +171,8 @@ def test_opsgenie_receiver_deduplicates_on_alias_and_refuses_a_bad_key():
 
         assert receiver.opened(event.escalation_uid) == 1
         assert receiver.status(event.escalation_uid) == "closed"
-    assert opsgenie.classify(status, {}, json.dumps(answer).encode(), NOW) == Permanent("HTTP 401: Could not authenticate")
+    assert (opsgenie.classify(status, {}, json.dumps(answer).encode(), NOW)
+            == Permanent("HTTP 401: Could not authenticate"))
 
 
 # --- generic webhook and its signature ------------------------------------------------------------
@@ -183,7 +191,8 @@ def test_webhook_body_is_the_event_and_the_signature_verifies():
     assert webhook.verify_signature(header, body, HMAC_SECRET, tolerance_s=300, now=NOW + 299)
 
 
-@pytest.mark.parametrize("tamper", ["wrong secret", "stale", "from the future", "body changed", "no v1", "no t", "empty"])
+@pytest.mark.parametrize("tamper", ["wrong secret", "stale", "from the future", "body changed", "no v1", "no t",
+                                    "empty"])
 def test_webhook_signature_refuses(tamper):
     body = b'{"escalation_uid":"hp-0"}'
     header = webhook.signature(body, HMAC_SECRET, int(NOW))
@@ -246,7 +255,8 @@ def test_answers_are_accepted_retried_or_permanent():
     assert classify_response(429, {"Retry-After": "7"}, b"", NOW) == Retry("HTTP 429: (empty body)", 7.0)
     assert classify_response(503, {"Retry-After": formatdate(NOW + 30, usegmt=True)}, b"down", NOW) == Retry(
         "HTTP 503: down", 30.0)
-    assert classify_response(500, {"Retry-After": "soon"}, b"<html>oops</html>", NOW) == Retry("HTTP 500: <html>oops</html>")
+    assert (classify_response(500, {"Retry-After": "soon"}, b"<html>oops</html>", NOW)
+            == Retry("HTTP 500: <html>oops</html>"))
     assert isinstance(classify_response(404, {}, b"", NOW), Permanent)
     assert isinstance(pagerduty.classify(409, {}, b"", NOW), Permanent)
 
@@ -318,8 +328,10 @@ def test_sink_configuration_mistakes_are_refused_up_front():
 
 def test_sinks_configured_from_hotpath_sinks_json(monkeypatch):
     monkeypatch.setenv("HOTPATH_SINKS", json.dumps([
-        {"name": "payments-pd", "kind": "pagerduty", "min_priority": "P2", "match_owner": "payments", "secret_env": "PD_KEY"},
-        {"name": "audit", "kind": "webhook", "url": "https://audit.example.com/in", "min_priority": "P5", "secret_env": "HOOK"},
+        {"name": "payments-pd", "kind": "pagerduty", "min_priority": "P2", "match_owner": "payments",
+         "secret_env": "PD_KEY"},
+        {"name": "audit", "kind": "webhook", "url": "https://audit.example.com/in", "min_priority": "P5",
+         "secret_env": "HOOK"},
     ]))
     settings = load_settings()
 
