@@ -29,7 +29,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("replay",), "stream.commands.replay", "run the correlation offline over exported files"),
     (("worker",), "stream.worker.app", "run the streaming job (Faust worker)"),
     (("deliver",), "stream.deliver.service", "deliver escalations to the SIEM topic and webhooks"),
-    (("demo",), "stream.demo.run", "play the fintech scenario through Kafka and show the result"),
+    (("demo",), "stream.commands.demo", "play the fintech scenario through Kafka and show the result"),
     (("aws", "pull-findings"), "stream.sources.aws.findings", "publish Security Hub and AWS Config findings"),
     (("aws", "sync-assets"), "stream.sources.aws.assets", "build asset context from the AWS account"),
 ]
