@@ -1,7 +1,8 @@
 """The ``hotpath`` command. Each sub-command lives in its own module, imported only when used.
 
-A command module exposes ``add_arguments(parser)`` and ``run(args, settings) -> int``. Settings are
-read once here, so a bad ``HOTPATH_*`` value stops every command with one line, not a traceback.
+A command module exposes ``add_arguments(parser)`` and ``run(args, settings) -> int``; a module holding
+several commands names each as ``module:object``, an object with the same two. Settings are read once
+here, so a bad ``HOTPATH_*`` value stops every command with one line, not a traceback.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ DESCRIPTION = (
     "each finding that traffic touches. Settings are HOTPATH_* environment variables (see the README)."
 )
 
-# (command words, module, one-line help)
+# (command words, module or module:object, one-line help)
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("topics", "apply"), "stream.commands.topics", "create or update the topics declared in topics/"),
     (("inspect",), "stream.ingest.files", "decode input files and print one normalized record per line"),
@@ -30,8 +31,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("worker",), "stream.worker.app", "run the streaming job (Faust worker)"),
     (("deliver",), "stream.deliver.service", "deliver escalations to the SIEM topic and webhooks"),
     (("demo",), "stream.commands.demo", "play the fintech scenario through Kafka and show the result"),
-    (("aws", "pull-findings"), "stream.sources.aws.findings", "publish Security Hub and AWS Config findings"),
-    (("aws", "sync-assets"), "stream.sources.aws.assets", "build asset context from the AWS account"),
+    (("aws", "pull-findings"), "stream.commands.aws:pull_findings", "publish Security Hub and AWS Config findings"),
+    (("aws", "sync-assets"), "stream.commands.aws:sync_assets", "build asset context from the AWS account"),
 ]
 COMMAND_GROUPS = {
     "topics": "manage the Kafka topics hotpath reads and writes",
@@ -62,9 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
     # Argument definitions are needed for --help, so modules are imported here; each keeps its
     # heavy imports (faust, boto3) inside run().
-    add = getattr(importlib.import_module(module), "add_arguments", None)
+    add = getattr(_command(module), "add_arguments", None)
     if add is not None:
         add(parser)
+
+
+def _command(name: str):
+    """The command ``name`` designates: a module, or ``module:object``."""
+    module, _, attribute = name.partition(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, attribute) if attribute else loaded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hotpath: configuration error: {exc}", file=sys.stderr)
         return 2
     _warn_about_unknown_variables(sink.secret_env for sink in settings.sinks if sink.secret_env)
-    module = importlib.import_module(args._module)
+    command = _command(args._module)
     try:
-        return int(module.run(args, settings) or 0)
+        return int(command.run(args, settings) or 0)
     except ConfigError as exc:
         print(f"hotpath: configuration error: {exc}", file=sys.stderr)
         return 2
