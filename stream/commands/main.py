@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable
 
 from stream.settings import ConfigError, load_settings, unknown_variables
-from stream.version import version
+from stream.version import DISTRIBUTION, version
 
 # The name hotpath is installed under; "hotpath" on PyPI is an unrelated project.
 DESCRIPTION = (
@@ -38,6 +38,14 @@ COMMAND_GROUPS = {
     "topics": "manage the Kafka topics hotpath reads and writes",
     "aws": "read findings and assets from an AWS account",
 }
+# The extra (pyproject.toml) that installs each optional top-level module, so that a command needing one
+# that is missing says what to install instead of showing a traceback.
+EXTRA_OF_MODULE = {
+    "opentelemetry": "demo",
+    "boto3": "aws",
+    "botocore": "aws",
+    "aws_msk_iam_sasl_signer": "aws",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,14 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
                 group_parser = top.add_parser(words[0], help=group_help, description=group_help)
                 groups[words[0]] = group_parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
             sub = groups[words[0]].add_parser(words[1], help=help_text, description=help_text)
-        sub.set_defaults(_module=module)
+        sub.set_defaults(_module=module, _command=" ".join(words))
         _add_arguments(sub, module)
     return parser
 
 
 def _add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
     # Argument definitions are needed for --help, so modules are imported here; each keeps its
-    # heavy imports (faust, boto3) inside run().
+    # heavy and optional imports (faust, boto3, the OpenTelemetry SDK) inside run().
     add = getattr(_command(module), "add_arguments", None)
     if add is not None:
         add(parser)
@@ -90,8 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hotpath: configuration error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc)
+        if extra is None:  # not an optional dependency: a bug in hotpath or a broken install, shown in full
+            raise
+        print(f"hotpath {args._command} needs the {extra} extra ({exc.name} is not installed): "
+              f"pip install '{DISTRIBUTION}[{extra}]'", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra that installs the module an import did not find; None when no extra does."""
+    return EXTRA_OF_MODULE.get((exc.name or "").partition(".")[0])
 
 
 def _warn_about_unknown_variables(also_known: Iterable[str] = ()) -> None:
