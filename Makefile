@@ -14,7 +14,7 @@ LINT_PATHS := $(wildcard stream tests deploy bench)
 .PHONY: help setup kafka-up kafka-down topics test test-faults lint clean
 
 help:
-	@echo "make setup        create $(VENV) (Python 3.11+) and install hotpath with its test extras"
+	@echo "make setup        create $(VENV) (Python 3.11+) and install hotpath with its test, demo and aws extras"
 	@echo "make kafka-up     start a local Apache Kafka broker on 127.0.0.1:9092 (no Docker needed)"
 	@echo "make kafka-down   stop it"
 	@echo "make topics       create or update the topics declared in topics/topics.yaml"
@@ -34,7 +34,7 @@ $(SETUP_STAMP): pyproject.toml
 	  exit 1; fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,demo,aws]'
 	@touch $@
 
 kafka-up:

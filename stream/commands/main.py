@@ -1,7 +1,8 @@
 """The ``hotpath`` command. Each sub-command lives in its own module, imported only when used.
 
-A command module exposes ``add_arguments(parser)`` and ``run(args, settings) -> int``. Settings are
-read once here, so a bad ``HOTPATH_*`` value stops every command with one line, not a traceback.
+A command module exposes ``add_arguments(parser)`` and ``run(args, settings) -> int``; a module holding
+several commands names each as ``module:object``, an object with the same two. Settings are read once
+here, so a bad ``HOTPATH_*`` value stops every command with one line, not a traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Iterable
 
 from stream.settings import ConfigError, load_settings, unknown_variables
-from stream.version import version
+from stream.version import DISTRIBUTION, version
 
 # The name hotpath is installed under; "hotpath" on PyPI is an unrelated project.
 DESCRIPTION = (
@@ -22,20 +23,28 @@ DESCRIPTION = (
     "each finding that traffic touches. Settings are HOTPATH_* environment variables (see the README)."
 )
 
-# (command words, module, one-line help)
+# (command words, module or module:object, one-line help)
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
-    (("topics", "apply"), "stream.kafka.topics", "create or update the topics declared in topics/"),
+    (("topics", "apply"), "stream.commands.topics", "create or update the topics declared in topics/"),
     (("inspect",), "stream.ingest.files", "decode input files and print one normalized record per line"),
     (("replay",), "stream.commands.replay", "run the correlation offline over exported files"),
     (("worker",), "stream.worker.app", "run the streaming job (Faust worker)"),
     (("deliver",), "stream.commands.deliver", "deliver escalations to the SIEM topic and webhooks"),
-    (("demo",), "stream.demo.run", "play the fintech scenario through Kafka and show the result"),
-    (("aws", "pull-findings"), "stream.sources.aws.findings", "publish Security Hub and AWS Config findings"),
-    (("aws", "sync-assets"), "stream.sources.aws.assets", "build asset context from the AWS account"),
+    (("demo",), "stream.commands.demo", "play the fintech scenario through Kafka and show the result"),
+    (("aws", "pull-findings"), "stream.commands.aws:pull_findings", "publish Security Hub and AWS Config findings"),
+    (("aws", "sync-assets"), "stream.commands.aws:sync_assets", "build asset context from the AWS account"),
 ]
 COMMAND_GROUPS = {
     "topics": "manage the Kafka topics hotpath reads and writes",
     "aws": "read findings and assets from an AWS account",
+}
+# The extra (pyproject.toml) that installs each optional top-level module, so that a command needing one
+# that is missing says what to install instead of showing a traceback.
+EXTRA_OF_MODULE = {
+    "opentelemetry": "demo",
+    "boto3": "aws",
+    "botocore": "aws",
+    "aws_msk_iam_sasl_signer": "aws",
 }
 
 
@@ -54,17 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
                 group_parser = top.add_parser(words[0], help=group_help, description=group_help)
                 groups[words[0]] = group_parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
             sub = groups[words[0]].add_parser(words[1], help=help_text, description=help_text)
-        sub.set_defaults(_module=module)
+        sub.set_defaults(_module=module, _command=" ".join(words))
         _add_arguments(sub, module)
     return parser
 
 
 def _add_arguments(parser: argparse.ArgumentParser, module: str) -> None:
     # Argument definitions are needed for --help, so modules are imported here; each keeps its
-    # heavy imports (faust, boto3) inside run().
-    add = getattr(importlib.import_module(module), "add_arguments", None)
+    # heavy and optional imports (faust, boto3, the OpenTelemetry SDK) inside run().
+    add = getattr(_command(module), "add_arguments", None)
     if add is not None:
         add(parser)
+
+
+def _command(name: str):
+    """The command ``name`` designates: a module, or ``module:object``."""
+    module, _, attribute = name.partition(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, attribute) if attribute else loaded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,14 +92,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hotpath: configuration error: {exc}", file=sys.stderr)
         return 2
     _warn_about_unknown_variables(sink.secret_env for sink in settings.sinks if sink.secret_env)
-    module = importlib.import_module(args._module)
+    command = _command(args._module)
     try:
-        return int(module.run(args, settings) or 0)
+        return int(command.run(args, settings) or 0)
     except ConfigError as exc:
         print(f"hotpath: configuration error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc)
+        if extra is None:  # not an optional dependency: a bug in hotpath or a broken install, shown in full
+            raise
+        print(f"hotpath {args._command} needs the {extra} extra ({exc.name} is not installed): "
+              f"pip install '{DISTRIBUTION}[{extra}]'", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra that installs the module an import did not find; None when no extra does."""
+    return EXTRA_OF_MODULE.get((exc.name or "").partition(".")[0])
 
 
 def _warn_about_unknown_variables(also_known: Iterable[str] = ()) -> None:

@@ -1,4 +1,5 @@
-"""The seeded fintech demo: a scenario generator (:mod:`.scenario`) and ``hotpath demo`` (:mod:`.run`).
+"""The seeded fintech demo: a scenario generator (:mod:`.scenario`) and the run of ``hotpath demo`` (:mod:`.run`;
+its command line is :mod:`stream.commands.demo`).
 
 The defaults live here, not in :mod:`.scenario`, so ``hotpath --help`` can show them without
 importing the OpenTelemetry SDK that the scenario needs.

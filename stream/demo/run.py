@@ -1,4 +1,4 @@
-"""``hotpath demo``: play the seeded fintech scenario through Kafka and show what hotpath escalates.
+"""The demo's run (``hotpath demo``): play the seeded fintech scenario through Kafka, show what hotpath escalates.
 
 1. Builds the scenario (:mod:`stream.demo.scenario`) for ``--seed``/``--scale``/``--minutes``, ending at
    the current minute: the worker runs with hotpath's real defaults, which refuse spans and alerts
@@ -15,17 +15,14 @@
    the scenario's event time into ``--play-seconds`` of wall time, with a progress line.
 6. Waits until the worker has consumed everything and no escalation or webhook arrived for
    ``--settle-seconds`` (bounded by ``--timeout``), prints the final screen, and shuts everything it
-   started down, also on Ctrl-C or SIGTERM. Exits 1 when the outcome differs from the scenario's
-   expectation, 130 when interrupted.
+   started down (:meth:`Demo.shutdown`, which the command calls also after Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,18 +31,17 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import orjson
 
-from stream.demo import DEFAULT_MINUTES, DEFAULT_SEED, MIN_MINUTES, screen
+from stream.demo import screen
+from stream.demo.ports import free_port
 from stream.demo.receiver import PagerDutyReceiver
+from stream.demo.scenario import Scenario, build_scenario, start_ending_at, workers_for
 from stream.settings import Settings, SinkSettings
-
-if TYPE_CHECKING:
-    from stream.demo.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "deploy" / "kafka" / "launcher.py"
@@ -61,78 +57,20 @@ class DemoError(Exception):
     """Something the demo cannot get past; the message is one line for the user."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="scenario seed (same seed, same data)")
-    parser.add_argument("--scale", type=int, default=1, help="multiply traffic and entities (benchmarks)")
-    parser.add_argument("--minutes", type=int, default=DEFAULT_MINUTES,
-                        help=f"event time the scenario covers (at least {MIN_MINUTES})")
-    parser.add_argument("--play-seconds", type=float, default=30.0,
-                        help="wall time to play the event time in; 0 plays as fast as Kafka takes it")
-    parser.add_argument("--settle-seconds", type=float, default=5.0,
-                        help="quiet time (no new escalation or webhook) that ends the run")
-    parser.add_argument("--timeout", type=float, default=120.0,
-                        help="longest wait for the worker to start, and for the results to settle")
-    parser.add_argument("--partition-traces-by-id", action="store_true",
-                        help="one trace per record keyed by its trace id, as the Collector's exporter option does")
-    parser.add_argument("--keep-running", action="store_true",
-                        help="after the final screen, keep the worker up (its /escalations view) until Ctrl-C")
-    parser.add_argument("--keep-topics", action="store_true", help="do not delete the run's topics at the end")
-    parser.add_argument("--run-dir", type=Path, default=Path(".run/demo"),
-                        help="where each run keeps its outputs and logs (a folder per run id)")
+@dataclass(frozen=True)
+class DemoOptions:
+    """What one run plays and how long it waits (``hotpath demo``'s options)."""
 
-
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.scale < 1 or args.minutes < MIN_MINUTES:
-        print(f"hotpath demo: --scale must be at least 1 and --minutes at least {MIN_MINUTES}", file=sys.stderr)
-        return 2
-    demo = Demo(args, settings)
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    _interrupted.clear()
-    try:
-        return demo.play()
-    except DemoError as exc:
-        print(f"\nhotpath demo: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\nhotpath demo: interrupted", file=sys.stderr)
-        return 130
-    except SystemError:
-        # confluent-kafka's flush() loses the KeyboardInterrupt a signal raises while it waits, and
-        # raises "returned NULL without setting an exception" instead: still an interruption.
-        if not _interrupted.is_set():
-            raise
-        print("\nhotpath demo: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        with _uninterruptible():
-            demo.shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-_interrupted = threading.Event()
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    _interrupted.set()
-    raise KeyboardInterrupt
-
-
-@contextmanager
-def _uninterruptible():
-    """Let clean-up finish: a second Ctrl-C must not leave children or topics behind."""
-    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    seed: int
+    scale: int
+    minutes: int
+    play_seconds: float
+    settle_seconds: float
+    timeout: float
+    partition_traces_by_id: bool
+    keep_running: bool
+    keep_topics: bool
+    run_dir: Path
 
 
 class Child:
@@ -234,10 +172,10 @@ class Progress:
 
 
 class Demo:
-    def __init__(self, args: argparse.Namespace, settings: Settings):
-        self.args = args
+    def __init__(self, options: DemoOptions, settings: Settings):
+        self.options = options
         self.run_id = uuid.uuid4().hex[:8]
-        self.out = args.run_dir / self.run_id
+        self.out = options.run_dir / self.run_id
         self.base_settings = settings
         self.settings = settings
         self.receiver = PagerDutyReceiver()
@@ -254,18 +192,17 @@ class Demo:
 
     # -- the run ----------------------------------------------------------------------------
 
-    def play(self) -> int:
-        from stream.demo.scenario import build_scenario, start_ending_at, workers_for
-
-        args = self.args
+    def play(self) -> bool:
+        """Play the scenario and show the final screen; True when the outcome matches its expectation."""
+        options = self.options
         self.out.mkdir(parents=True, exist_ok=True)
-        self.say(f"hotpath demo, run {self.run_id}: seed {args.seed}, scale {args.scale}, "
-                 f"{args.minutes} minutes of event time")
+        self.say(f"hotpath demo, run {self.run_id}: seed {options.seed}, scale {options.scale}, "
+                 f"{options.minutes} minutes of event time")
         started = time.monotonic()
-        scenario = build_scenario(args.seed, args.scale, start=start_ending_at(time.time(), args.minutes),
-                                  minutes=args.minutes,
-                                  partition_traces_by_id=args.partition_traces_by_id,
-                                  workers=workers_for(args.scale, args.minutes))
+        scenario = build_scenario(options.seed, options.scale, start=start_ending_at(time.time(), options.minutes),
+                                  minutes=options.minutes,
+                                  partition_traces_by_id=options.partition_traces_by_id,
+                                  workers=workers_for(options.scale, options.minutes))
         self.say(f"  scenario: {len(scenario.assets)} assets, {len(scenario.findings)} findings, "
                  f"{scenario.span_count:,} spans in {len(scenario.trace_batches)} OTLP records, "
                  f"{len(scenario.alerts)} alerts (built in {time.monotonic() - started:.1f} s)")
@@ -278,9 +215,9 @@ class Demo:
         self.produce(scenario)
         self.settle()
         ok = self.final_screen(scenario, url)
-        if args.keep_running:
+        if options.keep_running:
             self.wait_for_interrupt()
-        return 0 if ok else 1
+        return ok
 
     def ensure_broker(self) -> None:
         servers = self.settings.bootstrap_servers
@@ -324,7 +261,7 @@ class Demo:
             changes = apply_topics(self.settings)
         except TopicsError as exc:
             raise DemoError(str(exc)) from None
-        fate = "kept at the end (--keep-topics)" if self.args.keep_topics else "deleted at the end"
+        fate = "kept at the end (--keep-topics)" if self.options.keep_topics else "deleted at the end"
         self.say(f"  topics: created {len(changes)} topics named {prefix}*, {fate}")
 
     def child_env(self) -> dict[str, str]:
@@ -354,7 +291,7 @@ class Demo:
         for name, command in (("worker", ["worker"]), ("deliver", ["deliver"])):
             self.children.append(Child(name, command, env, (self.out / f"{name}.log").resolve()))
         health = f"http://{self.settings.web_host}:{self.settings.web_port}/health"
-        deadline = started + self.args.timeout
+        deadline = started + self.options.timeout
         while True:
             for child in self.children:
                 if not child.alive():
@@ -364,9 +301,10 @@ class Demo:
             if status == 200:
                 break
             if time.monotonic() > deadline:
-                raise DemoError(f"the worker was not ready within {self.args.timeout:.0f} s ({health} answers "
+                raise DemoError(f"the worker was not ready within {self.options.timeout:.0f} s ({health} answers "
                                 f"{status or 'nothing'}); see {self.out / 'worker.log'}")
-            self.progress.update(f"  starting hotpath worker and hotpath deliver ... {time.monotonic() - started:.0f} s")
+            waited = time.monotonic() - started
+            self.progress.update(f"  starting hotpath worker and hotpath deliver ... {waited:.0f} s")
             time.sleep(0.2)
         pids = ", ".join(f"{c.name} pid {c.proc.pid}" for c in self.children)
         self.progress.done(f"  started hotpath worker and hotpath deliver ({pids}) in "
@@ -389,7 +327,7 @@ class Demo:
         client.flush(30)
         topics = {"findings": s.topic_findings, "traces": s.topic_traces, "alerts": s.topic_alerts}
         span = scenario.end - scenario.start
-        speed = span / self.args.play_seconds if self.args.play_seconds > 0 else float("inf")
+        speed = span / self.options.play_seconds if self.options.play_seconds > 0 else float("inf")
         sent: Counter[str] = Counter()
         totals = {"findings": len(scenario.findings), "traces": len(scenario.trace_batches),
                   "alerts": len(scenario.alerts)}
@@ -425,7 +363,7 @@ class Demo:
 
         s = self.settings
         offsets = consumer(s, group_id=s.app_id, enable_auto_commit=False)
-        deadline = time.monotonic() + self.args.timeout
+        deadline = time.monotonic() + self.options.timeout
         inputs = [s.topic_assets, s.topic_findings, s.topic_traces, s.topic_alerts]
         try:
             stage, ends = "inputs", _ends(offsets, inputs)
@@ -438,15 +376,15 @@ class Demo:
                     stage, quiet_since = "quiet", time.monotonic()
                 last = max(quiet_since, self.watcher.last_at if self.watcher else 0.0, self.receiver.last_event_at)
                 quiet = time.monotonic() - last
-                if stage == "quiet" and quiet >= self.args.settle_seconds:
+                if stage == "quiet" and quiet >= self.options.settle_seconds:
                     self.progress.done(f"  settled: everything consumed, no new escalation or webhook for "
-                                       f"{self.args.settle_seconds:.0f} s")
+                                       f"{self.options.settle_seconds:.0f} s")
                     return
                 self.progress.update(f"  waiting for the worker: {stage}; escalation events "
                                      f"{len(self.watcher.snapshot()) if self.watcher else 0}, "
                                      f"webhooks {len(self.receiver.received())}")
                 time.sleep(0.2)
-            self.progress.done(f"  the worker did not settle within {self.args.timeout:.0f} s "
+            self.progress.done(f"  the worker did not settle within {self.options.timeout:.0f} s "
                                f"(stage: {stage}); showing what arrived")
         finally:
             offsets.close()
@@ -472,7 +410,8 @@ class Demo:
         lines += screen.held_back(len(scenario.findings), rows, scenario.expected)
         story = len(scenario.expected.story_alerts)
         lines.append(f"Runtime alerts in: {len(scenario.alerts)} ({story} on services that touch misconfigured "
-                     f"resources); traffic: {scenario.span_count:,} spans in {len(scenario.trace_batches)} OTLP records")
+                     f"resources); traffic: {scenario.span_count:,} spans in {len(scenario.trace_batches)} "
+                     f"OTLP records")
         lines.append(f"SIEM: {len(siem)} OCSF Detection Findings on topic {self.settings.topic_siem} "
                      f"(copy: {self.out / 'siem.ocsf.ndjson'})")
         incidents = self.receiver.incidents()
@@ -531,7 +470,7 @@ class Demo:
             self.watcher = None
 
     def _delete_topics(self) -> None:
-        if not self.topics_created or self.args.keep_topics:
+        if not self.topics_created or self.options.keep_topics:
             return
         from stream.kafka.clients import admin
 

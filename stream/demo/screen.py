@@ -74,7 +74,7 @@ def table(rows: list[dict[str, Any]], width: int = 120, names: dict[str, str] | 
     finding_width = max(20, width - 51)
     for index, event in enumerate(rows, 1):
         finding = event["finding"]
-        title = f"{finding['check']}  {finding['title']}" if finding["check"] not in finding["title"] else finding["title"]
+        title = finding["title"] if finding["check"] in finding["title"] else f"{finding['check']}  {finding['title']}"
         lines.append(f"{index:>3}  {event['priority']:<4} {event['score']:>5.1f}  "
                      f"{_cut(names.get(event['resource']) or short_entity(event['resource']), 34):<34} "
                      f"{_cut(title, finding_width)}")

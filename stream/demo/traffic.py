@@ -162,7 +162,8 @@ class Traffic:
 
     def payment(self, t: float) -> None:
         api, ledger, fraud = self.svc["payments-api"], self.svc["ledger"], self.svc["fraud-scoring"]
-        lookup, insert, publish = self._duration(0.004, 0.012), self._duration(0.003, 0.015), self._duration(0.006, 0.02)
+        lookup, insert = self._duration(0.004, 0.012), self._duration(0.003, 0.015)
+        publish = self._duration(0.006, 0.02)
         score_call, ledger_call = lookup + 0.012, insert + publish + 0.015
         address, forwarded = self._front_door()
         root = self.builder.server_span(

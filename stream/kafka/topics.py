@@ -8,7 +8,6 @@ drifted configs, and only reports what Kafka cannot do (lower partitions, change
 from __future__ import annotations
 
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -381,22 +380,3 @@ def _await_settled(broker: BrokerAdmin, changed: list[DesiredTopic]) -> None:
             raise TopicsError(f"the broker did not report the changes to {names} within {OPERATION_TIMEOUT_S:.0f}s")
         time.sleep(0.1)
 
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
-    parser.add_argument("--prefix", default="", help="prepend this to every topic name (tests, shared clusters)")
-
-
-def run(args, settings: Settings) -> int:
-    try:
-        topic_plan = reconcile(settings, args.prefix, args.dry_run)
-    except TopicsError as exc:
-        print(f"hotpath: {exc}", file=sys.stderr)
-        return 1
-    for change in topic_plan.changes:
-        print(change.describe(args.dry_run))
-    for notice in topic_plan.notices:
-        print(f"note: {notice}")
-    count = len(topic_plan.unchanged)
-    print(f"unchanged: {count} topic{'' if count == 1 else 's'}")
-    return 0

@@ -31,19 +31,19 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from paths import ROOT, SAMPLES
 
+from stream.commands.aws import pull_findings, sync_assets
 from stream.commands.main import build_parser
 from stream.ingest.formats.assets import load_asset_file
 from stream.ingest.formats.findings import decode_findings
 from stream.models import Asset
 from stream.settings import load_settings
-from stream.sources.aws import assets as sync_assets
-from stream.sources.aws import findings as pull_findings
 from stream.sources.aws.cursor import cursor_topic
 
 pytestmark = pytest.mark.aws
 
 ACCOUNT = "123456789012"  # moto's account for its default credentials
 REGION = "us-east-1"
+FSBP_STANDARD = "standards/aws-foundational-security-best-practices/v/1.0.0"
 
 
 # --- moto server --------------------------------------------------------------------------------
@@ -138,15 +138,17 @@ def asff_finding(number: int, updated_at: str, *, account: str = ACCOUNT, region
         "Description": "This control checks whether an S3 general purpose bucket blocks public access at the "
                        "bucket level.",
         "Remediation": {"Recommendation": {
-            "Text": "For information on how to correct this issue, consult the AWS Security Hub controls documentation.",
+            "Text": "For information on how to correct this issue, consult the AWS Security Hub controls "
+                    "documentation.",
             "Url": "https://docs.aws.amazon.com/console/securityhub/S3.8/remediation"}},
-        "ProductFields": {"StandardsArn": "arn:aws:securityhub:::standards/aws-foundational-security-best-practices/v/1.0.0",
+        "ProductFields": {"StandardsArn": f"arn:aws:securityhub:::{FSBP_STANDARD}",
                           "ControlId": "S3.8", "aws/securityhub/ProductName": "Security Hub",
                           "aws/securityhub/CompanyName": "AWS"},
         "Resources": [{"Type": "AwsS3Bucket", "Id": f"arn:aws:s3:::{bucket}", "Partition": "aws", "Region": region,
-                       "Details": {"AwsS3Bucket": {"OwnerId": "f1ca9e6e4a2d", "CreatedAt": "2025-02-11T10:20:31.000Z"}}}],
+                       "Details": {"AwsS3Bucket": {"OwnerId": "f1ca9e6e4a2d",
+                                                   "CreatedAt": "2025-02-11T10:20:31.000Z"}}}],
         "Compliance": {"Status": status, "SecurityControlId": "S3.8",
-                       "AssociatedStandards": [{"StandardsId": "standards/aws-foundational-security-best-practices/v/1.0.0"}]},
+                       "AssociatedStandards": [{"StandardsId": FSBP_STANDARD}]},
         "WorkflowState": "NEW",
         "Workflow": {"Status": workflow},
         "RecordState": "ACTIVE",

@@ -179,6 +179,16 @@ def test_the_image_is_built_in_one_stage_and_runs_from_another(dockerfile_stages
     assert instructions(runtime, "CMD")[0].value == ("worker",)
 
 
+def test_the_image_installs_the_aws_extra_for_msk_iam_and_leaves_the_demo_out(dockerfile_stages):
+    build = dockerfile_stages[0]
+    (install,) = [i.value[0] for i in instructions(build, "RUN") if "pip install" in i.value[0]]
+    extras = re.search(r"pip install '\.\[([a-z,]+)\]'", install)
+    assert extras is not None and extras.group(1).split(",") == ["aws"]
+    # the extra's reason: the production overlay signs Amazon MSK IAM tokens
+    prod_settings = (ROOT / "deploy" / "k8s" / "overlays" / "prod" / "settings.env").read_text().splitlines()
+    assert "HOTPATH_SASL_OAUTH_PROVIDER=msk_iam" in prod_settings
+
+
 def test_the_image_runs_as_a_numeric_unprivileged_user_writing_only_its_data_volume(dockerfile_stages):
     runtime = dockerfile_stages[-1]
     (user,) = instructions(runtime, "USER")

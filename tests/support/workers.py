@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,15 +20,9 @@ from typing import Any
 
 from paths import ROOT
 
+from stream.demo.ports import free_port
 from stream.kafka.clients import consumer
 from stream.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 # Tests and the benchmark play recorded data, dated in the past: the demo scenario on 2025-06-03 (so that a
 # seed gives the same bytes anywhere), sample alerts from 2017 on. Workers they start believe evidence that
@@ -66,8 +59,8 @@ class HotpathProcess:
 
     def start(self) -> HotpathProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream.commands.main", self.command], env=self.env, cwd=ROOT,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream.commands.main", self.command], env=self.env,
+                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
     def wait_ready(self, timeout: float = 90.0) -> None:

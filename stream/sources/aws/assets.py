@@ -20,7 +20,6 @@ that needs a tombstone, which the worker does not read as a removal yet.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -39,22 +38,13 @@ from stream.entities.resolve import (
 )
 from stream.models import Asset, AssetTags, Criticality, DataClassification
 from stream.settings import ConfigError, Settings
-from stream.sources.aws.cursor import StateError, latest_values
-from stream.sources.aws.publish import PublishError, TopicSink
-from stream.sources.aws.session import Account, AwsError, Scope, open_targets, report
-from stream.sources.aws.session import add_arguments as add_aws_arguments
+from stream.sources.aws import ASSET_FIELDS
+from stream.sources.aws.cursor import latest_values
+from stream.sources.aws.publish import TopicSink
+from stream.sources.aws.session import Account, AwsError, Scope, Targets, report
 
-ASSET_FIELDS = ("service", "criticality", "data_classification", "owner", "environment", "internet_facing")
 _TRUE, _FALSE = {"true", "yes", "1"}, {"false", "no", "0"}
 _CHOICES = {"criticality": get_args(Criticality), "data_classification": get_args(DataClassification)}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_aws_arguments(parser)
-    parser.add_argument("--tag-key", action="append", default=[], metavar="FIELD=KEY",
-                        help=f"read asset FIELD from tag KEY (repeatable; fields: {', '.join(ASSET_FIELDS)}; "
-                             f"an empty KEY ignores the field)")
-    parser.add_argument("--out", type=Path, metavar="FILE", help="write the asset file instead of publishing")
 
 
 def tag_keys(settings: Settings, overrides: Iterable[str]) -> dict[str, str]:
@@ -189,8 +179,9 @@ def collect_queues(scope: Scope, inventory: Inventory) -> int:
 
 def collect_load_balancers(scope: Scope, inventory: Inventory) -> int:
     balancers = [(lb["LoadBalancerArn"], lb) for lb in scope.items("elbv2", "describe_load_balancers", "LoadBalancers")]
-    balancers += [(aws_arn("elasticloadbalancing", scope.region, scope.account, f"loadbalancer/{lb['LoadBalancerName']}"),
-                   lb) for lb in scope.items("elb", "describe_load_balancers", "LoadBalancerDescriptions")]
+    for lb in scope.items("elb", "describe_load_balancers", "LoadBalancerDescriptions"):
+        name = f"loadbalancer/{lb['LoadBalancerName']}"
+        balancers.append((aws_arn("elasticloadbalancing", scope.region, scope.account, name), lb))
     for arn, lb in balancers:
         inventory.alias(arn, lb.get("DNSName"))
         inventory.guarded(scope, arn, lb.get("SecurityGroups", []))
@@ -236,7 +227,8 @@ def collect_roles(scope: Scope, inventory: Inventory) -> int:
     roles = [role for role in scope.items("iam", "list_roles", "Roles")
              if not role.get("Path", "/").startswith("/aws-service-role/")]
     for role in roles:
-        tags = {tag["Key"]: tag["Value"] for tag in scope.items("iam", "list_role_tags", "Tags", RoleName=role["RoleName"])}
+        role_tags = scope.items("iam", "list_role_tags", "Tags", RoleName=role["RoleName"])
+        tags = {tag["Key"]: tag["Value"] for tag in role_tags}
         if tags:
             inventory.tags.setdefault(role["Arn"], {}).update(tags)
     return len(roles)
@@ -294,17 +286,8 @@ def write_asset_file(path: Path, assets: list[Asset]) -> None:
     os.replace(partial, path)
 
 
-def run(args, settings: Settings) -> int:
-    keys = tag_keys(settings, args.tag_key)
-    try:
-        targets = open_targets(args, settings)
-    except AwsError as exc:
-        report(f"hotpath: {exc}")
-        return 1
-    if targets.unreachable:  # an asset set without an account's assets would forget them
-        for line in targets.unreachable:
-            report(f"hotpath: {line}")
-        return 1
+def collect_assets(targets: Targets, keys: dict[str, str]) -> tuple[list[Asset], list[str]]:
+    """The assets of every account; and the accounts that could not be read, each reported."""
     assets: list[Asset] = []
     failed = []
     for account in targets.accounts:
@@ -315,21 +298,4 @@ def run(args, settings: Settings) -> int:
             failed.append(account.id)
             continue
         assets += build_assets(inventory, keys)
-    if args.out is not None:
-        if failed:
-            report(f"hotpath: not writing {args.out}: it would lack the assets of {', '.join(failed)}")
-            return 1
-        try:
-            write_asset_file(args.out, assets)
-        except OSError as exc:
-            report(f"hotpath: cannot write {args.out}: {exc.strerror}")
-            return 1
-        report(f"assets: wrote {len(assets)} to {args.out}")
-        return 0
-    try:
-        published = publish_changed(settings, assets)
-    except (PublishError, StateError) as exc:
-        report(f"hotpath: {exc}")
-        return 1
-    report(f"assets: published {published} changed of {len(assets)} to {settings.topic_assets}")
-    return 1 if failed else 0
+    return assets, failed

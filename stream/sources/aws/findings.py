@@ -17,11 +17,9 @@ pass while the others are pulled, so one region without AWS Config does not stop
 
 from __future__ import annotations
 
-import argparse
-import signal
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ import orjson
 
 from stream.models import rfc3339
 from stream.settings import Settings
+from stream.sources.aws import MAX_PAGE_SIZE, SOURCES
 from stream.sources.aws.cursor import (
     Cursor,
     FileCursorStore,
@@ -39,62 +38,39 @@ from stream.sources.aws.cursor import (
     parse_time,
 )
 from stream.sources.aws.publish import FileSink, PublishError, TopicSink
-from stream.sources.aws.session import AwsError, Scope, open_targets, report
-from stream.sources.aws.session import add_arguments as add_aws_arguments
+from stream.sources.aws.session import AccountOptions, AwsError, Scope, open_targets, report
 
-SOURCES = ("securityhub", "config")
-DEFAULT_INTERVAL_S = 300.0
 # A stable namespace for the ids of Config events this pull synthesizes, so a re-publish has the same id.
 _CONFIG_EVENT_NAMESPACE = uuid.UUID("5d0f8c1e-7a0b-4c55-9a51-6f1f0d8e2a47")
 
 Stamped = tuple[str, datetime, dict[str, Any]]
+CursorStore = FileCursorStore | TopicCursorStore
+Sink = FileSink | TopicSink
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_aws_arguments(parser)
-    parser.add_argument("--source", action="append", choices=SOURCES,
-                        help="pull only this source (repeatable; default: securityhub and config)")
-    parser.add_argument("--once", action="store_true",
-                        help="one pass, then exit (non-zero when nothing could be pulled)")
-    parser.add_argument("--interval", type=_interval, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
-                        help=f"seconds between passes when polling (default {DEFAULT_INTERVAL_S:.0f})")
-    parser.add_argument("--out", type=Path, metavar="FILE",
-                        help="append NDJSON to FILE instead of publishing; the cursor lives in FILE.cursor.json")
-    parser.add_argument("--record-state", action="append", choices=("ACTIVE", "ARCHIVED"),
-                        help="Security Hub RecordState to pull (repeatable; default: both, so archiving resolves)")
-    parser.add_argument("--workflow-status", action="append",
-                        choices=("NEW", "NOTIFIED", "RESOLVED", "SUPPRESSED"),
-                        help="Security Hub Workflow.Status to pull (repeatable; default: all)")
-    parser.add_argument("--product-name", action="append", metavar="NAME",
-                        help="Security Hub ProductName to pull, e.g. 'Security Hub', GuardDuty (repeatable)")
-    parser.add_argument("--page-size", type=_page_size, default=100, help="findings per GetFindings page (1-100)")
+@dataclass(frozen=True)
+class PullOptions:
+    """What one pull reads: accounts and regions, sources, and the Security Hub filters (empty: all)."""
+
+    accounts: AccountOptions = field(default_factory=AccountOptions)
+    sources: tuple[str, ...] = SOURCES
+    record_states: tuple[str, ...] = ()
+    workflow_statuses: tuple[str, ...] = ()
+    product_names: tuple[str, ...] = ()
+    page_size: int = MAX_PAGE_SIZE
 
 
-def _interval(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
-    return value
-
-
-def _page_size(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError("must be between 1 and 100")
-    return value
-
-
-def securityhub_filters(start: Cursor, args, now: datetime) -> dict[str, Any]:
+def securityhub_filters(start: Cursor, options: PullOptions, now: datetime) -> dict[str, Any]:
     """``AwsSecurityFindingFilters`` for one pass: the user's filters and ``UpdatedAt`` from the cursor.
 
     ``Start`` is the cursor rounded down to the second (the cursor drops what it already published),
     ``End`` a day ahead of now, so a slightly fast provider clock is not cut off.
     """
     filters: dict[str, Any] = {}
-    for field, values in (("RecordState", args.record_state), ("WorkflowStatus", args.workflow_status),
-                          ("ProductName", args.product_name)):
+    for name, values in (("RecordState", options.record_states), ("WorkflowStatus", options.workflow_statuses),
+                         ("ProductName", options.product_names)):
         if values:
-            filters[field] = [{"Value": value, "Comparison": "EQUALS"} for value in dict.fromkeys(values)]
+            filters[name] = [{"Value": value, "Comparison": "EQUALS"} for value in dict.fromkeys(values)]
     if start.updated_at is not None:
         filters["UpdatedAt"] = [{"Start": _whole_seconds(start.updated_at),
                                  "End": _whole_seconds(now + timedelta(days=1))}]
@@ -182,17 +158,17 @@ def _publish_new(name: str, start: Cursor, now: datetime, batches: Iterable[list
     return published, progress.cursor
 
 
-def pull_securityhub(scope: Scope, args, store, sink) -> None:
+def pull_securityhub(scope: Scope, options: PullOptions, store, sink) -> None:
     name = f"securityhub/{scope.account}/{scope.region}"
     now = datetime.now(UTC)
     start = store.get(name).not_after(now)
-    filters = securityhub_filters(start, args, now)
+    filters = securityhub_filters(start, options, now)
     where = f"securityhub {scope.label}"
 
     def batches() -> Iterator[list[Stamped]]:
         fetched = 0
         pages = scope.pages("securityhub", "get_findings", Filters=filters,
-                            PaginationConfig={"PageSize": args.page_size})
+                            PaginationConfig={"PageSize": options.page_size})
         for number, page in enumerate(pages, 1):
             findings = page.get("Findings", [])
             fetched += len(findings)
@@ -204,7 +180,7 @@ def pull_securityhub(scope: Scope, args, store, sink) -> None:
     report(f"{where}: published {published} new, cursor {cursor.describe()}")
 
 
-def pull_config(scope: Scope, args, store, sink) -> None:
+def pull_config(scope: Scope, options: PullOptions, store, sink) -> None:
     name = f"awsconfig/{scope.account}/{scope.region}"
     now = datetime.now(UTC)
     start = store.get(name).not_after(now)
@@ -236,14 +212,14 @@ def pull_config(scope: Scope, args, store, sink) -> None:
 PULLS = {"securityhub": pull_securityhub, "config": pull_config}
 
 
-def pull_once(args, settings: Settings, store, sink) -> tuple[int, int]:
+def pull_once(options: PullOptions, settings: Settings, store, sink) -> tuple[int, int]:
     """One pass over every account, region and source: how many of them were pulled, and how many failed.
 
     A part that fails (an account whose role cannot be assumed, AWS Config not enabled in a region, a
     denied API) is reported and left for the next pass; the others are pulled all the same.
     """
     try:
-        targets = open_targets(args, settings)
+        targets = open_targets(options.accounts, settings)
     except AwsError as exc:
         report(f"hotpath: {exc}")
         return 0, 1
@@ -254,9 +230,9 @@ def pull_once(args, settings: Settings, store, sink) -> tuple[int, int]:
     for account in targets.accounts:
         for region in targets.regions:
             scope = account.scope(region)
-            for source in args.source or SOURCES:
+            for source in options.sources:
                 try:
-                    PULLS[source](scope, args, store, sink)
+                    PULLS[source](scope, options, store, sink)
                     pulled += 1
                 except (AwsError, PublishError, StateError) as exc:
                     report(f"hotpath: {exc}")
@@ -267,27 +243,8 @@ def pull_once(args, settings: Settings, store, sink) -> tuple[int, int]:
     return pulled, failed
 
 
-def run(args, settings: Settings) -> int:
-    try:
-        if args.out is not None:
-            store = FileCursorStore(args.out.with_name(args.out.name + ".cursor.json"))
-            sink = FileSink(args.out)
-        else:
-            store = TopicCursorStore(settings)
-            sink = TopicSink(settings, settings.topic_findings)
-    except (StateError, PublishError) as exc:
-        report(f"hotpath: {exc}")
-        return 1
-    stop = threading.Event()
-    if not args.once:
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while True:
-            pulled, failed = pull_once(args, settings, store, sink)
-            if args.once:
-                return 1 if failed and not pulled else 0
-            if stop.wait(args.interval):
-                return 0
-    finally:
-        if isinstance(sink, FileSink):
-            sink.close()
+def open_destination(settings: Settings, out: Path | None) -> tuple[CursorStore, Sink]:
+    """Where the pull keeps its cursors and sends findings: beside ``out`` and into it, else the findings topic."""
+    if out is not None:
+        return FileCursorStore(out.with_name(out.name + ".cursor.json")), FileSink(out)
+    return TopicCursorStore(settings), TopicSink(settings, settings.topic_findings)

@@ -5,6 +5,7 @@ Other accounts are read by assuming a role in each (``--role-arn``, with ``--ext
 role's trust policy asks for one); roles are assumed again on every pass, so a long-running poll never
 holds expired credentials. Every client retries throttling in botocore's adaptive mode, and
 ``--endpoint-url`` / ``HOTPATH_AWS_ENDPOINT_URL`` sends every call to one endpoint (moto in tests).
+boto3 comes with the ``aws`` extra; the ``hotpath aws`` commands import this package only when they run.
 
 A failed call becomes one :class:`AwsError` line; access denied names the IAM action to grant, e.g.
 "access denied: the credentials lack securityhub:GetFindings in 123456789012/eu-west-1".
@@ -17,6 +18,10 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from stream.settings import ConfigError, Settings
 
@@ -42,14 +47,14 @@ def report(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def add_arguments(parser) -> None:
-    """The options every ``hotpath aws`` command shares."""
-    parser.add_argument("--regions", help="comma-separated regions (default: the standard chain's region)")
-    parser.add_argument("--role-arn", action="append", default=[], metavar="ARN",
-                        help="read the account of this role by assuming it (repeat for several accounts); "
-                             "without it, the account of the standard chain's credentials")
-    parser.add_argument("--external-id", help="the external id the roles' trust policies require")
-    parser.add_argument("--endpoint-url", help="send every AWS call here (testing; also HOTPATH_AWS_ENDPOINT_URL)")
+@dataclass(frozen=True)
+class AccountOptions:
+    """Which accounts and regions a connector reads, and where its calls go (every ``hotpath aws`` command's)."""
+
+    regions: tuple[str, ...] = ()  # empty: the standard chain's region
+    role_arns: tuple[str, ...] = ()  # empty: the account of the standard chain's credentials
+    external_id: str | None = None
+    endpoint_url: str | None = None
 
 
 @dataclass
@@ -73,16 +78,12 @@ class Scope:
 
     def client(self, service: str):
         if service not in self._clients:
-            from botocore.config import Config
-
             self._clients[service] = self.session.client(
                 service, region_name=self.region, endpoint_url=self.endpoint_url, config=Config(retries=RETRIES),
                 **self.credentials)
         return self._clients[service]
 
     def call(self, service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         client = self.client(service)
         try:
             return getattr(client, operation)(**kwargs)
@@ -91,8 +92,6 @@ class Scope:
 
     def pages(self, service: str, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every page of a paginated operation, with failures turned into :class:`AwsError`."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         client = self.client(service)
         try:
             yield from client.get_paginator(operation).paginate(**kwargs)
@@ -114,8 +113,6 @@ def iam_action(client, operation: str) -> str:
 
 def describe_failure(client, operation: str, exc: Exception, where: str) -> str:
     """One line saying what failed and what to do about it."""
-    from botocore.exceptions import ClientError, NoCredentialsError
-
     action = iam_action(client, operation)
     if isinstance(exc, NoCredentialsError):
         return ("no AWS credentials in the standard chain (AWS_PROFILE, AWS_ACCESS_KEY_ID, SSO login, "
@@ -158,30 +155,27 @@ class Targets:
     unreachable: list[str] = field(default_factory=list)
 
 
-def open_targets(args, settings: Settings) -> Targets:
-    """Each ``--role-arn``'s account (assumed now), else the caller's own, in ``--regions``."""
-    import boto3
-
-    endpoint_url = args.endpoint_url or settings.aws_endpoint_url
+def open_targets(options: AccountOptions, settings: Settings) -> Targets:
+    """Each role's account (assumed now), else the caller's own, in the regions the options name."""
+    endpoint_url = options.endpoint_url or settings.aws_endpoint_url
     base = boto3.Session()
-    names = _regions(args.regions, base.region_name)
+    names = _regions(options.regions, base.region_name)
     caller = Scope("", names[0], base, endpoint_url)
-    if not args.role_arn:
+    if not options.role_arns:
         identity = caller.call("sts", "get_caller_identity")
         return Targets([Account(identity["Account"], base, endpoint_url)], names)
     targets = Targets([], names)
-    for role_arn in args.role_arn:
+    for role_arn in options.role_arns:
         try:
-            targets.accounts.append(_assume(caller, role_arn, args.external_id))
+            targets.accounts.append(_assume(caller, role_arn, options.external_id))
         except AwsError as exc:
             targets.unreachable.append(str(exc))
     return targets
 
 
-def _regions(given: str | None, default: str | None) -> list[str]:
-    names = [name.strip() for name in (given or "").split(",") if name.strip()]
-    if names:
-        return list(dict.fromkeys(names))
+def _regions(given: tuple[str, ...], default: str | None) -> list[str]:
+    if given:
+        return list(dict.fromkeys(given))
     if default:
         return [default]
     raise ConfigError("no AWS region: pass --regions or set AWS_REGION")

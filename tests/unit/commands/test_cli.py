@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tomllib
+from importlib.metadata import packages_distributions
 
 import pytest
 from paths import ROOT
 
-from stream.commands.main import build_parser
+from stream.commands.main import EXTRA_OF_MODULE, build_parser
 from stream.version import DISTRIBUTION, version
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -82,7 +84,8 @@ def test_a_misspelt_variable_is_named_with_the_closest_setting_and_the_command_s
 
 
 def test_the_secret_env_of_a_sink_is_not_taken_for_a_misspelt_setting():
-    sinks = '[{"name": "soc", "kind": "webhook", "url": "https://hooks.example.com/x", "secret_env": "HOTPATH_SOC_KEY"}]'
+    sinks = ('[{"name": "soc", "kind": "webhook", "url": "https://hooks.example.com/x", '
+             '"secret_env": "HOTPATH_SOC_KEY"}]')
     result = hotpath("replay", HOTPATH_SINKS=sinks, HOTPATH_SOC_KEY="s3cret")
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr
@@ -116,3 +119,104 @@ def _all_parsers(parser: argparse.ArgumentParser, name: str = "hotpath"):
         if isinstance(action, argparse._SubParsersAction):
             for word, sub in action.choices.items():
                 yield from _all_parsers(sub, f"{name} {word}")
+
+
+# --- extras: the install carries what the worker runs ------------------------------------------------
+
+# Runs ``hotpath ARGS`` in an interpreter where the named top-level modules cannot be imported, as when
+# the extra that installs them was left out.
+WITHOUT_MODULES = """
+import sys
+from importlib.abc import MetaPathFinder
+
+blocked = set(sys.argv[1].split(","))
+
+
+class NotInstalled(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NotInstalled())
+from stream.commands.main import main
+
+sys.exit(main(sys.argv[2:]))
+"""
+DEMO_MODULES = ("opentelemetry",)
+AWS_MODULES = ("boto3", "botocore", "aws_msk_iam_sasl_signer")
+
+
+def hotpath_without(modules: tuple[str, ...], *args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {key: value for key, value in os.environ.items() if not key.upper().startswith("HOTPATH_")}
+    return subprocess.run([sys.executable, "-c", WITHOUT_MODULES, ",".join(modules), *args], capture_output=True,
+                          text=True, env={**clean, **env}, cwd=ROOT, timeout=60)
+
+
+def test_every_command_shows_its_help_without_the_extras():
+    for words in ([], ["demo"], ["aws", "pull-findings"], ["aws", "sync-assets"], ["topics", "apply"], ["worker"]):
+        result = hotpath_without(DEMO_MODULES + AWS_MODULES, *words, "--help")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("usage: hotpath")
+
+
+@pytest.mark.parametrize(("modules", "args", "line"), [
+    (DEMO_MODULES, ["demo", "--play-seconds", "0"],
+     "hotpath demo needs the demo extra (opentelemetry is not installed): pip install 'hotpath-stream[demo]'"),
+    (AWS_MODULES, ["aws", "pull-findings", "--once", "--regions", "eu-west-1"],
+     "hotpath aws pull-findings needs the aws extra (boto3 is not installed): pip install 'hotpath-stream[aws]'"),
+    (AWS_MODULES, ["aws", "sync-assets", "--regions", "eu-west-1"],
+     "hotpath aws sync-assets needs the aws extra (boto3 is not installed): pip install 'hotpath-stream[aws]'"),
+])
+def test_a_command_without_its_extra_says_which_to_install_before_doing_anything(modules, args, line):
+    # No broker answers at this address: a command that got past its imports would say so instead.
+    result = hotpath_without(modules, *args, HOTPATH_BOOTSTRAP_SERVERS="127.0.0.1:9")
+    assert (result.returncode, result.stdout, stderr_lines(result)) == (2, "", [line])
+
+
+def test_the_worker_on_msk_iam_without_the_aws_extra_says_which_to_install():
+    result = hotpath_without(AWS_MODULES, "worker", HOTPATH_BOOTSTRAP_SERVERS="127.0.0.1:9",
+                             HOTPATH_SECURITY_PROTOCOL="SASL_SSL", HOTPATH_SASL_MECHANISM="OAUTHBEARER",
+                             HOTPATH_SASL_OAUTH_PROVIDER="msk_iam", HOTPATH_SASL_OAUTH_AWS_REGION="eu-west-1")
+    assert result.returncode == 2
+    assert stderr_lines(result) == [
+        "hotpath worker needs the aws extra (botocore is not installed): pip install 'hotpath-stream[aws]'"]
+
+
+def test_a_missing_module_no_extra_installs_is_not_passed_off_as_one():
+    result = hotpath_without(("faust",), "worker", HOTPATH_BOOTSTRAP_SERVERS="127.0.0.1:9")
+    assert result.returncode == 1
+    assert "ModuleNotFoundError: No module named 'faust'" in result.stderr
+    assert "extra" not in result.stderr
+
+
+def test_each_extra_package_is_recognised_when_missing():
+    """Every package an extra lists installs a module the command line maps to that extra."""
+    extras_of_distribution: dict[str, set[str]] = {}
+    for module, distributions in packages_distributions().items():
+        if module in EXTRA_OF_MODULE:
+            for distribution in distributions:
+                extras_of_distribution.setdefault(distribution.lower(), set()).add(EXTRA_OF_MODULE[module])
+    for extra in ("demo", "aws"):
+        for requirement in PYPROJECT["optional-dependencies"][extra]:
+            name = re.match(r"[A-Za-z0-9._-]+", requirement).group().lower()
+            assert extras_of_distribution.get(name) == {extra}, name
+
+
+def test_the_worker_deliver_and_the_pipeline_import_neither_the_opentelemetry_sdk_nor_boto3():
+    probe = """
+import importlib, pkgutil, sys
+import stream
+for module in pkgutil.walk_packages(stream.__path__, "stream."):
+    if not module.name.startswith(("stream.demo.", "stream.sources.aws.")):
+        importlib.import_module(module.name)
+from stream.commands.main import build_parser
+build_parser()
+print(" ".join(sorted({name.partition(".")[0] for name in sys.modules})))
+"""
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert "stream" in loaded
+    assert not loaded & {"opentelemetry", "boto3", "botocore", "aws_msk_iam_sasl_signer"}

@@ -3,7 +3,6 @@ error lines. The live parts (moto server, Kafka) are in test_aws_connectors.py."
 
 from __future__ import annotations
 
-import argparse
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -16,7 +15,7 @@ from stream.ingest.formats.findings import decode_findings
 from stream.settings import ConfigError, load_settings
 from stream.sources.aws.assets import Inventory, build_assets, tag_keys
 from stream.sources.aws.cursor import Cursor, FileCursorStore, Progress, StateError
-from stream.sources.aws.findings import compliance_change_event, securityhub_filters
+from stream.sources.aws.findings import PullOptions, compliance_change_event, securityhub_filters
 from stream.sources.aws.session import describe_failure
 
 pytestmark = pytest.mark.aws
@@ -72,13 +71,10 @@ def test_file_cursors_survive_a_restart_and_a_damaged_file_is_one_clear_error(tm
 # --- Security Hub request ----------------------------------------------------------------------
 
 
-def pull_options(**given) -> argparse.Namespace:
-    return argparse.Namespace(**{"record_state": None, "workflow_status": None, "product_name": None, **given})
-
-
 def test_filters_ask_from_the_cursor_second_and_carry_the_users_choices_in_a_valid_request():
     now = datetime(2025, 3, 2, tzinfo=UTC)
-    options = pull_options(record_state=["ACTIVE"], workflow_status=["NEW", "NOTIFIED"], product_name=["GuardDuty"])
+    options = PullOptions(record_states=("ACTIVE",), workflow_statuses=("NEW", "NOTIFIED"),
+                          product_names=("GuardDuty",))
     filters = securityhub_filters(Cursor(T0, frozenset({"a"})), options, now)
 
     assert filters["UpdatedAt"] == [{"Start": "2025-03-01T12:00:00Z", "End": "2025-03-03T00:00:00Z"}]
@@ -91,7 +87,7 @@ def test_filters_ask_from_the_cursor_second_and_carry_the_users_choices_in_a_val
 
 
 def test_the_first_pull_asks_for_everything():
-    assert securityhub_filters(Cursor(), pull_options(), datetime.now(UTC)) == {}
+    assert securityhub_filters(Cursor(), PullOptions(), datetime.now(UTC)) == {}
 
 
 # --- AWS Config -----------------------------------------------------------------------------------
@@ -182,7 +178,8 @@ def test_tag_keys_are_configurable_and_bad_tag_values_are_reported_not_kept():
     assets = {asset.id: asset for asset in build_assets(found, keys, warnings.append)}
 
     assert assets[BUCKET].tags.owner == "ledger" and assets[BUCKET].tags.criticality is None
-    assert warnings == [f"assets: {BUCKET}: tag criticality='urgent' is not one of critical, high, medium, low; ignored"]
+    assert warnings == [
+        f"assets: {BUCKET}: tag criticality='urgent' is not one of critical, high, medium, low; ignored"]
     # Service reading switched off: the instance has nothing left to say, the group no service.
     assert INSTANCE not in assets and assets[SG].exercised_via == [INSTANCE]
 
