@@ -47,6 +47,8 @@ async def _serve(service: DeliveryService) -> int:
     except (KafkaUnavailable, WebServerError) as exc:  # the message says what to do
         log.error(f"cannot start: {exc}")
         return 1
+    except ModuleNotFoundError:  # an extra is missing (msk_iam needs [aws]): stream.commands.main says which
+        raise
     except Exception as exc:  # one line in the log, not a traceback: the cause is in the message
         log.error("delivery stopped", extra={"error": f"{type(exc).__name__}: {exc}"})
         return 1

@@ -175,13 +175,15 @@ def test_a_command_without_its_extra_says_which_to_install_before_doing_anything
     assert (result.returncode, result.stdout, stderr_lines(result)) == (2, "", [line])
 
 
-def test_the_worker_on_msk_iam_without_the_aws_extra_says_which_to_install():
-    result = hotpath_without(AWS_MODULES, "worker", HOTPATH_BOOTSTRAP_SERVERS="127.0.0.1:9",
+@pytest.mark.parametrize("command", ["worker", "deliver"])
+def test_a_service_on_msk_iam_without_the_aws_extra_says_which_to_install(command):
+    result = hotpath_without(AWS_MODULES, command, HOTPATH_BOOTSTRAP_SERVERS="127.0.0.1:9",
                              HOTPATH_SECURITY_PROTOCOL="SASL_SSL", HOTPATH_SASL_MECHANISM="OAUTHBEARER",
                              HOTPATH_SASL_OAUTH_PROVIDER="msk_iam", HOTPATH_SASL_OAUTH_AWS_REGION="eu-west-1")
     assert result.returncode == 2
-    assert stderr_lines(result) == [
-        "hotpath worker needs the aws extra (botocore is not installed): pip install 'hotpath-stream[aws]'"]
+    # deliver logs first that no sink is configured; the cause is the last line, and the only one that is not JSON
+    assert [line for line in stderr_lines(result) if not line.startswith("{")] == [
+        f"hotpath {command} needs the aws extra (botocore is not installed): pip install 'hotpath-stream[aws]'"]
 
 
 def test_a_missing_module_no_extra_installs_is_not_passed_off_as_one():
