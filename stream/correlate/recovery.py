@@ -97,7 +97,8 @@ def emitted_since(settings: Settings, since_s: float) -> list[dict[str, Any]]:
         deadline = time.monotonic() + READ_TIMEOUT_S
         while unread:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic}: partitions {sorted(unread)} not read to their end in {READ_TIMEOUT_S:.0f}s")
+                raise TimeoutError(
+                    f"{topic}: partitions {sorted(unread)} not read to their end in {READ_TIMEOUT_S:.0f}s")
             for message in client.consume(500, 0.05):
                 if message.error() is not None:
                     continue
