@@ -257,8 +257,7 @@ class Correlator:
         """Fold a touch into the entity's windows; returns when to judge it, None when too late."""
         first, last = parse_rfc3339(touch["first_seen"]), parse_rfc3339(touch["last_seen"])
         now = max(state.clock or last, last)
-        if not windows.add(state.buckets, self.spec, last, touch["spans"], touch["errors"],
-                           touch["internet_spans"], now):
+        if not windows.add(state.buckets, self.spec, last, touch["spans"], touch["internet_spans"], now):
             return None
         self._advance(state, "touch", last)
         state.last_exercised = max(state.last_exercised or last, last)
@@ -385,7 +384,7 @@ class Correlator:
         return f"not exercised for {self.settings.stale_windows} windows ({minutes} min)"
 
     def _evidence(self, entity: str, state: EntityState, at: float) -> Evidence:
-        spans, _errors, internet = windows.totals(state.buckets, self.spec, at)
+        spans, internet = windows.totals(state.buckets, self.spec, at)
         since = self.spec.window_start(at)
         asset = self.context.resolver.asset(entity)
         path: tuple[str, ...] = ()

@@ -26,7 +26,6 @@ class Bucket:
 
     start: float
     spans: int
-    errors: int
     internet_spans: int
 
 
@@ -76,7 +75,7 @@ class EntityState:
 def encode(state: EntityState) -> bytes:
     return msgpack.packb([
         FORMAT, state.clock, state.last_exercised, state.first_seen, state.partition, state.position,
-        [value for b in state.buckets for value in (b.start, b.spans, b.errors, b.internet_spans)],
+        [value for b in state.buckets for value in (b.start, b.spans, b.internet_spans)],
         state.callers, state.via, [_trace_bytes(trace) for trace in state.traces],
         [value for a in state.alerts for value in (a.observed_at, a.uid, a.source, a.rule, a.severity, a.subject)],
         {uid: [f.source, f.check, f.title, f.severity, f.status, f.resources, f.account, f.region, f.observed_at,
@@ -94,7 +93,7 @@ def decode(data: bytes) -> EntityState:
         raise ValueError(f"entity state in format {fmt!r}, not {FORMAT}")
     return EntityState(
         clock=clock, last_exercised=last_exercised, first_seen=first_seen,
-        buckets=[Bucket(*buckets[i:i + 4]) for i in range(0, len(buckets), 4)],
+        buckets=[Bucket(*buckets[i:i + 3]) for i in range(0, len(buckets), 3)],
         callers=callers, via=via,
         traces=[trace.hex() if isinstance(trace, bytes) else trace for trace in traces],
         alerts=[AlertSeen(*alerts[i:i + 6]) for i in range(0, len(alerts), 6)],
@@ -121,10 +120,13 @@ def _trace_bytes(trace: str) -> bytes | str:
 
 
 def _from_json(data: dict[str, Any]) -> EntityState:
-    """A state as the JSON format held it: ``p``/``pos``, positional buckets and alerts, ``esc`` lists."""
+    """A state as the JSON format held it: ``p``/``pos``, positional buckets and alerts, ``esc`` lists.
+
+    Its buckets also counted error spans, which nothing read: they are left behind.
+    """
     return EntityState(
         clock=data["clock"], last_exercised=data["last_exercised"], first_seen=data["first_seen"],
-        buckets=[Bucket(*bucket) for bucket in data["buckets"]],
+        buckets=[Bucket(start, spans, internet) for start, spans, _errors, internet in data["buckets"]],
         callers=data["callers"], via=data["via"], traces=data["traces"],
         alerts=[AlertSeen(*alert) for alert in data["alerts"]],
         findings={uid: FindingState(

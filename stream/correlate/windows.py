@@ -31,8 +31,7 @@ class WindowSpec:
         return self.bucket_start(now) + self.step_s - self.size_s
 
 
-def add(buckets: list[Bucket], spec: WindowSpec, ts: float, spans: int, errors: int, internet: int,
-        now: float) -> bool:
+def add(buckets: list[Bucket], spec: WindowSpec, ts: float, spans: int, internet: int, now: float) -> bool:
     """Fold traffic at event time ``ts`` into its bucket; False when it is too late to count.
 
     A record counts while its bucket is still within the window plus the allowed lateness of
@@ -44,14 +43,13 @@ def add(buckets: list[Bucket], spec: WindowSpec, ts: float, spans: int, errors: 
     for bucket in reversed(buckets):
         if bucket.start == start:
             bucket.spans += spans
-            bucket.errors += errors
             bucket.internet_spans += internet
             break
         if bucket.start < start:
-            buckets.insert(buckets.index(bucket) + 1, Bucket(start, spans, errors, internet))
+            buckets.insert(buckets.index(bucket) + 1, Bucket(start, spans, internet))
             break
     else:
-        buckets.insert(0, Bucket(start, spans, errors, internet))
+        buckets.insert(0, Bucket(start, spans, internet))
     trim(buckets, spec, max(now, ts))
     return True
 
@@ -66,17 +64,16 @@ def trim(buckets: list[Bucket], spec: WindowSpec, now: float) -> None:
         del buckets[:drop]
 
 
-def totals(buckets: list[Bucket], spec: WindowSpec, now: float) -> tuple[int, int, int]:
-    """(spans, errors, internet_spans) in the hopping window that contains ``now``."""
+def totals(buckets: list[Bucket], spec: WindowSpec, now: float) -> tuple[int, int]:
+    """(spans, internet_spans) in the hopping window that contains ``now``."""
     start = spec.window_start(now)
     end = spec.bucket_start(now) + spec.step_s
-    spans = errors = internet = 0
+    spans = internet = 0
     for bucket in buckets:
         if start <= bucket.start < end:
             spans += bucket.spans
-            errors += bucket.errors
             internet += bucket.internet_spans
-    return spans, errors, internet
+    return spans, internet
 
 
 class LowWatermark:

@@ -40,7 +40,7 @@ def finding(escalation: EscalationState = NEVER_ESCALATED, **fields) -> FindingS
 def test_an_old_json_state_loads_field_for_field():
     assert decode(OLD_JSON_STATE) == EntityState(
         clock=1748941290.5, last_exercised=1748941290.5, first_seen=1748941201.25,
-        buckets=[Bucket(1748941260.0, 12, 1, 3)], callers={"service:checkout": 1748941290.5}, via={},
+        buckets=[Bucket(1748941260.0, 12, 3)], callers={"service:checkout": 1748941290.5}, via={},
         traces=[TRACE], alerts=[AlertSeen(1748941280.0, "gd-1", "guardduty", "Exfiltration:S3/Anomalous", "high", "")],
         findings={"f-1": finding(EscalationState(2, True, "P1", 91.5)),
                   "f-2": finding(source="securityhub", check="c", title="t", severity="low", account=None, region=None,
@@ -61,7 +61,7 @@ def test_trace_ids_come_back_exactly_whatever_they_are(trace):
 
 def test_an_empty_state_and_times_keep_their_types():
     assert decode(encode(EntityState())) == EntityState()
-    state = EntityState(clock=100, first_seen=99.5, buckets=[Bucket(60, 1, 0, 0)], partition=0, position=0)
+    state = EntityState(clock=100, first_seen=99.5, buckets=[Bucket(60, 1, 0)], partition=0, position=0)
     back = decode(encode(state))
     assert back == state and type(back.clock) is int and type(back.first_seen) is float
 
