@@ -28,7 +28,7 @@ LIST_MAX_ITEMS = 20
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "topics" / "schemas" / "escalation.schema.json"
 
 
-def cut(text: str, limit: int) -> str:
+def _cut(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, ending in ``...`` when cut."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -49,7 +49,7 @@ def _first_entries(entries: dict) -> dict:
     return dict(list(entries.items())[:LIST_MAX_ITEMS])
 
 
-Text = Annotated[str, AfterValidator(lambda text: cut(text, TEXT_MAX_CHARS))]
+Text = Annotated[str, AfterValidator(lambda text: _cut(text, TEXT_MAX_CHARS))]
 Texts = Annotated[list[Text], AfterValidator(_first_items)]
 TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Timestamp = Annotated[str, AfterValidator(_rfc3339), Field(json_schema_extra={"format": "date-time"})]
