@@ -63,14 +63,14 @@ def replay(settings: Settings, *, findings: Iterable[Path] = (), traces: Iterabl
     position = 0
     for record in records:
         if next_tick is not None and correlator.watermark >= next_tick:
-            yield from (e.event for e in correlator.tick())
+            yield from (e.record() for e in correlator.tick())
         for entity, event in _route(router, record).events:
             position += 1
-            yield from (e.event for e in correlator.process(entity, event, position=position))
+            yield from (e.record() for e in correlator.process(entity, event, position=position))
         _report_failures(correlator, errors)
         if correlator.watermark > float("-inf"):
             next_tick = correlator.spec.bucket_start(correlator.watermark) + settings.window_step_s
-    yield from (e.event for e in correlator.tick())
+    yield from (e.record() for e in correlator.tick())
     _report_failures(correlator, errors)
 
 

@@ -7,9 +7,9 @@ the state and re-scores the entity's findings against it and against the shared
 :class:`~stream.entities.context.Context`. A periodic ``tick`` re-scores the entities that are live, so
 context that arrives later (an alert on a caller, a longer exposure path) and staleness are seen.
 
-The store is any mutable mapping of entity id to a JSON-ready dict: a Faust table in the worker, a
-dict in ``hotpath replay``. State per entity is bounded: at most ``size/step`` buckets, a few trace
-ids, callers and alerts.
+The store is any mutable mapping of entity id to :class:`~stream.correlate.state.EntityState`: a Faust
+table (through the state's codec) in the worker, a dict in ``hotpath replay``. State per entity is
+bounded: at most ``size/step`` buckets, a few trace ids, callers and alerts.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable, Iterable, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
 from stream.correlate import windows
+from stream.correlate.event import AssetContext, EscalatedFinding, Escalation, EvidenceLinks, Factors
 from stream.correlate.lifecycle import EscalationState, Transition, Verdict, decide, escalation_uid
-from stream.correlate.score import AlertEvidence, Evidence, reasons, score
+from stream.correlate.score import AlertEvidence, Evidence, Score, reasons, score
+from stream.correlate.state import AlertSeen, EntityState, FindingState
 from stream.entities.context import Context
 from stream.models import add_trace_ids, epoch_to_rfc3339, parse_rfc3339
 from stream.redact import mask
@@ -32,33 +33,6 @@ MAX_CALLERS = 16
 MAX_ALERTS = 10
 MAX_FINDINGS_PER_ENTITY = 500
 MAX_REASON_CHARS = 500
-
-EntityState = dict[str, Any]
-
-
-def new_state() -> EntityState:
-    return {
-        "clock": None,  # latest event time of traffic or alerts on this entity
-        "last_exercised": None,
-        "buckets": [],
-        "callers": {},  # caller entity -> last seen
-        "via": {},  # exercised_via entity -> last seen
-        "traces": [],
-        "first_seen": None,
-        "alerts": [],  # [observed_at, uid, source, rule, severity, subject]
-        "findings": {},  # uid -> finding fields + "esc": EscalationState list
-        "p": None,  # partition the entity's events come from
-        "pos": None,  # offset of the last event applied (redeliveries are skipped)
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class Escalation:
-    """One lifecycle event, ready to send (``key`` is the finding uid)."""
-
-    key: str
-    event: dict[str, Any]
-
 
 class Correlator:
     def __init__(self, settings: Settings, context: Context, store: MutableMapping[str, EntityState],
@@ -70,7 +44,6 @@ class Correlator:
         self.wall_clock = clock
         self.event_clock = windows.LowWatermark()  # the time staleness, sweeps and prunes go by
         self.live: dict[str, int | None] = {}  # entities to re-score on tick -> their partition
-        self.late_dropped = 0
         # finding uid -> (partition, escalation state) already published for a finding whose state a
         # crash lost entirely; applied when its redelivered record re-creates it (see reconcile).
         self.published_for_lost: dict[str, tuple[int, EscalationState]] = {}  # by escalation_uid
@@ -110,12 +83,12 @@ class Correlator:
 
     def _apply(self, entity: str, record: dict[str, Any], partition: int | None, position: int | None,
                defer: bool) -> list[Escalation]:
-        state = self.store.get(entity) or new_state()
+        state = self.store.get(entity) or EntityState()
         if position is not None:
-            if state["pos"] is not None and position <= state["pos"]:
+            if state.position is not None and position <= state.position:
                 return []
-            state["pos"] = position
-        state["p"] = partition
+            state.position = position
+        state.partition = partition
         kind = record["kind"]
         if kind == "touch":
             eval_at = self._add_touch(state, entity, record)
@@ -128,14 +101,14 @@ class Correlator:
         else:
             raise ValueError(f"unknown event kind {kind!r}")
         escalations: list[Escalation] = []
-        if eval_at is not None and state["findings"]:  # nothing to judge on an entity without findings
+        if eval_at is not None and state.findings:  # nothing to judge on an entity without findings
             only = frozenset((record["uid"],)) if kind == "finding" else None
             if defer:
                 self._defer(entity, eval_at, only)
             else:
                 escalations = self._judge(entity, state, eval_at, only=only)
         self.store[entity] = state
-        if state["findings"] and self._is_live(state):
+        if state.findings and self._is_live(state):
             self.live[entity] = partition
         return escalations
 
@@ -156,7 +129,7 @@ class Correlator:
                 self.store[entity] = state
                 out.extend(escalations)
             if self._is_live(state) and entity not in self.failures:
-                self.live[entity] = state["p"]
+                self.live[entity] = state.partition
         return out
 
     def _defer(self, entity: str, at: float, only: frozenset[str] | None) -> None:
@@ -174,7 +147,7 @@ class Correlator:
             if state is None:
                 del self.live[entity]
                 continue
-            escalations = self._judge(entity, state, state["clock"] or self.watermark)
+            escalations = self._judge(entity, state, state.clock or self.watermark)
             if escalations:
                 self.store[entity] = state
                 out.extend(escalations)
@@ -190,8 +163,8 @@ class Correlator:
         """
         horizon = self.watermark - self._stale_after()
         idle = [entity for entity, state in self.store.items()
-                if state and (partition is None or state["p"] == partition) and not state["findings"]
-                and (state["clock"] is None or state["clock"] < horizon)]
+                if (partition is None or state.partition == partition) and not state.findings
+                and (state.clock is None or state.clock < horizon)]
         for entity in idle:
             del self.store[entity]
             self.unclaimed.pop(entity, None)
@@ -208,15 +181,15 @@ class Correlator:
         clocks: list[float] = []
         unclaimed = []
         for entity, state in self.store.items():
-            if state and (partition is None or state["p"] == partition):
+            if partition is None or state.partition == partition:
                 if clamp_state(state, latest):
                     self.store[entity] = state
-                if state["clock"] is not None:
-                    clocks.append(state["clock"])
-                if state["findings"] and self._is_live(state):
-                    self.live[entity] = state["p"]
+                if state.clock is not None:
+                    clocks.append(state.clock)
+                if state.findings and self._is_live(state):
+                    self.live[entity] = state.partition
                 if self._unclaimed(entity, state):
-                    unclaimed.append((state["clock"] or float("-inf"), entity, state["p"]))
+                    unclaimed.append((state.clock or float("-inf"), entity, state.partition))
         for clock in heapq.nlargest(self.event_clock.quorum, set(clocks)):
             self.event_clock.observe(("restored", partition), clock)
         for _, entity, entity_partition in sorted(unclaimed):
@@ -244,7 +217,7 @@ class Correlator:
         Returns how many findings were raised.
         """
         ours = {escalation_uid(uid): (entity, uid) for entity, state in self.store.items()
-                if state and state["p"] == partition for uid in state["findings"]}
+                if state.partition == partition for uid in state.findings}
         raised = 0
         for event in published:
             key = event["escalation_uid"]
@@ -252,10 +225,10 @@ class Correlator:
             if key in ours:
                 entity, uid = ours[key]
                 state = self.store[entity]
-                finding = state["findings"][uid]
-                if EscalationState.from_list(finding["esc"]).version >= esc.version:
+                finding = state.findings[uid]
+                if finding.escalation.version >= esc.version:
                     continue
-                finding["esc"] = esc.to_list()
+                finding.escalation = esc
                 self.store[entity] = state
             elif owns(event["resource"]):
                 lost = self.published_for_lost.get(key)
@@ -268,34 +241,32 @@ class Correlator:
         return raised
 
     def _is_live(self, state: EntityState) -> bool:
-        active = any(EscalationState.from_list(f.get("esc")).active for f in state["findings"].values())
-        recent = state["clock"] is not None and state["clock"] >= self.watermark - self._stale_after()
+        active = any(f.escalation.active for f in state.findings.values())
+        recent = state.clock is not None and state.clock >= self.watermark - self._stale_after()
         return active or recent
 
     def _stale_after(self) -> float:
         return self.settings.stale_windows * self.settings.window_size_s
 
     def _advance(self, state: EntityState, kind: str, ts: float) -> None:
-        if state["clock"] is None or ts > state["clock"]:
-            state["clock"] = ts
-        self.event_clock.observe((kind, state["p"]), ts)
+        if state.clock is None or ts > state.clock:
+            state.clock = ts
+        self.event_clock.observe((kind, state.partition), ts)
 
     def _add_touch(self, state: EntityState, entity: str, touch: dict[str, Any]) -> float | None:
         """Fold a touch into the entity's windows; returns when to judge it, None when too late."""
         first, last = parse_rfc3339(touch["first_seen"]), parse_rfc3339(touch["last_seen"])
-        now = max(state["clock"] or last, last)
-        if not windows.add(state["buckets"], self.spec, last, touch["spans"], touch["errors"],
-                           touch["internet_spans"], now):
-            self.late_dropped += 1
+        now = max(state.clock or last, last)
+        if not windows.add(state.buckets, self.spec, last, touch["spans"], touch["internet_spans"], now):
             return None
         self._advance(state, "touch", last)
-        state["last_exercised"] = max(state["last_exercised"] or last, last)
-        state["first_seen"] = min(state["first_seen"] or first, first)
+        state.last_exercised = max(state.last_exercised or last, last)
+        state.first_seen = min(state.first_seen or first, first)
         for caller in touch["services"]:
-            _remember(state["callers"], caller, last, MAX_CALLERS)
+            _remember(state.callers, caller, last, MAX_CALLERS)
         if touch.get("via"):
-            _remember(state["via"], touch["via"], last, MAX_CALLERS)
-        add_trace_ids(state["traces"], touch["trace_ids"], self.settings.max_trace_ids)
+            _remember(state.via, touch["via"], last, MAX_CALLERS)
+        add_trace_ids(state.traces, touch["trace_ids"], self.settings.max_trace_ids)
         # A late touch is judged in the window it belongs to, so it still counts.
         return last
 
@@ -314,7 +285,7 @@ class Correlator:
         self._evict_unclaimed()
 
     def _unclaimed(self, entity: str, state: EntityState) -> bool:
-        return not state["findings"] and not self.context.resolver.lies_on_paths(entity)
+        return not state.findings and not self.context.resolver.lies_on_paths(entity)
 
     def _evict_unclaimed(self) -> None:
         while len(self.unclaimed) > self.settings.max_unclaimed_entities:
@@ -326,13 +297,13 @@ class Correlator:
 
     def _add_alert(self, state: EntityState, alert: dict[str, Any]) -> float:
         observed = parse_rfc3339(alert["observed_at"])
-        if all(a[1] != alert["uid"] for a in state["alerts"]):
-            state["alerts"].append([observed, alert["uid"], alert["source"], alert["rule"], alert["severity"],
-                                    alert.get("subject") or ""])
-            state["alerts"].sort()
-            del state["alerts"][: max(0, len(state["alerts"]) - MAX_ALERTS)]
+        if all(seen.uid != alert["uid"] for seen in state.alerts):
+            state.alerts.append(AlertSeen(observed, alert["uid"], alert["source"], alert["rule"], alert["severity"],
+                                          alert.get("subject") or ""))
+            state.alerts.sort()
+            del state.alerts[: max(0, len(state.alerts) - MAX_ALERTS)]
         self._advance(state, "alert", observed)
-        return state["clock"]
+        return state.clock
 
     def _add_finding(self, state: EntityState, finding: dict[str, Any]) -> float | None:
         """Record a finding's latest status; returns when to judge it, None when nothing changed.
@@ -340,24 +311,24 @@ class Correlator:
         A record older than the one already applied (a re-sent or reordered scan) is ignored, so
         an old "open" can never re-open a finding the source has since resolved.
         """
-        findings = state["findings"]
+        findings = state.findings
         known = findings.get(finding["uid"])
         observed = parse_rfc3339(finding["observed_at"])
         if known is None and finding["status"] == "resolved":
             return None  # never seen open: nothing to resolve, nothing to keep
-        if known is not None and observed < parse_rfc3339(known["observed_at"]):
+        if known is not None and observed < parse_rfc3339(known.observed_at):
             return None
-        entry = {k: finding[k] for k in ("source", "check", "title", "severity", "status", "resources",
-                                         "account", "region", "observed_at")}
         if known:
-            entry["esc"] = known["esc"]
+            escalation = known.escalation
         else:
             lost = self.published_for_lost.pop(escalation_uid(finding["uid"]), None)
-            entry["esc"] = lost[1].to_list() if lost else None
-        findings[finding["uid"]] = entry
+            escalation = lost[1] if lost else EscalationState()
+        findings[finding["uid"]] = FindingState(
+            finding["source"], finding["check"], finding["title"], finding["severity"], finding["status"],
+            finding["resources"], finding["account"], finding["region"], finding["observed_at"], escalation)
         if len(findings) > MAX_FINDINGS_PER_ENTITY:
             _evict_resolved(findings)
-        return state["clock"] if state["clock"] is not None else observed
+        return state.clock if state.clock is not None else observed
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -380,18 +351,18 @@ class Correlator:
     def _evaluate(self, entity: str, state: EntityState, at: float,
                   only: frozenset[str] | None = None) -> list[Escalation]:
         evidence_base = self._evidence(entity, state, at)
-        stale = (state["last_exercised"] is None or self.watermark - state["last_exercised"] > self._stale_after())
-        decided: list[tuple[dict[str, Any], EscalationState, Escalation]] = []
-        for uid, finding in list(state["findings"].items()):
+        stale = (state.last_exercised is None or self.watermark - state.last_exercised > self._stale_after())
+        decided: list[tuple[FindingState, EscalationState, Escalation]] = []
+        for uid, finding in list(state.findings.items()):
             if only is not None and uid not in only:
                 continue
-            prev = EscalationState.from_list(finding["esc"])
-            if not prev.active and finding["status"] == "resolved":
+            prev = finding.escalation
+            if not prev.active and finding.status == "resolved":
                 continue
-            evidence = _with_severity(evidence_base, finding["severity"])
+            evidence = _with_severity(evidence_base, finding.severity)
             result = score(evidence, self.settings.score)
             live = evidence.exercised or bool(evidence.alerts)
-            verdict = Verdict(open=finding["status"] == "open", priority=result.priority, score=result.value,
+            verdict = Verdict(open=finding.status == "open", priority=result.priority, score=result.value,
                               live=live, stale=stale and not evidence.attacked_directly)
             transition, new = decide(prev, verdict, self.settings.escalation_threshold)
             if transition is None:
@@ -403,36 +374,36 @@ class Correlator:
                                                       result, why, state, at)))
         # Every event is built: only now may the findings record the versions they report.
         for finding, new, _ in decided:
-            finding["esc"] = new.to_list()
+            finding.escalation = new
         return [escalation for _, _, escalation in decided]
 
-    def _resolution_reason(self, finding: dict[str, Any], stale: bool) -> str:
-        if finding["status"] == "resolved":
-            return f"resolved at the source ({finding['source']})"
+    def _resolution_reason(self, finding: FindingState, stale: bool) -> str:
+        if finding.status == "resolved":
+            return f"resolved at the source ({finding.source})"
         minutes = round(self._stale_after() / 60)
         return f"not exercised for {self.settings.stale_windows} windows ({minutes} min)"
 
     def _evidence(self, entity: str, state: EntityState, at: float) -> Evidence:
-        spans, _errors, internet = windows.totals(state["buckets"], self.spec, at)
+        spans, internet = windows.totals(state.buckets, self.spec, at)
         since = self.spec.window_start(at)
         asset = self.context.resolver.asset(entity)
         path: tuple[str, ...] = ()
         if spans:
-            path = self.context.exposure_path(entity, since, state["callers"])
+            path = self.context.exposure_path(entity, since, state.callers)
             if not path:
-                for via in sorted(v for v, seen in state["via"].items() if seen >= since):
+                for via in sorted(v for v, seen in state.via.items() if seen >= since):
                     via_path = self.context.exposure_path(via, since)
                     if via_path:
                         path = via_path + (entity,)
                         break
         direct = internet > 0 or path == (entity,)
         alert_since = at - self.settings.window_size_s - self.settings.allowed_lateness_s
-        alerts = [AlertEvidence(uid, source, rule, severity, at - observed, subject or entity, True)
-                  for observed, uid, source, rule, severity, subject in state["alerts"] if observed >= alert_since]
+        alerts = [AlertEvidence(a.uid, a.source, a.rule, a.severity, at - a.observed_at, a.subject or entity, True)
+                  for a in state.alerts if a.observed_at >= alert_since]
         seen = {a.uid for a in alerts}
         # Services exercising the entity: its callers, what it is exercised via, and the exposure path.
-        neighbours = {c for c, last in state["callers"].items() if last >= since} | {
-            v for v, last in state["via"].items() if last >= since} | set(path[:-1])
+        neighbours = {c for c, last in state.callers.items() if last >= since} | {
+            v for v, last in state.via.items() if last >= since} | set(path[:-1])
         for neighbour, on_entity in [(entity, True)] + [(n, False) for n in sorted(neighbours - {entity})]:
             for fact in self.context.alerts_on(neighbour, alert_since):
                 if fact.uid not in seen:
@@ -449,50 +420,49 @@ class Correlator:
             criticality=asset.tags.criticality if asset else None,
         )
 
-    def _event(self, uid: str, entity: str, finding: dict[str, Any], transition: Transition,
-               prev: EscalationState, esc: EscalationState, evidence: Evidence, result, why: list[str], state: EntityState,
-               at: float) -> Escalation:
+    def _event(self, uid: str, entity: str, finding: FindingState, transition: Transition,
+               prev: EscalationState, esc: EscalationState, evidence: Evidence, result: Score, why: list[str],
+               state: EntityState, at: float) -> Escalation:
+        """The event, built from values already checked (no validation: the topic carries it whole)."""
         asset = self.context.resolver.asset(entity)
-        event = {
-            "finding_uid": uid,
-            "escalation_uid": escalation_uid(uid),
-            "state": transition,
-            "version": esc.version,
-            "priority": esc.priority,
-            **({"previous_priority": prev.priority} if transition == "updated" else {}),  # sinks show the change
-            "score": esc.score,
-            "resource": entity,
-            "finding": {k: finding[k] for k in ("source", "check", "title", "severity", "resources",
-                                                "account", "region")},
-            "factors": {
-                "severity": finding["severity"],
-                "exercised": evidence.exercised,
-                "span_count": evidence.span_count,
-                "internet_exposed": evidence.internet_exposed,
-                "exposure_path": list(evidence.exposure_path),
-                "under_attack": bool(evidence.alerts),
-                "alerts": len(evidence.alerts),
-                "data_classification": evidence.data_classification,
-                "criticality": evidence.criticality,
-                "held": result.held,
-                "contributions": result.contributions,
-            },
-            "reasons": [mask(reason) for reason in why],  # alert subjects and names from traffic
-            "evidence": {
-                "trace_ids": list(state["traces"]),
-                "alert_uids": [a.uid for a in evidence.alerts],
-                "first_seen": _rfc(state["first_seen"]),
-                "last_seen": _rfc(state["last_exercised"]),
-            },
-            "asset": {
-                "owner": asset.tags.owner if asset else None,
-                "environment": asset.tags.environment if asset else None,
-                "service": asset.service if asset else None,
-            },
-            "event_time": epoch_to_rfc3339(at),
-            "emitted_at": epoch_to_rfc3339(self.wall_clock()),
-        }
-        return Escalation(key=uid, event=event)
+        changed = {"previous_priority": prev.priority} if transition == "updated" else {}  # sinks show the change
+        return Escalation.model_construct(
+            finding_uid=uid,
+            escalation_uid=escalation_uid(uid),
+            state=transition,
+            version=esc.version,
+            priority=esc.priority,
+            **changed,
+            score=esc.score,
+            resource=entity,
+            finding=EscalatedFinding.model_construct(
+                source=finding.source, check=finding.check, title=finding.title, severity=finding.severity,
+                resources=finding.resources, account=finding.account, region=finding.region),
+            factors=Factors.model_construct(
+                severity=finding.severity,
+                exercised=evidence.exercised,
+                span_count=evidence.span_count,
+                internet_exposed=evidence.internet_exposed,
+                exposure_path=list(evidence.exposure_path),
+                under_attack=bool(evidence.alerts),
+                alerts=len(evidence.alerts),
+                data_classification=evidence.data_classification,
+                criticality=evidence.criticality,
+                held=result.held,
+                contributions=result.contributions),
+            reasons=[mask(reason) for reason in why],  # alert subjects and names from traffic
+            evidence=EvidenceLinks.model_construct(
+                trace_ids=list(state.traces),
+                alert_uids=[a.uid for a in evidence.alerts],
+                first_seen=_rfc(state.first_seen),
+                last_seen=_rfc(state.last_exercised)),
+            asset=AssetContext.model_construct(
+                owner=asset.tags.owner if asset else None,
+                environment=asset.tags.environment if asset else None,
+                service=asset.service if asset else None),
+            event_time=epoch_to_rfc3339(at),
+            emitted_at=epoch_to_rfc3339(self.wall_clock()),
+        )
 
 
 def clamp_state(state: EntityState, latest: float) -> bool:
@@ -501,14 +471,16 @@ def clamp_state(state: EntityState, latest: float) -> bool:
     Every time a state keeps is at most its ``clock`` (the latest traffic or alert on it), so only a
     state whose clock is past ``latest`` needs a look.
     """
-    if state["clock"] is None or state["clock"] <= latest:
+    if state.clock is None or state.clock <= latest:
         return False
-    for key in ("clock", "last_exercised", "first_seen"):
-        if state[key] is not None:
-            state[key] = min(state[key], latest)
-    state["buckets"] = [bucket for bucket in state["buckets"] if bucket[0] <= latest]
-    state["alerts"] = [alert for alert in state["alerts"] if alert[0] <= latest]
-    for seen in (state["callers"], state["via"]):
+    state.clock = min(state.clock, latest)
+    if state.last_exercised is not None:
+        state.last_exercised = min(state.last_exercised, latest)
+    if state.first_seen is not None:
+        state.first_seen = min(state.first_seen, latest)
+    state.buckets = [bucket for bucket in state.buckets if bucket.start <= latest]
+    state.alerts = [alert for alert in state.alerts if alert.observed_at <= latest]
+    for seen in (state.callers, state.via):
         for key, ts in seen.items():
             seen[key] = min(ts, latest)
     return True
@@ -526,8 +498,8 @@ def _remember(seen: dict[str, float], key: str, ts: float, limit: int) -> None:
         del seen[min(seen, key=seen.__getitem__)]
 
 
-def _evict_resolved(findings: dict[str, Any]) -> None:
-    for uid in [u for u, f in findings.items() if f["status"] == "resolved"]:
+def _evict_resolved(findings: dict[str, FindingState]) -> None:
+    for uid in [u for u, f in findings.items() if f.status == "resolved"]:
         del findings[uid]
         if len(findings) <= MAX_FINDINGS_PER_ENTITY:
             return

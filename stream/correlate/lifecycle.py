@@ -38,13 +38,6 @@ class EscalationState:
     priority: Priority | None = None
     score: float = 0.0
 
-    def to_list(self) -> list:
-        return [self.version, self.active, self.priority, self.score]
-
-    @classmethod
-    def from_list(cls, data: list | None) -> EscalationState:
-        return cls(*data) if data else cls()
-
 
 @dataclass(frozen=True, slots=True)
 class Verdict:

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from stream.correlate.state import EntityState
 from stream.kafka.clients import consumer
 from stream.settings import Settings
 
@@ -39,19 +40,19 @@ class HeldWrites(MutableMapping):
     Reads see held writes; deletions go straight through (an idle entity records no escalation).
     """
 
-    def __init__(self, table: MutableMapping[str, Any]) -> None:
+    def __init__(self, table: MutableMapping[str, EntityState]) -> None:
         self.table = table
-        self.held: dict[str, Any] = {}
+        self.held: dict[str, EntityState] = {}
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: str) -> EntityState:
         held = self.held.get(key)
         return held if held is not None else self.table[key]
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: str, default: EntityState | None = None) -> EntityState | None:
         held = self.held.get(key)
         return held if held is not None else self.table.get(key, default)
 
-    def __setitem__(self, key: str, value: Any) -> None:
+    def __setitem__(self, key: str, value: EntityState) -> None:
         self.held[key] = value
 
     def __delitem__(self, key: str) -> None:
@@ -97,7 +98,8 @@ def emitted_since(settings: Settings, since_s: float) -> list[dict[str, Any]]:
         deadline = time.monotonic() + READ_TIMEOUT_S
         while unread:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic}: partitions {sorted(unread)} not read to their end in {READ_TIMEOUT_S:.0f}s")
+                raise TimeoutError(
+                    f"{topic}: partitions {sorted(unread)} not read to their end in {READ_TIMEOUT_S:.0f}s")
             for message in client.consume(500, 0.05):
                 if message.error() is not None:
                     continue

@@ -1,10 +1,10 @@
 """Event-time hopping windows kept by hand: a short ring of step-sized buckets per entity.
 
 Faust's windowed tables expire by wall clock and lose backfilled data, so each entity keeps its
-own buckets inside one plain table value: ``[[bucket_start, spans, errors, internet_spans], ...]``
-in ascending order. A hopping window of ``size`` advancing by ``step`` is the sum of the buckets
-that end inside it. Writes trim everything older than one window, so an entity's state never holds
-more than ``size / step`` buckets (15 by default) however long the stream runs.
+own :class:`~stream.correlate.state.Bucket` list inside its state, in ascending order of start. A
+hopping window of ``size`` advancing by ``step`` is the sum of the buckets that end inside it. Writes
+trim everything older than one window, so an entity's state never holds more than ``size / step``
+buckets (15 by default) however long the stream runs.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import bisect
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
+from stream.correlate.state import Bucket
 from stream.models import bucket_start
-
-Bucket = list  # [start: float, spans: int, errors: int, internet_spans: int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +31,7 @@ class WindowSpec:
         return self.bucket_start(now) + self.step_s - self.size_s
 
 
-def add(buckets: list[Bucket], spec: WindowSpec, ts: float, spans: int, errors: int, internet: int,
-        now: float) -> bool:
+def add(buckets: list[Bucket], spec: WindowSpec, ts: float, spans: int, internet: int, now: float) -> bool:
     """Fold traffic at event time ``ts`` into its bucket; False when it is too late to count.
 
     A record counts while its bucket is still within the window plus the allowed lateness of
@@ -43,16 +41,15 @@ def add(buckets: list[Bucket], spec: WindowSpec, ts: float, spans: int, errors: 
     if start < spec.window_start(now) - spec.allowed_lateness_s:
         return False
     for bucket in reversed(buckets):
-        if bucket[0] == start:
-            bucket[1] += spans
-            bucket[2] += errors
-            bucket[3] += internet
+        if bucket.start == start:
+            bucket.spans += spans
+            bucket.internet_spans += internet
             break
-        if bucket[0] < start:
-            buckets.insert(buckets.index(bucket) + 1, [start, spans, errors, internet])
+        if bucket.start < start:
+            buckets.insert(buckets.index(bucket) + 1, Bucket(start, spans, internet))
             break
     else:
-        buckets.insert(0, [start, spans, errors, internet])
+        buckets.insert(0, Bucket(start, spans, internet))
     trim(buckets, spec, max(now, ts))
     return True
 
@@ -61,23 +58,22 @@ def trim(buckets: list[Bucket], spec: WindowSpec, now: float) -> None:
     """Drop buckets that no window ending at or after ``now`` can still see (minus lateness)."""
     horizon = spec.window_start(now) - spec.allowed_lateness_s
     drop = 0
-    while drop < len(buckets) and buckets[drop][0] < horizon:
+    while drop < len(buckets) and buckets[drop].start < horizon:
         drop += 1
     if drop:
         del buckets[:drop]
 
 
-def totals(buckets: list[Bucket], spec: WindowSpec, now: float) -> tuple[int, int, int]:
-    """(spans, errors, internet_spans) in the hopping window that contains ``now``."""
+def totals(buckets: list[Bucket], spec: WindowSpec, now: float) -> tuple[int, int]:
+    """(spans, internet_spans) in the hopping window that contains ``now``."""
     start = spec.window_start(now)
     end = spec.bucket_start(now) + spec.step_s
-    spans = errors = internet = 0
+    spans = internet = 0
     for bucket in buckets:
-        if start <= bucket[0] < end:
-            spans += bucket[1]
-            errors += bucket[2]
-            internet += bucket[3]
-    return spans, errors, internet
+        if start <= bucket.start < end:
+            spans += bucket.spans
+            internet += bucket.internet_spans
+    return spans, internet
 
 
 class LowWatermark:

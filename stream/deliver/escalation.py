@@ -1,10 +1,10 @@
-"""The escalation event as the sinks read it (topics/schemas/escalation.schema.json), typed at the edge.
+"""The escalation event as the sinks read it (:class:`stream.correlate.event.Escalation`), typed at the edge.
 
 Events arrive a few per second at most, so each one is validated once when it is read from Kafka;
 the sinks then use attributes instead of digging through dicts. Times stay the RFC 3339 strings
 the schema carries.
 
-Everything a sink sends is derived from this model, so this is where the event is made fit to leave
+Everything a sink sends is derived from that model, so this is where the event is made fit to leave
 hotpath: :func:`masked_event` masks every sender-chosen text (finding titles and ids, resource and
 alert ids, asset names, reasons) for card numbers and credentials, and the model then cuts every
 text to ``TEXT_MAX_CHARS`` and every list to ``LIST_MAX_ITEMS`` (mask first, cut after, so a cut
@@ -15,129 +15,20 @@ limits.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from stream.deliver.http import truncate
+from stream.correlate.event import TEXT_MAX_CHARS, Escalation, epoch_ms
 from stream.ingest.formats import jsonsafe
-from stream.models import DecodeError, Severity
+from stream.models import DecodeError
 from stream.redact import mask_fields
-from stream.settings import Priority
 
-State = Literal["escalated", "updated", "resolved"]
-TEXT_MAX_CHARS = 1024
-LIST_MAX_ITEMS = 20
-# Hex ids: the escalation uid (a digest hotpath derives) and trace ids (32 hex digits, checked below)
+__all__ = ["TEXT_MAX_CHARS", "Escalation", "epoch_ms", "escalation_from_dict", "masked_event", "parse_escalation",
+           "trace_links"]
+# Hex ids: the escalation uid (a digest hotpath derives) and trace ids (32 hex digits, checked by the model)
 # leave no room for a credential, and masking a run of decimal digits inside one would break it.
 UNMASKED_PATHS = frozenset({("escalation_uid",), ("evidence", "trace_ids")})
-
-Text = Annotated[str, AfterValidator(lambda text: truncate(text, TEXT_MAX_CHARS))]
-TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
-
-
-def _rfc3339(timestamp: str) -> str:
-    try:
-        epoch_ms(timestamp)
-    except ValueError:
-        raise ValueError("not an RFC 3339 time") from None
-    return timestamp
-
-
-Timestamp = Annotated[str, AfterValidator(_rfc3339)]
-
-
-def _first_items(items: list) -> list:
-    return items[:LIST_MAX_ITEMS]
-
-
-def _first_entries(entries: dict) -> dict:
-    return dict(list(entries.items())[:LIST_MAX_ITEMS])
-
-
-Texts = Annotated[list[Text], AfterValidator(_first_items)]
-
-
-class _Part(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-class EscalatedFinding(_Part):
-    source: Text
-    check: Text
-    title: Text
-    severity: Severity
-    resources: Texts
-    account: Text | None
-    region: Text | None
-
-
-class Factors(_Part):
-    severity: Severity
-    exercised: bool
-    span_count: int = Field(ge=0)
-    internet_exposed: bool
-    exposure_path: Texts
-    under_attack: bool
-    alerts: int = Field(ge=0)
-    data_classification: Text | None
-    criticality: Text | None
-    held: bool
-    contributions: Annotated[dict[Text, float], AfterValidator(_first_entries)]
-
-
-class Evidence(_Part):
-    trace_ids: Annotated[list[TraceId], AfterValidator(_first_items)]
-    alert_uids: Texts
-    first_seen: Timestamp | None
-    last_seen: Timestamp | None
-
-
-class AssetContext(_Part):
-    owner: Text | None
-    environment: Text | None
-    service: Text | None
-
-
-class Escalation(_Part):
-    finding_uid: Text = Field(min_length=1)
-    escalation_uid: str = Field(pattern=r"^hp-[0-9a-f]{32}$")
-    state: State
-    version: int = Field(ge=1)
-    priority: Priority
-    # The priority before this event, on an ``updated`` event (a priority change); None otherwise.
-    previous_priority: Priority | None = None
-    score: float = Field(ge=0, le=100)
-    resource: Text = Field(min_length=1)
-    finding: EscalatedFinding
-    factors: Factors
-    reasons: Texts = Field(min_length=1)
-    evidence: Evidence
-    asset: AssetContext
-    event_time: Timestamp
-    emitted_at: Timestamp
-
-    @property
-    def dedup_key(self) -> str:
-        """What every sink de-duplicates on: stable across the finding's whole lifecycle."""
-        return self.escalation_uid
-
-    @property
-    def event_epoch_ms(self) -> int:
-        return epoch_ms(self.event_time)
-
-    @property
-    def priority_change(self) -> str | None:
-        """``"P3 -> P1"`` when this event changes the priority a sink was last told, else None."""
-        if self.previous_priority is None or self.previous_priority == self.priority:
-            return None
-        return f"{self.previous_priority} -> {self.priority}"
-
-
-def epoch_ms(timestamp: str) -> int:
-    """An RFC 3339 time as milliseconds since the epoch (OCSF's ``timestamp_t``)."""
-    return round(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def masked_event(event: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import orjson
 
 from stream.correlate.correlator import Correlator
 from stream.correlate.recovery import CLOCK_SKEW_S, HeldWrites, emitted_since
+from stream.correlate.state import decode, encode
 from stream.deliver.escalation import masked_event
 from stream.entities.context import Context
 from stream.ingest.decode import Ingest
@@ -256,12 +257,12 @@ def create_app(settings: Settings) -> Hotpath:
         """
         results += correlator.judge_deferred()
         failures, correlator.failures = correlator.failures, {}
-        results = [e for e in results if e.event["resource"] not in failures]  # their states are dropped too
+        results = [e for e in results if e.resource not in failures]  # their states are dropped too
         parked = [_parked(reason, message, orjson.dumps([entity, record]))
                   for entity, reason in failures.items() for message, record in origins.get(entity, ())]
         # Escalations leave hotpath masked (card numbers, secrets), on the topic and every view alike.
-        events = [masked_event(escalation.event) for escalation in results]
-        await _publish([(escalations, mask(escalation.key).encode(), orjson.dumps(event))
+        events = [masked_event(escalation.record()) for escalation in results]
+        await _publish([(escalations, mask(escalation.finding_uid).encode(), orjson.dumps(event))
                         for escalation, event in zip(results, events, strict=True)] + parked)
         for event in events:  # recorded once sent: a view may lag the stream, never lose from it
             metrics.escalations.labels(event["priority"], event["state"]).inc()
@@ -368,27 +369,26 @@ class EntityTable(MutableMapping):
 
     Faust sends a table write to the changelog partition of the event being processed; the correlate
     agent writes once per chunk of records from several partitions, so each state goes to the
-    partition of its own entity's events instead (``state["p"]``), which is where Faust would send it.
+    partition of its own entity's events instead (``state.partition``), which is where Faust would send it.
 
-    States are kept as their JSON bytes (the changelog's own encoding), not as dicts: an entity's
-    nested dicts and lists take about six times the memory of its JSON, and an idle entity is
+    States are kept encoded (:mod:`stream.correlate.state`, the changelog's own encoding), not decoded:
+    an entity's nested objects take several times the memory of its encoding, and an idle entity is
     only read on a tick or a sweep. The correlator reads each state once per chunk (held writes
-    keep the decoded dict until the chunk is written), so decoding costs microseconds per entity.
+    keep the decoded state until the chunk is written), so decoding costs microseconds per entity.
     """
 
     def __init__(self, table: Any) -> None:
         self.table = table
 
     def __getitem__(self, key: str) -> Any:
-        return orjson.loads(self.table.data[key])
+        return decode(self.table.data[key])
 
     def __setitem__(self, key: str, value: Any) -> None:
-        # orjson returns its bytes in a 4 KiB buffer whatever the length: keep an exact copy instead.
-        encoded = self.table.data[key] = bytes(memoryview(orjson.dumps(value)))
-        self.table.send_changelog(value["p"], key, encoded)
+        encoded = self.table.data[key] = encode(value)
+        self.table.send_changelog(value.partition, key, encoded)
 
     def __delitem__(self, key: str) -> None:
-        partition = self[key]["p"]
+        partition = self[key].partition
         del self.table.data[key]
         self.table.send_changelog(partition, key, None)
 

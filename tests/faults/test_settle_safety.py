@@ -45,11 +45,12 @@ def test_an_entity_that_cannot_be_judged_changes_nothing_and_the_others_are_publ
 
     published = correlator.judge_deferred()
 
-    assert [(e.event["finding_uid"], e.event["state"], e.event["version"]) for e in published] == [
+    assert [(e.finding_uid, e.state, e.version) for e in published] == [
         ("f-vault", "escalated", 1)]
     assert list(correlator.failures) == [BUCKET]
     assert "year 10000 is out of range" in correlator.failures[BUCKET]
-    assert [f["esc"] for f in h.store[BUCKET]["findings"].values()] == [None, None], "a state reports an unsent event"
+    assert [f.escalation.version for f in h.store[BUCKET].findings.values()] == [0, 0], \
+        "a state reports an unsent event"
 
 
 def test_the_board_keeps_the_most_urgent_escalations_past_its_limit():

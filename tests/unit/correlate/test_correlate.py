@@ -49,7 +49,7 @@ class Harness:
     def feed(self, routed):
         for entity, record in routed.events:
             self.position += 1
-            self.out += [e.event for e in self.correlator.process(entity, record, position=self.position)]
+            self.out += [e.record() for e in self.correlator.process(entity, record, position=self.position)]
 
     def asset(self, **fields):
         self.feed(self.router.asset(Asset(**fields)))
@@ -58,7 +58,7 @@ class Harness:
         self.feed(self.router.traces(TraceBatch(list(touches), pods or {})))
 
     def tick(self):
-        self.out += [e.event for e in self.correlator.tick()]
+        self.out += [e.record() for e in self.correlator.tick()]
 
     def latest(self, uid):
         events = [e for e in self.out if e["finding_uid"] == uid]
@@ -116,8 +116,8 @@ def test_exercised_via_lets_database_traffic_exercise_the_security_group(estate)
     h.traces(touch(DB, ["service:ledger"], 20, spans=50))
     event = h.latest("f-sg")
     assert event is None or event["factors"]["exercised"]
-    assert h.store[SG]["via"] == {DB: T0 + 20}
-    assert h.store[SG]["buckets"][0][1] == 50
+    assert h.store[SG].via == {DB: T0 + 20}
+    assert h.store[SG].buckets[0].spans == 50
 
 
 def test_resolution_at_source_emits_resolved_once_and_redelivery_emits_nothing(estate):
@@ -172,7 +172,8 @@ def test_alert_on_a_pod_counts_once_traces_name_its_service_whatever_the_order()
     h.feed(h.router.finding(finding("f-bucket", BUCKET)))
     # Falco fires before any trace has shown which service the pod runs: it stays on the pod.
     pod_alert = Alert(uid="falco-early", source="falco", rule="Terminal shell in container", severity="critical",
-                      entities=["k8s:pod/pay/payments-api-7d9f-x2k4q"], observed_at=at(5), subject="payments-api-7d9f-x2k4q")
+                      entities=["k8s:pod/pay/payments-api-7d9f-x2k4q"], observed_at=at(5),
+                      subject="payments-api-7d9f-x2k4q")
     h.feed(h.router.alert(pod_alert))
     h.traces(touch("service:payments-api", [], 10), touch(BUCKET, ["service:payments-api"], 12),
              pods={"payments-api-7d9f-x2k4q": "service:payments-api"})
@@ -221,19 +222,22 @@ def test_trace_messages_taken_together_judge_as_they_would_one_by_one(messages):
 
     def judged(state):
         """What judging reads: windows, times, and callers by the window step they were last seen in."""
-        return {"buckets": state["buckets"], "first_seen": state["first_seen"], "clock": state["clock"],
-                "last_exercised": state["last_exercised"],
-                **{k: {who: seen - seen % step for who, seen in state[k].items()} for k in ("callers", "via")}}
+        return {"buckets": state.buckets, "first_seen": state.first_seen, "clock": state.clock,
+                "last_exercised": state.last_exercised,
+                **{k: {who: seen - seen % step for who, seen in getattr(state, k).items()} for k in ("callers", "via")}}
 
     for entity, state in one_by_one.store.items():
         assert judged(state) == judged(together.store[entity]), entity
         seen = {trace_id for batch in messages for t in batch.touches if t.entity == entity for trace_id in t.trace_ids}
-        assert set(together.store[entity]["traces"]) <= seen
+        assert set(together.store[entity].traces) <= seen
     one_by_one.tick(), together.tick()
     # Judged after every message or once for all of them, the path may differ (P3 then P2, or P2 at
     # once); where each finding ends must not.
-    assert ({uid: (e["state"] != "resolved", e["priority"]) for uid in ("f-bucket", "f-vault") if (e := one_by_one.latest(uid))}
-            == {uid: (e["state"] != "resolved", e["priority"]) for uid in ("f-bucket", "f-vault") if (e := together.latest(uid))})
+    def ends(harness):
+        return {uid: (e["state"] != "resolved", e["priority"])
+                for uid in ("f-bucket", "f-vault") if (e := harness.latest(uid))}
+
+    assert ends(one_by_one) == ends(together)
 
 
 def test_a_priority_change_names_the_priority_it_replaces(estate):
