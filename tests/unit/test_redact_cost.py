@@ -45,7 +45,7 @@ CRAFTED = {
 }
 
 
-def cost_ratio(crafted: str, plain: str, runs: int = 7) -> float:
+def cost_ratio(crafted: str, plain: str, runs: int = 15) -> float:
     """How many times longer masking ``crafted`` takes than ``plain``.
 
     Each is timed in turns with the other, and the fastest of its runs counts: the one least disturbed
