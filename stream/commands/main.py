@@ -26,7 +26,7 @@ DESCRIPTION = (
 # (command words, module or module:object, one-line help)
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("topics", "apply"), "stream.commands.topics", "create or update the topics declared in topics/"),
-    (("inspect",), "stream.ingest.files", "decode input files and print one normalized record per line"),
+    (("inspect",), "stream.commands.inspect", "decode input files and print one normalized record per line"),
     (("replay",), "stream.commands.replay", "run the correlation offline over exported files"),
     (("worker",), "stream.worker.app", "run the streaming job (Faust worker)"),
     (("deliver",), "stream.commands.deliver", "deliver escalations to the SIEM topic and webhooks"),

@@ -27,17 +27,16 @@ import orjson
 
 from stream.correlate.correlator import Correlator
 from stream.entities.context import Context
-from stream.ingest.files import iter_file_records
 from stream.ingest.formats.assets import load_asset_file
-from stream.ingest.formats.eventtime import TimeBounds, check_times
+from stream.ingest.merge import Progress, merged_records
 from stream.ingest.router import Routed, Router
-from stream.models import Alert, Asset, DecodeError, Finding, NormalizedRecord, Touch, TraceBatch
+from stream.models import Finding, NormalizedRecord, Touch, TraceBatch
 from stream.settings import Settings
 
 
 def replay(settings: Settings, *, findings: Iterable[Path] = (), traces: Iterable[Path] = (),
            alerts: Iterable[Path] = (), assets: Iterable[Path] = (), errors: IO[str] | None = None,
-           clock=None) -> Iterator[dict[str, Any]]:
+           clock=None, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
     """Yield the escalation events the streaming job would emit for these files."""
     context = Context(max_path_depth=settings.max_path_depth)
     router = Router(context, settings.window_step_s)
@@ -47,21 +46,12 @@ def replay(settings: Settings, *, findings: Iterable[Path] = (), traces: Iterabl
         for asset in load_asset_file(path, settings.max_record_bytes, settings.max_json_depth):
             router.asset(asset)
 
-    records: list[NormalizedRecord] = []
-    for paths in (traces, findings, alerts):
-        for path in paths:
-            for record in iter_file_records(Path(path), context.resolver, settings):
-                if record.kind == "error":
-                    if errors is not None:
-                        errors.write(f"hotpath replay: skipped {record.origin}: {record.reason}\n")
-                    continue
-                records.append(record)
-    records = plausible(records, settings.max_event_age_s, errors)
-    records.sort(key=lambda r: r.event_time)
+    inputs = {"traces": traces, "findings": findings, "alerts": alerts}
+    records = merged_records(inputs, context.resolver, settings, errors, progress)
 
     next_tick = None
     position = 0
-    for record in records:
+    for _, record in records:
         if next_tick is not None and correlator.watermark >= next_tick:
             yield from (e.record() for e in correlator.tick())
         for entity, event in _route(router, record).events:
@@ -82,32 +72,12 @@ def _report_failures(correlator: Correlator, errors: IO[str] | None) -> None:
     correlator.failures.clear()
 
 
-def plausible(records: list[NormalizedRecord], max_age_s: float, errors: IO[str] | None) -> list[NormalizedRecord]:
-    """The records whose event times lie within ``max_age_s`` of the median of all of them."""
-    times = sorted(r.event_time for r in records if not isinstance(r, Asset))
-    if not times:
-        return records
-    bounds = TimeBounds.around(times[len(times) // 2], max_age_s)
-    kept = []
-    for record in records:
-        try:
-            check_times(record, bounds)
-        except DecodeError as exc:
-            if errors is not None:
-                errors.write(f"hotpath replay: skipped {exc.reason}\n")
-            continue
-        kept.append(record)
-    return kept
-
-
 def _route(router: Router, record: NormalizedRecord) -> Routed:
     if isinstance(record, Touch):
         return router.traces(TraceBatch([record]))
     if isinstance(record, Finding):
         return router.finding(record)
-    if isinstance(record, Alert):
-        return router.alert(record)
-    return router.asset(record)
+    return router.alert(record)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +106,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         siem = stack.enter_context(args.siem_out.open("wb")) if args.siem_out else None
         count = 0
         for event in replay(settings, findings=args.findings, traces=args.traces, alerts=args.alerts,
-                            assets=args.assets, errors=sys.stderr):
+                            assets=args.assets, errors=sys.stderr, progress=Progress(sys.stderr, "hotpath replay")):
             out.write(orjson.dumps(masked_event(event)) + b"\n")  # as the worker publishes it
             if siem is not None:
                 siem.write(orjson.dumps(to_ocsf(event)) + b"\n")

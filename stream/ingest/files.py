@@ -1,21 +1,15 @@
-"""``hotpath inspect FILE...``: show what hotpath makes of your data, one normalized record per line.
+"""Reading exported files: every format hotpath accepts, decoded lazily into normalized records.
 
-Each input becomes the records the pipeline would see (``to_record()`` as JSON, one per line):
-findings, alerts, assets, and a ``touch`` per entity an OTLP message reaches. Input that cannot be
-decoded becomes ``{"kind": "error", "reason": ..., "origin": "FILE:LINE"}``; inspect goes on with
-the rest and exits 1 when anything failed. Assets (``--asset-file``, or asset entries among the
-inputs) and the pods traces name are learned as the files stream, so alerts later in the run resolve
-pods to their services, as the worker would.
-
-File reading is :func:`iter_file_records`, which ``hotpath replay`` shares.
+Each input becomes the records the pipeline would see: findings, alerts, assets, and a ``touch``
+per entity an OTLP message reaches. Input that cannot be decoded becomes an :class:`ErrorRecord`
+naming its ``FILE:LINE``, and reading goes on with the rest. ``hotpath inspect`` prints these
+records; ``hotpath replay`` merges them in event-time order (:mod:`stream.ingest.merge`).
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +25,6 @@ from stream.ingest.formats.jsonsafe import loads
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.formats.otlp import decode_traces
 from stream.models import Alert, Asset, DecodeError, Finding, Touch
-from stream.redact import mask_fields
 from stream.settings import Settings
 
 _YAML_SUFFIXES = {".yaml", ".yml"}
@@ -61,7 +54,8 @@ class ErrorRecord:
 FileRecord = Finding | Alert | Asset | Touch | ErrorRecord
 
 
-def iter_file_records(path: str | Path, resolver: EntityResolver, settings: Settings) -> Iterator[FileRecord]:
+def iter_file_records(path: str | Path, resolver: EntityResolver, settings: Settings, *,
+                      on_open: Callable[[IO[bytes]], None] | None = None) -> Iterator[FileRecord]:
     """Decode a file lazily into normalized records (findings, alerts, assets, touches) and errors.
 
     Recognised per file: YAML asset files (``.yaml``/``.yml``); JSON, either one document (an object
@@ -74,7 +68,10 @@ def iter_file_records(path: str | Path, resolver: EntityResolver, settings: Sett
     ``resolver`` resolves alerts and traces, and learns the pod-to-service facts traces carry as they
     are decoded (a :class:`~stream.models.Touch` cannot carry them), so alerts read after the traces
     resolve pods to services. Assets are yielded, not added: the caller decides when they apply.
-    Every record has ``kind``: "finding", "alert", "asset", "touch" or "error".
+    Every record has ``kind``: "finding", "alert", "asset", "touch" or "error". ``on_open`` is
+    given the file once it is open, so that a caller can follow how far reading got (``tell()``).
+    A file read as one document is closed before its records are decoded, so that a merge over
+    many such files holds few of them open.
     """
     path = Path(path)
     limits = DecodeLimits.from_settings(settings)
@@ -84,6 +81,8 @@ def iter_file_records(path: str | Path, resolver: EntityResolver, settings: Sett
             yield from decoder.yaml_assets(path)
             return
         with path.open("rb") as stream:
+            if on_open is not None:
+                on_open(stream)
             head = stream.read(_SNIFF_BYTES).lstrip(b"\xef\xbb\xbf \t\r\n")
             stream.seek(0)
             if not head:
@@ -158,7 +157,9 @@ class _Decoder:
                 f"{path}:1",
             )
             return
-        yield from self.document(stream.read(), f"{path}:1")
+        data = stream.read()
+        stream.close()
+        yield from self.document(data, f"{path}:1")
 
     def otlp_proto(self, path: Path, stream: IO[bytes]) -> Iterator[FileRecord]:
         size = os.fstat(stream.fileno()).st_size
@@ -170,6 +171,7 @@ class _Decoder:
             )
             return
         data = stream.read()
+        stream.close()
         yield from self._guarded(f"{path}:1", lambda: self._traces(data, "otlp_proto"))
 
     def document(self, raw: bytes, origin: str) -> Iterator[FileRecord]:
@@ -230,7 +232,7 @@ def _lines(stream: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | None]]:
             yield number, line
 
 
-def _files(paths: Iterable[str]) -> Iterator[Path]:
+def files_under(paths: Iterable[str]) -> Iterator[Path]:
     """The files named, a folder standing for the files under it (sorted, hidden ones skipped)."""
     for name in paths:
         path = Path(name)
@@ -241,38 +243,3 @@ def _files(paths: Iterable[str]) -> Iterator[Path]:
             )
         else:
             yield path
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE",
-                        help="JSON, JSON lines, YAML asset files, OTLP JSON lines or protobuf; a folder for its files")
-    parser.add_argument("--asset-file", type=Path, default=None,
-                        help="asset context (YAML or JSON) whose aliases resolve names (default HOTPATH_ASSET_FILE)")
-
-
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    resolver = EntityResolver()
-    asset_file = args.asset_file or settings.asset_file
-    if asset_file is not None:
-        try:
-            for asset in load_asset_file(asset_file, settings.max_record_bytes, settings.max_json_depth):
-                resolver.add_asset(asset)
-        except DecodeError as exc:
-            print(f"hotpath inspect: {exc.reason}", file=sys.stderr)
-            return 2
-    printed = failed = 0
-    out = sys.stdout.buffer
-    try:
-        for path in _files(args.files):
-            for record in iter_file_records(path, resolver, settings):
-                failed += isinstance(record, ErrorRecord)
-                if isinstance(record, Asset):  # later records resolve against it, as in the worker
-                    resolver.add_asset(record)
-                out.write(orjson.dumps(mask_fields(record.to_record())) + b"\n")
-                printed += 1
-        out.flush()
-    except BrokenPipeError:  # the reader went away (| head): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    print(f"hotpath inspect: {printed} records, {failed} failed", file=sys.stderr)
-    return 1 if failed else 0

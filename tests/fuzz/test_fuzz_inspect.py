@@ -64,7 +64,8 @@ hostile_files = st.one_of(
     st.tuples(st.sampled_from([".json", ".ndjson"]), json_lines()),
     st.tuples(st.sampled_from([".json", ""]), whole_documents()),
     st.tuples(st.just(".pb"), damaged_proto()),
-    st.tuples(st.sampled_from([".yaml", ".yml"]), st.one_of(st.binary(max_size=512), st.text(max_size=300).map(str.encode))),
+    st.tuples(st.sampled_from([".yaml", ".yml"]),
+              st.one_of(st.binary(max_size=512), st.text(max_size=300).map(str.encode))),
     st.tuples(st.sampled_from(["", ".bin"]), st.binary(max_size=4096)),
 )
 

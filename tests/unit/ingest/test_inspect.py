@@ -124,7 +124,8 @@ def test_real_samples_inspect_as_the_command_line_tool(tmp_path):
     garbage.write_bytes(b"\x00\x01\x02 not a protobuf at all \xff\xfe")
 
     done = subprocess.run(
-        [sys.executable, "-m", "stream.commands.main", "inspect", str(prowler), str(SAMPLES / "otlp/otlp_json_trace.json"),
+        [sys.executable, "-m", "stream.commands.main", "inspect", str(prowler),
+         str(SAMPLES / "otlp/otlp_json_trace.json"),
          str(SAMPLES / "aws-securityhub-asff/eventbridge-imported_afsbp-ec2.7.json"), str(garbage)],
         capture_output=True, cwd=ROOT, timeout=120,
     )
@@ -145,7 +146,8 @@ def records_of(path: Path, resolver: EntityResolver | None = None, **settings: A
 
 def test_one_bad_item_of_an_array_spoils_only_itself(tmp_path):
     mixed = tmp_path / "batch.json"
-    mixed.write_bytes(orjson.dumps([config_event("NON_COMPLIANT"), {"id": 3}, falco_event()], option=orjson.OPT_INDENT_2))
+    items = [config_event("NON_COMPLIANT"), {"id": 3}, falco_event()]
+    mixed.write_bytes(orjson.dumps(items, option=orjson.OPT_INDENT_2))
     records = records_of(mixed)
     assert [r.kind for r in records] == ["finding", "error", "alert"]
     assert records[1].origin == f"{mixed}:1[1]"
@@ -154,7 +156,7 @@ def test_one_bad_item_of_an_array_spoils_only_itself(tmp_path):
 def test_overlong_line_is_an_error_and_the_next_lines_still_decode(tmp_path):
     lines = tmp_path / "alerts.ndjson"
     huge = orjson.dumps(falco_event(output="x" * 5000))
-    lines.write_bytes(orjson.dumps(falco_event()) + b"\n" + huge + b"\n" + orjson.dumps(falco_event(uuid="u-3")) + b"\n")
+    lines.write_bytes(b"\n".join([orjson.dumps(falco_event()), huge, orjson.dumps(falco_event(uuid="u-3"))]) + b"\n")
     records = records_of(lines, max_record_bytes=2000)
     assert [r.kind for r in records] == ["alert", "error", "alert"]
     assert records[1] == ErrorRecord("line is over the 2000-byte limit (HOTPATH_MAX_RECORD_BYTES)", f"{lines}:2")
@@ -195,3 +197,24 @@ def test_records_sort_by_event_time_for_replay(mixed_folder):
     finding = next(r for r in records if isinstance(r, Finding))
     assert finding.event_time == finding.observed_at.timestamp()
     assert sorted(records, key=lambda r: r.event_time)[0].kind == "asset"
+
+
+def test_a_file_read_as_one_document_is_closed_before_its_records_are_decoded(mixed_folder):
+    """So that a merge over many such files (one per trace batch) holds few of them open."""
+    for name in ("3-traces.pb", "4-config.json"):
+        opened = []
+        records = iter_file_records(mixed_folder / name, EntityResolver(), load_settings(), on_open=opened.append)
+        first = next(records)
+        assert first.kind in {"touch", "finding"}
+        assert [stream.closed for stream in opened] == [True]
+
+
+def test_json_lines_stay_open_while_read_and_say_how_far_reading_got(mixed_folder):
+    path = mixed_folder / "5-alerts.ndjson"
+    opened = []
+    records = iter_file_records(path, EntityResolver(), load_settings(), on_open=opened.append)
+    next(records)
+    [stream] = opened
+    assert 0 < stream.tell() < path.stat().st_size
+    list(records)
+    assert stream.closed
