@@ -457,7 +457,6 @@ class _Fold:
         self.tallies: dict[str, _Tally] = {}
         self.plans: list[_Plan] = []
         self.pods: dict[str, str] = {}
-        self.span_count = 0
         self.service_of_span: dict[bytes, str | None] = {}
         self.inbound: list[tuple[bytes, _Plan, _Caller | None]] = []  # (parent span id, plan, caller)
 
@@ -531,7 +530,7 @@ class _Fold:
                 trace_ids=[trace_id.hex() for trace_id in tally.trace_ids],
             ))
         last = max((plan.last for plan in self.plans), default=None)
-        return TraceBatch(touches=touches, pods=self.pods, span_count=self.span_count,
+        return TraceBatch(touches=touches, pods=self.pods,
                           over_cap=self._over_cap_reason(dropped) if dropped else None,
                           last_seen=None if last is None else last / _NS_PER_S)
 
@@ -827,7 +826,6 @@ def _proto_spans(value: bytes, fold: _Fold, limits: DecodeLimits) -> Iterator[Sp
     _check_span_count(span_count, limits)
     max_attributes = limits.max_attributes_per_span
     _check_duplicate_attribute_flood(value, span_count, max_attributes)
-    fold.span_count = span_count
     track_span_ids = len(resource_spans) > 1
     error_status = _is_error_status
     wanted_by_kind = _WANTED_BY_KIND
@@ -909,7 +907,6 @@ def _json_spans(value: bytes, fold: _Fold, limits: DecodeLimits) -> Iterator[Spa
     ]
     span_count = sum(len(spans) for _, span_lists in scopes_of for spans in span_lists)
     _check_span_count(span_count, limits)
-    fold.span_count = span_count
     track_span_ids = len(resources) > 1
     max_attributes = limits.max_attributes_per_span
     for resource, span_lists in scopes_of:
