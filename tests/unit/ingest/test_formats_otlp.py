@@ -10,7 +10,7 @@ from paths import SAMPLES
 from stream.demo.tracegen import TraceBuilder, Workload, aws_call, database, encode_batch, http_client
 from stream.entities.resolve import EntityResolver
 from stream.ingest.formats.limits import DecodeLimits
-from stream.ingest.formats.otlp import decode_traces, detect_encoding
+from stream.ingest.formats.otlp import OtlpDecoder, decode_traces, detect_encoding
 from stream.models import Asset, DecodeError, Touch, TraceBatch
 
 ACCOUNT = "111122223333"
@@ -377,3 +377,44 @@ def test_the_published_otlp_json_example(resolver):
         "trace_ids": ["5b8efff798038103d269b633813fc60c"],
     }]
 
+
+def kept_across_messages(decoder: OtlpDecoder) -> dict[str, dict]:
+    """Everything a decoder remembers from one message to the next."""
+    return {
+        "targets": decoder.fold_caches.targets, "callers": decoder.fold_caches.callers,
+        "hosts": decoder.fold_caches.host_needs_url, "resources": decoder.protobuf.resources,
+        "statuses": decoder.protobuf.error_statuses,
+    }
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_what_a_decoder_keeps_across_messages_stays_within_its_bound(builder, resolver, encoding):
+    bound = 8
+    decoder = OtlpDecoder(resolver, cache_limit=bound)
+    for n in range(3 * bound):  # new resources, targets, callers and hosts in every message
+        builder.server_span(f"svc-{n}", "GET /", start=T0 + n, client_address=f"81.2.69.{n}")
+        call(builder, {**http_client(f"https://api-{n}.example.com/v1"), "aws.s3.bucket": f"bucket-{n}"},
+             service=f"svc-{n}", start=T0 + n)
+        value = builder.to_otlp_proto() if encoding == "otlp_proto" else builder.to_otlp_json()
+        builder.take()
+
+        batch = decoder.decode(value, encoding)
+
+        assert sorted(touches(batch)) == sorted([f"service:svc-{n}", f"arn:aws:s3:::bucket-{n}"])
+        assert touches(batch)[f"service:svc-{n}"].internet_spans == 1
+        assert {name: len(kept) for name, kept in kept_across_messages(decoder).items() if len(kept) > bound} == {}
+    assert decoder.fold_caches.targets and decoder.fold_caches.callers and decoder.fold_caches.host_needs_url
+
+
+def test_decoders_do_not_share_what_they_keep(builder, resolver):
+    call(builder, aws_call("DynamoDB", "Query", {"aws.dynamodb.table_names": ("orders", "items", "carts")}))
+    value = builder.to_otlp_proto()
+    one_table = OtlpDecoder(resolver, DecodeLimits(max_entities_per_span=1))
+    every_table = OtlpDecoder(resolver)
+
+    narrow = one_table.decode(value)
+
+    assert all(len(kept) == 0 for kept in kept_across_messages(every_table).values())
+    wide = every_table.decode(value)
+    assert len(narrow.touches) == 1 and narrow.over_cap
+    assert len(wide.touches) == 3 and wide.over_cap is None
