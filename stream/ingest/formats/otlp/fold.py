@@ -17,7 +17,6 @@ the worker dead-letters once per message while routing what is within the caps.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from typing import Any, Generic, TypeVar
@@ -62,18 +61,13 @@ class BoundedCache(dict[Key, Value], Generic[Key, Value]):
         return value
 
 
-@dataclass(frozen=True, slots=True)
 class FoldCaches:
     """What the fold keeps across messages, owned by one decoder; each cache holds at most ``limit`` entries."""
 
-    limit: int = MAX_CACHED_ENTRIES
-    targets: BoundedCache[tuple[ResourceFacts, int, Found], SpanTargets] = field(init=False)
-    callers: BoundedCache[Found, CallerFacts] = field(init=False)
-    host_needs_url: BoundedCache[Any, bool] = field(init=False)
-
-    def __post_init__(self) -> None:
-        for name in ("targets", "callers", "host_needs_url"):
-            object.__setattr__(self, name, BoundedCache(self.limit))
+    def __init__(self, limit: int = MAX_CACHED_ENTRIES) -> None:
+        self.targets: BoundedCache[tuple[ResourceFacts, int, Found], SpanTargets] = BoundedCache(limit)
+        self.callers: BoundedCache[Found, CallerFacts] = BoundedCache(limit)
+        self.host_needs_url: BoundedCache[Any, bool] = BoundedCache(limit)
 
 
 class LazyTable(dict[Key, Value], Generic[Key, Value]):
