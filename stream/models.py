@@ -156,7 +156,6 @@ class TraceBatch:
 
     touches: list[Touch]
     pods: dict[str, str] = field(default_factory=dict)
-    span_count: int = 0
     over_cap: str | None = None  # why some entities the message names were dropped (one dead letter per message)
     last_seen: float | None = None  # the latest span end (epoch seconds): when its pods were last seen running
 

@@ -6,7 +6,7 @@ from stream.ingest.formats.alerts import decode_alerts
 from stream.ingest.formats.assets import decode_assets
 from stream.ingest.formats.findings import decode_findings
 from stream.ingest.formats.limits import DecodeLimits
-from stream.ingest.formats.otlp import decode_traces, detect_encoding
+from stream.ingest.formats.otlp import OtlpDecoder, detect_encoding
 from stream.ingest.router import Routed, Router
 from stream.models import DecodeError, TraceBatch
 
@@ -23,6 +23,7 @@ class Ingest:
         self.limits = limits
         self.traces_encoding = traces_encoding
         self._json_limits = (limits.max_record_bytes, limits.max_json_depth)
+        self._traces = OtlpDecoder(router.context.resolver, limits)
 
     def __call__(self, stream: str, value: bytes | None) -> Routed:
         if value is None:
@@ -50,4 +51,4 @@ class Ingest:
     def decode_traces(self, value: bytes) -> TraceBatch:
         """One trace message folded into touches, for callers that route several messages at once."""
         encoding = detect_encoding(value) if self.traces_encoding == "auto" else self.traces_encoding
-        return decode_traces(value, self.router.context.resolver, encoding=encoding, limits=self.limits)
+        return self._traces.decode(value, encoding)

@@ -119,5 +119,4 @@ def merge_trace_batches(batches: list[TraceBatch], step_s: float, max_trace_ids:
             known.services += [service for service in touch.services if service not in known.services]
             add_trace_ids(known.trace_ids, touch.trace_ids, max_trace_ids)
     seen = [batch.last_seen for batch in batches if batch.last_seen is not None]
-    return TraceBatch(list(merged.values()), pods, sum(batch.span_count for batch in batches),
-                      last_seen=max(seen, default=None))
+    return TraceBatch(list(merged.values()), pods, last_seen=max(seen, default=None))

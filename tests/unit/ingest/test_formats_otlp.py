@@ -10,7 +10,7 @@ from paths import SAMPLES
 from stream.demo.tracegen import TraceBuilder, Workload, aws_call, database, encode_batch, http_client
 from stream.entities.resolve import EntityResolver
 from stream.ingest.formats.limits import DecodeLimits
-from stream.ingest.formats.otlp import decode_traces, detect_encoding
+from stream.ingest.formats.otlp import OtlpDecoder, decode_traces, detect_encoding
 from stream.models import Asset, DecodeError, Touch, TraceBatch
 
 ACCOUNT = "111122223333"
@@ -43,7 +43,7 @@ def decode(builder: TraceBuilder, resolver: EntityResolver, limits: DecodeLimits
     proto = decode_traces(builder.to_otlp_proto(), resolver, encoding="otlp_proto", limits=limits)
     json = decode_traces(builder.to_otlp_json(), resolver, encoding="otlp_json", limits=limits)
     assert [t.to_record() for t in json.touches] == [t.to_record() for t in proto.touches]
-    assert (json.pods, json.span_count) == (proto.pods, proto.span_count)
+    assert json.pods == proto.pods
     return proto
 
 
@@ -112,12 +112,12 @@ def test_aws_call_or_endpoint_naming_no_resource_touches_nothing(builder, resolv
     batch = decode(builder, resolver)
 
     assert batch.touches == []
-    assert batch.span_count == 2
 
 
 def test_database_spans_with_old_and_new_names_resolve_through_asset_aliases(builder, resolver):
     call(builder, database("postgresql", "orders-db.internal", "orders"))
-    call(builder, database("postgresql", "ORDERS.c9x2.eu-west-1.rds.amazonaws.com", "orders", legacy=True), start=T0 + 1)
+    call(builder, database("postgresql", "ORDERS.c9x2.eu-west-1.rds.amazonaws.com", "orders", legacy=True),
+         start=T0 + 1)
     call(builder, database("mysql", "crm-db.internal", "crm", legacy=True))
     builder.span("orders", "cache lookup", start=T0, attributes=database("redis", "cache.internal", "0"))
 
@@ -125,7 +125,8 @@ def test_database_spans_with_old_and_new_names_resolve_through_asset_aliases(bui
 
     assert found[ORDERS_DB].spans == 2
     assert found[ORDERS_DB].services == ["service:orders"]
-    assert (found[ORDERS_DB].first_seen, found[ORDERS_DB].last_seen) == pytest.approx((T0 + 0.005, T0 + 1.005), abs=1e-6)
+    seen = (found[ORDERS_DB].first_seen, found[ORDERS_DB].last_seen)
+    assert seen == pytest.approx((T0 + 0.005, T0 + 1.005), abs=1e-6)
     assert "db:mysql://crm-db.internal/crm" in found
     assert "db:redis://cache.internal/0" in found  # an INTERNAL span carrying db attributes
 
@@ -161,11 +162,13 @@ def test_peers_by_peer_service_and_by_alias_and_unknown_hosts_ignored(builder, r
 
 def test_internet_traffic_by_client_address_and_first_forwarded_hop(builder, resolver):
     builder.server_span("frontend", "GET /cart", start=T0, client_address=INTERNET)
-    builder.server_span("frontend", "GET /cart", start=T0 + 1, client_address="10.0.0.2", forwarded_for=f"{INTERNET}, 10.0.0.9")
+    builder.server_span("frontend", "GET /cart", start=T0 + 1, client_address="10.0.0.2",
+                        forwarded_for=f"{INTERNET}, 10.0.0.9")
     builder.server_span("frontend", "GET /cart", start=T0 + 2, client_address="10.0.0.3")
     builder.server_span("frontend", "GET /cart", start=T0 + 3, client_address=INTERNET, forwarded_for="10.1.2.3")
     builder.server_span("frontend", "GET /cart", start=T0 + 4, client_address="10.0.0.4", legacy=True)
-    builder.server_span("frontend", "GET /cart", start=T0 + 5, attributes={"net.sock.peer.addr": "2a00:1450:4001:80b::200e"})
+    builder.server_span("frontend", "GET /cart", start=T0 + 5,
+                        attributes={"net.sock.peer.addr": "2a00:1450:4001:80b::200e"})
 
     frontend = touches(decode(builder, resolver))["service:frontend"]
 
@@ -183,7 +186,8 @@ def test_internet_traffic_is_counted_only_on_server_spans(builder, resolver):
 
 def test_errors_are_spans_with_error_status(builder, resolver):
     for second in range(4):
-        call(builder, aws_call("S3", "GetObject", {"aws.s3.bucket": "acme-invoices"}), start=T0 + second, error=second % 2 == 0)
+        call(builder, aws_call("S3", "GetObject", {"aws.s3.bucket": "acme-invoices"}), start=T0 + second,
+             error=second % 2 == 0)
 
     bucket = touches(decode(builder, resolver))["arn:aws:s3:::acme-invoices"]
 
@@ -239,8 +243,10 @@ def test_a_parent_in_another_message_leaves_the_caller_to_the_address(builder, r
 def test_workload_cloud_identity_is_touched_by_inbound_traffic(resolver):
     function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:thumbnails"
     builder = TraceBuilder(seed=3, workloads=[
-        Workload("thumbnails", region=REGION, account=ACCOUNT, extra={"cloud.resource_id": function, "faas.name": "thumbnails"}),
-        Workload("legacy", region=REGION, account=ACCOUNT, extra={"cloud.platform": "aws_ec2", "host.id": "i-0abc123def4567890"}),
+        Workload("thumbnails", region=REGION, account=ACCOUNT,
+                 extra={"cloud.resource_id": function, "faas.name": "thumbnails"}),
+        Workload("legacy", region=REGION, account=ACCOUNT,
+                 extra={"cloud.platform": "aws_ec2", "host.id": "i-0abc123def4567890"}),
     ])
     builder.server_span("thumbnails", "POST /", start=T0, client_address=INTERNET,
                         attributes={"aws.lambda.invoked_arn": f"{function}:prod"})
@@ -249,7 +255,8 @@ def test_workload_cloud_identity_is_touched_by_inbound_traffic(resolver):
     found = touches(decode(builder, resolver))
 
     assert sorted(found) == sorted([
-        "service:thumbnails", function, "service:legacy", f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0abc123def4567890",
+        "service:thumbnails", function,
+        "service:legacy", f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0abc123def4567890",
     ])
     assert found[function].internet_spans == 1
 
@@ -267,13 +274,14 @@ def test_a_resource_without_a_service_name_is_named_by_its_workload(resolver):
 
 def test_a_batch_folds_many_spans_into_few_touches(builder, resolver):
     for n in range(300):
-        root = builder.server_span("orders", "GET /orders", start=T0 + n, client_address=INTERNET if n % 3 else "10.0.0.1")
-        call(builder, database("postgresql", "orders-db.internal", "orders", legacy=n % 2 == 0), start=T0 + n, parent=root)
+        root = builder.server_span("orders", "GET /orders", start=T0 + n,
+                                   client_address=INTERNET if n % 3 else "10.0.0.1")
+        call(builder, database("postgresql", "orders-db.internal", "orders", legacy=n % 2 == 0), start=T0 + n,
+             parent=root)
         call(builder, aws_call("S3", "GetObject", {"aws.s3.bucket": "acme-invoices"}), start=T0 + n, parent=root)
 
     batch = decode(builder, resolver)
 
-    assert batch.span_count == 900
     assert [(t.entity, t.spans, t.internet_spans) for t in batch.touches] == [
         ("service:orders", 300, 200), (ORDERS_DB, 300, 0), ("arn:aws:s3:::acme-invoices", 300, 0),
     ]
@@ -351,20 +359,62 @@ def test_record_may_be_any_bytes_like_value(builder, resolver):
 
 
 def test_empty_message_has_no_touches(resolver):
-    assert decode_traces(b"", resolver) == TraceBatch(touches=[], pods={}, span_count=0)
+    assert decode_traces(b"", resolver) == TraceBatch(touches=[], pods={})
     assert decode_traces(b'{"resourceSpans": []}', resolver, encoding="otlp_json").touches == []
 
 
-@pytest.mark.skipif(not (SAMPLES / "otlp" / "otlp_json_trace.json").is_file(), reason="real samples (../shared/samples) are absent")
+@pytest.mark.skipif(not (SAMPLES / "otlp" / "otlp_json_trace.json").is_file(),
+                    reason="real samples (../shared/samples) are absent")
 def test_the_published_otlp_json_example(resolver):
     value = (SAMPLES / "otlp" / "otlp_json_trace.json").read_bytes()
 
     batch = decode_traces(value, resolver, encoding=detect_encoding(value))
 
-    assert batch.span_count == 1
     assert batch.pods == {}
     assert [t.to_record() for t in batch.touches] == [{
         "kind": "touch", "entity": "service:my.service", "services": [], "spans": 1, "errors": 0,
         "internet_spans": 0, "first_seen": "2018-12-13T14:51:01.000Z", "last_seen": "2018-12-13T14:51:01.000Z",
         "trace_ids": ["5b8efff798038103d269b633813fc60c"],
     }]
+
+
+def kept_across_messages(decoder: OtlpDecoder) -> dict[str, dict]:
+    """Everything a decoder remembers from one message to the next."""
+    return {
+        "targets": decoder.fold_caches.targets, "callers": decoder.fold_caches.callers,
+        "hosts": decoder.fold_caches.host_needs_url, "resources": decoder.protobuf.resources,
+        "statuses": decoder.protobuf.error_statuses,
+    }
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_what_a_decoder_keeps_across_messages_stays_within_its_bound(builder, resolver, encoding):
+    bound = 8
+    decoder = OtlpDecoder(resolver, cache_limit=bound)
+    for n in range(3 * bound):  # new resources, targets, callers and hosts in every message
+        builder.server_span(f"svc-{n}", "GET /", start=T0 + n, client_address=f"81.2.69.{n}")
+        call(builder, {**http_client(f"https://api-{n}.example.com/v1"), "aws.s3.bucket": f"bucket-{n}"},
+             service=f"svc-{n}", start=T0 + n)
+        value = builder.to_otlp_proto() if encoding == "otlp_proto" else builder.to_otlp_json()
+        builder.take()
+
+        batch = decoder.decode(value, encoding)
+
+        assert sorted(touches(batch)) == sorted([f"service:svc-{n}", f"arn:aws:s3:::bucket-{n}"])
+        assert touches(batch)[f"service:svc-{n}"].internet_spans == 1
+        assert {name: len(kept) for name, kept in kept_across_messages(decoder).items() if len(kept) > bound} == {}
+    assert decoder.fold_caches.targets and decoder.fold_caches.callers and decoder.fold_caches.host_needs_url
+
+
+def test_decoders_do_not_share_what_they_keep(builder, resolver):
+    call(builder, aws_call("DynamoDB", "Query", {"aws.dynamodb.table_names": ("orders", "items", "carts")}))
+    value = builder.to_otlp_proto()
+    one_table = OtlpDecoder(resolver, DecodeLimits(max_entities_per_span=1))
+    every_table = OtlpDecoder(resolver)
+
+    narrow = one_table.decode(value)
+
+    assert all(len(kept) == 0 for kept in kept_across_messages(every_table).values())
+    wide = every_table.decode(value)
+    assert len(narrow.touches) == 1 and narrow.over_cap
+    assert len(wide.touches) == 3 and wide.over_cap is None
