@@ -27,7 +27,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("topics", "apply"), "stream.kafka.topics", "create or update the topics declared in topics/"),
     (("inspect",), "stream.ingest.files", "decode input files and print one normalized record per line"),
     (("replay",), "stream.commands.replay", "run the correlation offline over exported files"),
-    (("worker",), "stream.worker.app", "run the streaming job (Faust worker)"),
+    (("worker",), "stream.commands.worker", "run the streaming job (Faust worker)"),
     (("deliver",), "stream.deliver.service", "deliver escalations to the SIEM topic and webhooks"),
     (("demo",), "stream.demo.run", "play the fintech scenario through Kafka and show the result"),
     (("aws", "pull-findings"), "stream.sources.aws.findings", "publish Security Hub and AWS Config findings"),

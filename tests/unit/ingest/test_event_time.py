@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from test_correlate import BUCKET, T0, VAULT, Harness, finding, touch
+from engine_harness import Harness
+from test_correlate import BUCKET, T0, VAULT, finding, touch
 from test_formats_findings import config_event
 from workers import HotpathProcess, final_states, publish, read_topic, scenario_records
 
-from stream.commands.replay import replay
 from stream.correlate.correlator import Correlator
+from stream.correlate.replay import replay
 from stream.correlate.windows import LowWatermark
 from stream.demo.records import falco_event
 from stream.demo.scenario import build_scenario, start_ending_at
@@ -70,8 +71,8 @@ def test_the_worker_refuses_records_dated_further_ahead_of_its_clock_than_the_sk
     ingest = Ingest(Router(Context(), 60.0), DecodeLimits.from_settings(settings, clock=lambda: T0))
     with pytest.raises(DecodeError, match=r"alert 5d4f0c67\S+: event time 2100-01-01T00:00:00.000Z " + SKEW_REASON):
         ingest("alerts", orjson.dumps(falco(YEAR_2100)))
-    with pytest.raises(DecodeError, match=r"spans on arn:aws:s3:::acme-statements: event time 2100-01-01T00:00:00.0\d\dZ "
-                                          + SKEW_REASON):
+    with pytest.raises(DecodeError, match=r"spans on arn:aws:s3:::acme-statements: "
+                                          r"event time 2100-01-01T00:00:00.0\d\dZ " + SKEW_REASON):
         ingest("traces", span_ending_at(YEAR_2100))
     document = config_event("NON_COMPLIANT")
     document["detail"]["newEvaluationResult"]["resultRecordedTime"] = "2100-01-01T00:00:00Z"
@@ -99,8 +100,8 @@ def test_the_worker_refuses_spans_and_alerts_older_than_the_event_age_but_believ
     week = settings.max_event_age_s
     with pytest.raises(DecodeError, match=r"alert 5d4f0c67\S+: event time 2026-11-16T08:59:00.000Z " + AGE_REASON):
         ingest("alerts", orjson.dumps(falco(T0 - week - 60)))
-    with pytest.raises(DecodeError, match=r"spans on arn:aws:s3:::acme-statements: event time 2026-11-16T08:59:00.0\d\dZ "
-                                          + AGE_REASON):
+    with pytest.raises(DecodeError, match=r"spans on arn:aws:s3:::acme-statements: "
+                                          r"event time 2026-11-16T08:59:00.0\d\dZ " + AGE_REASON):
         ingest("traces", span_ending_at(T0 - week - 60))
     assert ingest("alerts", orjson.dumps(falco(T0 - week + 60))).events
     assert ingest("traces", span_ending_at(T0 - week + 60)).events
