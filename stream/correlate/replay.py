@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from stream.correlate.engine import CHUNK_RECORDS, Engine
+from stream.correlate.engine import CHUNK_RECORDS, EncodedStates, Engine
 from stream.entities.resolve import EntityResolver
 from stream.ingest.files import iter_file_records
 from stream.ingest.formats.assets import load_asset_file
@@ -39,7 +39,7 @@ def replay(settings: Settings, *, findings: Iterable[Path] = (), traces: Iterabl
            alerts: Iterable[Path] = (), assets: Iterable[Path] = (), errors: IO[str] | None = None,
            clock=None, chunk_records: int = CHUNK_RECORDS) -> Iterator[dict[str, Any]]:
     """Yield the escalation events the streaming job would emit for these files."""
-    engine = Engine(settings, {}, **({"clock": clock} if clock else {}))
+    engine = Engine(settings, EncodedStates(), **({"clock": clock} if clock else {}))
     for path in ([settings.asset_file] if settings.asset_file else []) + list(assets):
         for asset in load_asset_file(path, settings.max_record_bytes, settings.max_json_depth):
             engine.route("assets", asset)

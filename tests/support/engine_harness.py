@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from stream.correlate.engine import Engine
+from stream.correlate.engine import EncodedStates, Engine
 from stream.ingest.entity_events import event_position
 from stream.ingest.router import Routed
 from stream.models import Asset, TraceBatch
@@ -20,7 +20,7 @@ class Harness:
 
     def __init__(self, **overrides) -> None:
         self.settings = load_settings(**overrides)
-        self.engine = Engine(self.settings, {}, clock=lambda: T0)
+        self.engine = Engine(self.settings, EncodedStates(), clock=lambda: T0)
         self.context, self.router = self.engine.context, self.engine.router
         self.correlator, self.store = self.engine.correlator, self.engine.store
         self.out: list[dict] = []

@@ -201,7 +201,9 @@ def test_time_is_the_minimum_of_live_sources_each_vouched_for_by_two_records():
 def test_restored_state_is_clamped_to_the_clock_and_does_not_move_time():
     h = escalated_estate()
     # A worker before this fix wrote the vault's state after a forged record dated 2100.
-    h.store[VAULT]["clock"] = h.store[VAULT]["last_exercised"] = YEAR_2100
+    vault = h.store[VAULT]  # a copy, as a table keeps states: written back whole
+    vault["clock"] = vault["last_exercised"] = YEAR_2100
+    h.store[VAULT] = vault
     restarted = Correlator(h.settings, h.context, h.store, clock=lambda: T0 + 60)
     restarted.restore_live()
     assert [e.event["state"] for e in restarted.tick()] == []  # the bucket is not stale: no time passed
