@@ -23,7 +23,7 @@ from stream.ingest.formats.assets import assets_from_document, is_asset_document
 from stream.ingest.formats.findings import findings_from_document, is_finding_document
 from stream.ingest.formats.jsonsafe import loads
 from stream.ingest.formats.limits import DecodeLimits
-from stream.ingest.formats.otlp import decode_traces
+from stream.ingest.formats.otlp import OtlpDecoder
 from stream.models import Alert, Asset, DecodeError, Finding, Touch
 from stream.settings import Settings
 
@@ -115,6 +115,7 @@ class _Decoder:
         self.max_bytes = settings.max_record_bytes
         self.max_depth = settings.max_json_depth
         self.limits = limits
+        self.traces = OtlpDecoder(resolver, limits)  # one per reader: its caches carry over between messages
 
     def yaml_assets(self, path: Path) -> Iterator[FileRecord]:
         try:
@@ -203,7 +204,7 @@ class _Decoder:
             yield ErrorRecord(reason, origin)
 
     def _traces(self, value: bytes, encoding: str) -> list[Touch]:
-        batch = decode_traces(value, self.resolver, encoding=encoding, limits=self.limits)  # type: ignore[arg-type]
+        batch = self.traces.decode(value, encoding)  # type: ignore[arg-type]
         for pod, service in batch.pods.items():
             self.resolver.learn_pod(pod, service)
         return batch.touches

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from prometheus_client.parser import text_string_to_metric_families
 from workers import HotpathProcess, final_states, publish_scenario, read_topic
 
-from stream.commands.replay import replay
+from stream.correlate.replay import replay
 from stream.demo.scenario import build_scenario
 from stream.ingest.formats.findings import decode_findings
 from stream.kafka.clients import producer

@@ -10,7 +10,8 @@ import time
 
 import orjson
 import pytest
-from test_correlate import BUCKET, VAULT, Harness, at, finding
+from engine_harness import Harness
+from test_correlate import BUCKET, VAULT, at, finding
 from test_event_time import YEAR_2100, YEAR_10000_IN_UTC, falco, span_ending_at
 from test_faults import assert_exactly_once, records_in, wait_until
 from test_hostile_worker import allow_large_records, dead_letters_of
@@ -38,10 +39,11 @@ def test_an_entity_that_cannot_be_judged_changes_nothing_and_the_others_are_publ
                    finding("f-vault", VAULT, severity="critical")):
         h.feed(h.router.finding(record))
     correlator = h.correlator
-    correlator.process(BUCKET, alert_record("poison", BUCKET, YEAR_10000_IN_UTC), position=100, defer=True)
+    poison = alert_record("poison", BUCKET, YEAR_10000_IN_UTC)
+    correlator.process(BUCKET, poison, position=h.position + 1, defer=True)
     honest = Alert(uid="gd-1", source="guardduty", rule="Exfiltration:S3/AnomalousBehavior", severity="high",
                    entities=[VAULT], observed_at=at(30))
-    correlator.process(VAULT, honest.to_record(), position=101, defer=True)
+    correlator.process(VAULT, honest.to_record(), position=h.position + 2, defer=True)
 
     published = correlator.judge_deferred()
 

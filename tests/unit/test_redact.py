@@ -13,13 +13,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from engine_harness import Harness
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_correlate import Harness, at, finding, touch
+from test_correlate import at, finding, touch
 from test_formats_findings import config_event
 
 from stream.commands.main import main
-from stream.commands.replay import replay
+from stream.correlate.replay import replay
 from stream.demo.tracegen import TraceBuilder, aws_call, database, http_client
 from stream.entities.resolve import EntityResolver
 from stream.ingest.formats.otlp import decode_traces

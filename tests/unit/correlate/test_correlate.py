@@ -3,16 +3,13 @@
 from datetime import UTC, datetime
 
 import pytest
+from engine_harness import T0, Harness
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.correlate.correlator import Correlator
-from stream.entities.context import Context
-from stream.ingest.router import Router, merge_trace_batches
-from stream.models import Alert, Asset, AssetTags, Finding, Touch, TraceBatch
-from stream.settings import load_settings
+from stream.ingest.router import merge_trace_batches
+from stream.models import Alert, AssetTags, Finding, Touch, TraceBatch
 
-T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC).timestamp()
 BUCKET = "arn:aws:s3:::acme-statements"
 VAULT = "arn:aws:s3:::acme-kyc-archive"
 SG = "arn:aws:ec2:eu-west-1:111122223333:security-group/sg-0ledger"
@@ -32,37 +29,6 @@ def finding(uid, resource, severity="high", status="open", when=0.0):
 def touch(entity, callers, when, spans=10, internet=0, trace="0af7651916cd43dd8448eb211c80319c"):
     return Touch(entity=entity, services=callers, spans=spans, errors=0, internet_spans=internet,
                  first_seen=T0 + when - 1, last_seen=T0 + when, trace_ids=[trace])
-
-
-class Harness:
-    """Router + correlator wired like replay: events and facts applied in order."""
-
-    def __init__(self, **overrides):
-        self.settings = load_settings(**overrides)
-        self.context = Context()
-        self.router = Router(self.context, self.settings.window_step_s)
-        self.store: dict = {}
-        self.correlator = Correlator(self.settings, self.context, self.store, clock=lambda: T0)
-        self.out: list[dict] = []
-        self.position = 0
-
-    def feed(self, routed):
-        for entity, record in routed.events:
-            self.position += 1
-            self.out += [e.record() for e in self.correlator.process(entity, record, position=self.position)]
-
-    def asset(self, **fields):
-        self.feed(self.router.asset(Asset(**fields)))
-
-    def traces(self, *touches, pods=None):
-        self.feed(self.router.traces(TraceBatch(list(touches), pods or {})))
-
-    def tick(self):
-        self.out += [e.record() for e in self.correlator.tick()]
-
-    def latest(self, uid):
-        events = [e for e in self.out if e["finding_uid"] == uid]
-        return events[-1] if events else None
 
 
 @pytest.fixture
@@ -233,11 +199,12 @@ def test_trace_messages_taken_together_judge_as_they_would_one_by_one(messages):
     one_by_one.tick(), together.tick()
     # Judged after every message or once for all of them, the path may differ (P3 then P2, or P2 at
     # once); where each finding ends must not.
-    def ends(harness):
-        return {uid: (e["state"] != "resolved", e["priority"])
-                for uid in ("f-bucket", "f-vault") if (e := harness.latest(uid))}
-
     assert ends(one_by_one) == ends(together)
+
+
+def ends(h: Harness) -> dict[str, tuple[bool, str]]:
+    """Whether each finding is escalated at the end, and at which priority."""
+    return {uid: (e["state"] != "resolved", e["priority"]) for uid in ("f-bucket", "f-vault") if (e := h.latest(uid))}
 
 
 def test_a_priority_change_names_the_priority_it_replaces(estate):

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-import stream.commands.replay as replay_module
+import stream.correlate.replay as replay_module
 from stream.correlate.lifecycle import EscalationState
 from stream.correlate.state import AlertSeen, Bucket, EntityState, FindingState, decode, encode
 from stream.demo.scenario import build_scenario
@@ -76,15 +76,15 @@ def test_a_state_in_an_unknown_format_is_refused():
 def test_entity_states_of_the_demo_take_at_most_512_bytes_at_the_median(monkeypatch, tmp_path):
     stores = []
 
-    class Recording(replay_module.Correlator):
-        def __init__(self, settings, context, store, **kwargs):
-            stores.append(store)
-            super().__init__(settings, context, store, **kwargs)
+    class Recording(replay_module.EncodedStates):
+        def __init__(self):
+            stores.append(self)
+            super().__init__()
 
-    monkeypatch.setattr(replay_module, "Correlator", Recording)
+    monkeypatch.setattr(replay_module, "EncodedStates", Recording)
     files = build_scenario(seed=2, scale=3, minutes=3).write_files(tmp_path)
     assert list(replay_module.replay(Settings(), clock=lambda: 0.0, **files))
-    states = list(stores[0].values())
-    assert len(states) > 100
-    assert all(decode(encode(state)) == state for state in states)
-    assert statistics.median(len(encode(state)) for state in states) <= 512  # JSON: 610 B
+    encoded = list(stores[0].data.values())
+    assert len(encoded) > 100
+    assert all(encode(decode(state)) == state for state in encoded)
+    assert statistics.median(len(state) for state in encoded) <= 512  # JSON: 610 B

@@ -21,11 +21,12 @@ import uuid
 
 import orjson
 import pytest
+from engine_harness import Harness
 from jsonschema import Draft202012Validator
 from paths import ROOT
 from receivers import OpsgenieReceiver, PagerDutyReceiver, WebhookReceiver, escalation_event, load_schema
 from receivers import Receiver as AnyReceiver
-from test_correlate import BUCKET, Harness, at, touch
+from test_correlate import BUCKET, at, touch
 from test_formats_alerts import POD, falco_event, guardduty
 from test_formats_findings import needs_samples, sample
 
@@ -393,8 +394,8 @@ def test_deliver_refuses_a_plain_http_sink_with_one_line():
     env["HOTPATH_SINKS"] = json.dumps([{"name": "soc", "kind": "webhook", "url": "http://u:p4ss@soar.example.com/x",
                                         "secret_env": "HOOK"}])
 
-    done = subprocess.run([sys.executable, "-m", "stream.commands.main", "deliver"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=WAIT_S)
+    done = subprocess.run([sys.executable, "-m", "stream.commands.main", "deliver"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=WAIT_S)
 
     assert done.returncode == 2 and "Traceback" not in done.stderr
     line = done.stderr.strip()
@@ -414,7 +415,8 @@ async def deliver_until_dead_lettered(settings: Settings, event: dict) -> dict:
     stop = asyncio.Event()
     running = asyncio.create_task(service.run(stop))
     deadline = time.monotonic() + WAIT_S
-    while not service.metrics.value("hotpath_deliver_dead_lettered_total", sink="payments-pd") and time.monotonic() < deadline and not running.done():
+    while (not service.metrics.value("hotpath_deliver_dead_lettered_total", sink="payments-pd")
+           and time.monotonic() < deadline and not running.done()):
         await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(running, WAIT_S)
@@ -476,7 +478,8 @@ async def test_a_reason_quoting_the_request_keeps_no_part_of_the_routing_key_or_
 def test_a_siem_record_too_large_for_the_topic_is_refused_with_a_reason(monkeypatch):
     monkeypatch.setattr(ocsf, "RECORD_MAX_BYTES", 100_000)
 
-    with pytest.raises(ValueError, match=r"the OCSF finding takes \d+ bytes, more than the 100000 the SIEM topic takes"):
+    with pytest.raises(ValueError,
+                       match=r"the OCSF finding takes \d+ bytes, more than the 100000 the SIEM topic takes"):
         ocsf.to_ocsf(hostile_event("x"))
 
 

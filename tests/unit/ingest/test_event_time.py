@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from test_correlate import BUCKET, T0, VAULT, Harness, finding, touch
+from engine_harness import Harness
+from test_correlate import BUCKET, T0, VAULT, finding, touch
 from test_formats_findings import config_event
 from workers import HotpathProcess, final_states, publish, read_topic, scenario_records
 
-from stream.commands.replay import replay
 from stream.correlate.correlator import Correlator
+from stream.correlate.replay import replay
 from stream.correlate.windows import LowWatermark
 from stream.demo.records import falco_event
 from stream.demo.scenario import build_scenario, start_ending_at
@@ -200,7 +201,9 @@ def test_time_is_the_minimum_of_live_sources_each_vouched_for_by_two_records():
 def test_restored_state_is_clamped_to_the_clock_and_does_not_move_time():
     h = escalated_estate()
     # A worker before this fix wrote the vault's state after a forged record dated 2100.
-    h.store[VAULT].clock = h.store[VAULT].last_exercised = YEAR_2100
+    vault = h.store[VAULT]  # a copy, as a table keeps states: written back whole
+    vault.clock = vault.last_exercised = YEAR_2100
+    h.store[VAULT] = vault
     restarted = Correlator(h.settings, h.context, h.store, clock=lambda: T0 + 60)
     restarted.restore_live()
     assert [e.state for e in restarted.tick()] == []  # the bucket is not stale: no time passed

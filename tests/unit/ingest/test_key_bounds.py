@@ -12,7 +12,8 @@ import time
 
 import orjson
 import pytest
-from test_correlate import Harness, finding, touch
+from engine_harness import Harness
+from test_correlate import finding, touch
 from workers import HotpathProcess, read_topic
 
 from stream.correlate.correlator import Correlator

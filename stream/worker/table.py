@@ -1,0 +1,44 @@
+"""The ``entity-state`` table as the correlator's store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from stream.correlate.state import EntityState, decode, encode
+
+
+class EntityTable(MutableMapping):
+    """The ``entity-state`` table, written outside the context of one event, holding serialized states.
+
+    Faust sends a table write to the changelog partition of the event being processed; the correlate
+    agent writes once per chunk of records from several partitions, so each state goes to the
+    partition of its own entity's events instead (``state.partition``), which is where Faust
+    would send it.
+
+    States are kept encoded (:mod:`stream.correlate.state`, the changelog's own encoding), not decoded:
+    an entity's nested objects take several times the memory of its encoding, and an idle entity is
+    only read on a tick or a sweep. The correlator reads each state once per chunk (held writes
+    keep the decoded state until the chunk is written), so decoding costs microseconds per entity.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __getitem__(self, key: str) -> EntityState:
+        return decode(self.table.data[key])
+
+    def __setitem__(self, key: str, value: EntityState) -> None:
+        encoded = self.table.data[key] = encode(value)
+        self.table.send_changelog(value.partition, key, encoded)
+
+    def __delitem__(self, key: str) -> None:
+        partition = self[key].partition
+        del self.table.data[key]
+        self.table.send_changelog(partition, key, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.data)
+
+    def __len__(self) -> int:
+        return len(self.table.data)
