@@ -21,8 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from bench.harness import LOG_DIR, ROOT, HotpathProcess, fresh_topics, publish, traffic_records, wait_until
 from stream.demo.scenario import Scenario
 from stream.entities.resolve import dynamodb_table_arn, s3_bucket_arn, service_entity, sqs_queue_arn
-from stream.kafka.clients import faust_broker_kwargs
 from stream.settings import Settings, load_settings
+from stream.worker.faust_config import faust_broker_kwargs
 
 WINDOW_S, STEP_S = 900.0, 60.0
 WARM_UP_S = 2.0

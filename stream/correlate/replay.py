@@ -2,10 +2,11 @@
 
 How a user tries hotpath on a day of exported data, and how forensics asks "what would have been
 escalated". Records are read in every format ``hotpath inspect`` accepts, merged in event-time order
-(:func:`stream.ingest.merge.merged_records`, with memory bounded whatever the input's size) and driven through :class:`stream.correlate.engine.Engine` as the worker's
-correlate agent drives it: routed by the stream they came from, applied with deferred judging,
-settled every CHUNK_RECORDS records, with a tick every window step of event time (the worker's timer
-ticks in wall time), which sweeps and prunes on the worker's cadence. All entities share partition 0.
+(:func:`stream.ingest.merge.merged_records`, with memory bounded whatever the input's size) and
+driven through :class:`stream.correlate.engine.Engine` as the worker's correlate agent drives it:
+routed by the stream they came from, applied with deferred judging, settled every CHUNK_RECORDS
+records, with a tick every window step of event time (the worker's timer ticks in wall time), which
+sweeps and prunes on the worker's cadence. All entities share partition 0.
 
 The merge's first pass learns the pods the traces name, so Falco alerts resolve to services as they
 would in a stream where traces flow continuously, and bounds time by the data, since replay has no

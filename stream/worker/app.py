@@ -15,17 +15,14 @@ from stream.correlate.engine import Engine
 from stream.entities.context import Context
 from stream.ingest.entity_events import EntityPartitioner
 from stream.ingest.formats.assets import load_asset_file
-from stream.kafka.clients import faust_broker_kwargs, faust_durability_kwargs, topic_durability_config
+from stream.kafka.clients import GROUP_SESSION_TIMEOUT_S, topic_durability_config
 from stream.metrics import Metrics
 from stream.settings import ConfigError, Settings, web_bind_host
 from stream.worker.agents import Agents
 from stream.worker.contextfeed import ContextFeed
+from stream.worker.faust_config import faust_broker_kwargs, faust_durability_kwargs
 from stream.worker.table import EntityTable
 from stream.worker.web import EscalationBoard, register_views
-
-# A crashed worker's partitions move to the others when its group session expires: 10 s instead of
-# Faust's 60 s, so a SIGKILLed or partitioned-off worker stalls its entities for seconds, not a minute.
-SESSION_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -93,7 +90,7 @@ def faust_app(settings: Settings, partitions: int):
         datadir=str(datadir),
         broker_commit_every=1000,
         broker_commit_interval=1.0,
-        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_session_timeout=GROUP_SESSION_TIMEOUT_S,
         producer_max_batch_size=512 * 1024,
         producer_linger_ms=5,
         consumer_max_fetch_size=4 * 1024 * 1024,

@@ -13,9 +13,10 @@ import faust
 import pytest
 from conftest import ROOT, free_port, launcher
 
-from stream.kafka.clients import consumer, faust_broker_kwargs, producer
+from stream.kafka.clients import consumer, producer
 from stream.kafka.topics import TopicsError, apply_topics
 from stream.settings import load_settings
+from stream.worker.faust_config import faust_broker_kwargs
 
 RECEIVE_TIMEOUT_S = 60.0
 

@@ -14,15 +14,11 @@ from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
 from test_topics import wait_until
 from workers import ROOT, settings_env
 
-from stream.kafka.clients import (
-    faust_broker_kwargs,
-    faust_durability_kwargs,
-    producer_config,
-    topic_durability_config,
-)
+from stream.kafka.clients import producer_config, topic_durability_config
 from stream.settings import load_settings
 from stream.sources.aws.cursor import cursor_topic, ensure_compacted_topic
 from stream.worker.app import create_app
+from stream.worker.faust_config import faust_broker_kwargs, faust_durability_kwargs
 
 pytestmark = pytest.mark.kafka
 

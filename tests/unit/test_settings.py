@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from faust import SASLCredentials, SSLCredentials
 
-from stream.kafka.clients import confluent_config, faust_broker_kwargs
+from stream.kafka.clients import confluent_config
 from stream.settings import ConfigError, load_settings
+from stream.worker.faust_config import faust_broker_kwargs
 
 HOTPATH = Path(sys.executable).with_name("hotpath")
 

@@ -24,7 +24,7 @@ from test_broker_roundtrip import agent_receives_what_confluent_sends
 from test_security import worker_escalates_the_scenario
 from workers import settings_env
 
-from stream.kafka.clients import confluent_config, faust_broker_kwargs
+from stream.kafka.clients import confluent_config
 from stream.kafka.oauth import (
     OAuthTokens,
     Token,
@@ -36,6 +36,7 @@ from stream.kafka.oauth import (
 )
 from stream.kafka.topics import TOPIC_SETTINGS, apply_topics
 from stream.settings import ConfigError, Settings, load_settings
+from stream.worker.faust_config import faust_broker_kwargs
 
 ACCESS_KEY, SECRET_KEY, SESSION_TOKEN = "AKIAHOTPATHTEST00001", "hotpath-test-secret-key", "hotpath-session-token"
 REGION = "eu-west-1"
