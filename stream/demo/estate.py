@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
+
+import yaml
 
 from stream.entities.resolve import aws_arn, dynamodb_table_arn, iam_arn, s3_bucket_arn, service_entity
 from stream.models import Asset, AssetTags, Severity
@@ -41,7 +44,7 @@ class Check:
     resource_type: str
     service: str
     description: str
-    status_detail: str  # Prowler's status_extended, with {name} for the resource name
+    status_detail: str = ""  # Prowler's status_extended, with {name} for the resource name
     config_rule: str = ""  # Security Hub: the AWS Config rule that evaluates the control
 
 
@@ -106,91 +109,15 @@ class Estate:
         return list(unique.values()) + self.inventory
 
 
-def _check(tool, id, title, severity, resource_type, service, description, status_detail, config_rule=""):
-    return Check(tool, id, title, severity, resource_type, service, description, status_detail, config_rule)
+def _load_checks(path: Path) -> dict[str, dict[str, Check]]:
+    """Each tool's catalog of checks (``checks.yaml``), by check id, in the file's order."""
+    catalogs = yaml.safe_load(path.read_text())
+    return {tool: {entry["id"]: Check(tool=tool, **entry) for entry in entries} for tool, entries in catalogs.items()}
 
 
-PROWLER = {c.id: c for c in (
-    _check("prowler", "s3_bucket_public_access", "Ensure there are no S3 buckets open to Everyone or Any AWS user.",
-           "critical", "AwsS3Bucket", "s3", "Ensure there are no S3 buckets open to Everyone or Any AWS user.",
-           "S3 Bucket {name} is public because its bucket policy allows access to everyone."),
-    _check("prowler", "s3_bucket_object_versioning", "Check if S3 buckets have object versioning enabled",
-           "medium", "AwsS3Bucket", "s3", "Check if S3 buckets have object versioning enabled",
-           "S3 Bucket {name} has versioning disabled."),
-    _check("prowler", "s3_bucket_lifecycle_enabled", "Check if S3 buckets have a Lifecycle configuration enabled",
-           "low", "AwsS3Bucket", "s3", "Check if S3 buckets have Lifecycle configuration enabled.",
-           "S3 Bucket {name} does not have a lifecycle configuration enabled."),
-    _check("prowler", "s3_bucket_default_encryption",
-           "Check if S3 buckets have default encryption (SSE) enabled or use a bucket policy to enforce it.",
-           "medium", "AwsS3Bucket", "s3", "Check if S3 buckets have default encryption (SSE) enabled.",
-           "Server Side Encryption is not configured for S3 Bucket {name}."),
-    _check("prowler", "rds_instance_storage_encrypted", "Check if RDS instances storage is encrypted.",
-           "medium", "AwsRdsDbInstance", "rds", "Check if RDS instances storage is encrypted.",
-           "RDS Instance {name} is not encrypted."),
-    _check("prowler", "iam_role_administratoraccess_policy",
-           "Ensure IAM Roles do not have AdministratorAccess policy attached", "high", "AwsIamRole", "iam",
-           "Ensure IAM Roles do not have AdministratorAccess policy attached",
-           "IAM Role {name} has AdministratorAccess policy attached."),
-    _check("prowler", "iam_root_mfa_enabled", "Ensure MFA is enabled for the root account", "critical",
-           "AwsIamUser", "iam", "Ensure MFA is enabled for the root account",
-           "MFA is not enabled for root account."),
-    _check("prowler", "accessanalyzer_enabled", "Check if IAM Access Analyzer is enabled", "low", "Other",
-           "accessanalyzer", "Check if IAM Access Analyzer is enabled",
-           "IAM Access Analyzer in account {name} is not enabled."),
-    _check("prowler", "dynamodb_tables_pitr_enabled",
-           "Check if DynamoDB tables point-in-time recovery (PITR) is enabled.", "medium", "AwsDynamoDbTable",
-           "dynamodb", "Check if DynamoDB tables point-in-time recovery (PITR) is enabled.",
-           "DynamoDB table {name} does not have point-in-time recovery enabled."),
-    _check("prowler", "dynamodb_tables_kms_cmk_encryption_enabled",
-           "Check if DynamoDB table has encryption at rest enabled using CMK KMS.", "low", "AwsDynamoDbTable",
-           "dynamodb", "Check if DynamoDB table has encryption at rest enabled using CMK KMS.",
-           "DynamoDB table {name} is using DEFAULT encryption."),
-    _check("prowler", "sqs_queues_server_side_encryption_enabled",
-           "Check if SQS queues have Server Side Encryption enabled", "medium", "AwsSqsQueue", "sqs",
-           "Check if SQS queues have Server Side Encryption enabled",
-           "SQS queue {name} is not using Server Side Encryption."),
-    _check("prowler", "ec2_securitygroup_allow_ingress_from_internet_to_all_ports",
-           "Ensure no security groups allow ingress from 0.0.0.0/0 or ::/0 to all ports.", "high",
-           "AwsEc2SecurityGroup", "ec2", "Ensure no security groups allow ingress from 0.0.0.0/0 or ::/0 to all ports.",
-           "Security group {name} has all ports open to the Internet."),
-    _check("prowler", "ec2_instance_imdsv2_enabled", "Check if EC2 IMDSv2 is enabled and required.", "medium",
-           "AwsEc2Instance", "ec2", "Check if EC2 IMDSv2 is enabled and required.",
-           "EC2 Instance {name} has IMDSv2 disabled or not required."),
-)}
-
-SECURITY_HUB = {c.id: c for c in (
-    _check("securityhub", "S3.8", "S3 Block Public Access setting should be enabled at the bucket-level", "high",
-           "AwsS3Bucket", "s3", "This control checks if Amazon S3 buckets have bucket level public access blocks "
-           "applied.", "", "securityhub-s3-bucket-level-public-access-prohibited"),
-    _check("securityhub", "S3.5", "S3 buckets should require requests to use Secure Socket Layer", "medium",
-           "AwsS3Bucket", "s3", "This control checks whether S3 buckets have policies that require requests to "
-           "use SSL.", "", "securityhub-s3-bucket-ssl-requests-only"),
-    _check("securityhub", "RDS.2", "RDS DB Instances should prohibit public access, determined by the "
-           "PubliclyAccessible configuration", "critical", "AwsRdsDbInstance", "rds",
-           "This AWS control checks whether RDS instances are publicly accessible by evaluating the "
-           "publiclyAccessible field in the instance configuration item.", "",
-           "securityhub-rds-instance-public-access-check"),
-    _check("securityhub", "RDS.3", "RDS DB instances should have encryption at rest enabled", "medium",
-           "AwsRdsDbInstance", "rds", "This control checks whether storage encryption is enabled for your "
-           "Amazon RDS DB instances.", "", "securityhub-rds-storage-encrypted"),
-    _check("securityhub", "EC2.18", "Security groups should only allow unrestricted incoming traffic for "
-           "authorized ports", "high", "AwsEc2SecurityGroup", "ec2", "This control checks whether the security "
-           "groups that are in use allow unrestricted incoming traffic.", "",
-           "securityhub-vpc-sg-open-only-to-authorized-ports"),
-    _check("securityhub", "EC2.19", "Security groups should not allow unrestricted access to ports with high "
-           "risk", "critical", "AwsEc2SecurityGroup", "ec2", "This control checks whether unrestricted incoming "
-           "traffic for the security groups is accessible to the specified ports that have the highest risk.",
-           "", "securityhub-vpc-sg-restricted-common-ports"),
-    _check("securityhub", "SQS.1", "Amazon SQS queues should be encrypted at rest", "medium", "AwsSqsQueue", "sqs",
-           "This control checks whether Amazon SQS queues are encrypted at rest.", "",
-           "securityhub-sqs-queue-encrypted"),
-    _check("securityhub", "DynamoDB.2", "DynamoDB tables should have point-in-time recovery enabled", "medium",
-           "AwsDynamoDbTable", "dynamodb", "This control checks whether point-in-time recovery (PITR) is enabled "
-           "for an Amazon DynamoDB table.", "", "securityhub-dynamodb-pitr-enabled"),
-    _check("securityhub", "EC2.8", "EC2 instances should use Instance Metadata Service Version 2 (IMDSv2)",
-           "high", "AwsEc2Instance", "ec2", "This control checks whether your EC2 instance metadata version is "
-           "configured with Instance Metadata Service Version 2 (IMDSv2).", "", "securityhub-ec2-imdsv2-check"),
-)}
+_CATALOGS = _load_checks(Path(__file__).with_name("checks.yaml"))
+PROWLER = _CATALOGS["prowler"]
+SECURITY_HUB = _CATALOGS["securityhub"]
 
 # Checks that can sit on each kind of untouched resource (tool catalog, check id).
 _UNTOUCHED_CHECKS: dict[str, tuple[tuple[dict[str, Check], str], ...]] = {
