@@ -1,8 +1,8 @@
 """No exception may half-apply or lose an escalation (issue 13): an entity that cannot be judged changes
-nothing and is parked with the reason while the others are published; the /escalations board never
-fails the stream; in the running worker, forged times and a poisoned entity event reach the
-dead-letter topic while every honest escalation stays as it was (no resolved storm); and escalations
-the broker refused are not lost by committing the records that caused them."""
+nothing and is parked with the reason while the others are published; in the running worker, forged
+times and a poisoned entity event reach the dead-letter topic while every honest escalation stays as it
+was (no resolved storm); and escalations the broker refused are not lost by committing the records that
+caused them."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from stream.ingest.formats.findings import decode_findings
 from stream.kafka.clients import producer
 from stream.models import Alert
 from stream.worker.app import entity_partitions
-from stream.worker.web import EscalationBoard
 
 
 def alert_record(uid: str, entity: str, observed_at: str) -> dict:
@@ -50,13 +49,6 @@ def test_an_entity_that_cannot_be_judged_changes_nothing_and_the_others_are_publ
     assert list(correlator.failures) == [BUCKET]
     assert "year 10000 is out of range" in correlator.failures[BUCKET]
     assert [f["esc"] for f in h.store[BUCKET]["findings"].values()] == [None, None], "a state reports an unsent event"
-
-
-def test_the_board_keeps_the_most_urgent_escalations_past_its_limit():
-    board = EscalationBoard(limit=3)
-    for index, (priority, score) in enumerate([("P3", 50), ("P1", 90), ("P2", 70), ("P3", 48), ("P1", 80)]):
-        board.record({"finding_uid": f"f-{index}", "state": "escalated", "priority": priority, "score": score})
-    assert [e["finding_uid"] for e in board.top(10)] == ["f-1", "f-4", "f-2"]
 
 
 @pytest.mark.kafka
