@@ -66,8 +66,8 @@ class HotpathProcess:
 
     def start(self) -> HotpathProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream.commands.main", self.command], env=self.env, cwd=ROOT,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream.commands.main", self.command], env=self.env,
+                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
     def wait_ready(self, timeout: float = 90.0) -> None:
