@@ -16,6 +16,7 @@ import subprocess
 import uuid
 
 import pytest
+from brokers import own_broker
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import (
     AclBinding,
@@ -26,7 +27,8 @@ from confluent_kafka.admin import (
     ResourcePatternType,
     ResourceType,
 )
-from conftest import ROOT, free_port, own_broker
+from conftest import free_port
+from paths import ROOT
 
 pytestmark = pytest.mark.kafka
 

@@ -20,7 +20,7 @@ import time
 import orjson
 import psutil
 import pytest
-from broker import allow_large_records
+from brokers import allow_large_records
 from dead_letters import dead_letters_of
 from hostile import FIFTY_MB, fifty_megabyte_finding
 from sensitive import PAN

@@ -20,15 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, own_broker, unique_suffix
+from brokers import own_broker, unique_suffix
+from conftest import free_port
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from test_broker_roundtrip import agent_receives_what_confluent_sends
-from workers import HotpathProcess, final_states, publish_scenario, read_topic, settings_env
+from paths import ROOT
+from roundtrips import agent_receives_what_confluent_sends, worker_escalates_the_scenario
+from workers import settings_env
 
-from stream.demo.scenario import build_scenario
 from stream.kafka.topics import TOPIC_SETTINGS, TopicsError, apply_topics
 from stream.settings import Settings, load_settings
 
@@ -48,10 +49,12 @@ class Pki:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
 
 
-def _certificate(subject: str, key, issuer: x509.Certificate | None, issuer_key, *, ca: bool = False) -> x509.Certificate:
+def _certificate(subject: str, key, issuer: x509.Certificate | None, issuer_key, *,
+                 ca: bool = False) -> x509.Certificate:
     """A certificate for ``subject`` signed by ``issuer`` (self-signed without one), valid for a day."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     now = datetime.datetime.now(datetime.UTC)
@@ -161,22 +164,6 @@ def test_the_worker_runs_end_to_end_over_sasl_ssl_with_scram(secure_broker, tmp_
     worker_escalates_the_scenario(secure_settings(secure_broker, tmp_path / "data"), tmp_path)
 
 
-def worker_escalates_the_scenario(settings: Settings, tmp_path: Path) -> None:
-    """Topics, the scenario's input and ``hotpath worker`` on ``settings``' cluster: the expected escalations."""
-    assert f"created {settings.topic_escalations} (4 partitions)" in apply_topics(settings)
-    scenario = build_scenario(seed=11, scale=1, minutes=6)
-    publish_scenario(settings, scenario)
-    wanted = {uid: ("escalated", priority) for uid, priority in scenario.expected.escalated.items()}
-
-    with HotpathProcess("worker", settings, tmp_path) as worker:
-        worker.wait_ready()
-        records = read_topic(settings, settings.topic_escalations,
-                             until=lambda records: final_states([value for _, value in records]) == wanted,
-                             timeout=120)
-
-    assert final_states([value for _, value in records]) == wanted
-
-
 async def test_plain_over_sasl_ssl_authenticates_both_clients(secure_broker, tmp_path):
     settings = secure_settings(secure_broker, tmp_path, mechanism="PLAIN")
     assert f"created {settings.topic_findings} (4 partitions)" in apply_topics(settings)
@@ -237,8 +224,8 @@ def run_hotpath(command: list[str], settings: Settings, tmp_path: Path) -> tuple
     """``hotpath COMMAND`` in a child process with ``settings``; its result and how long it ran."""
     env = settings_env(settings, data_dir=str(tmp_path / "cli-data"), web_port=free_port())
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "stream.commands.main", *command], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "stream.commands.main", *command], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
     return done, time.monotonic() - started
 
 
@@ -248,7 +235,8 @@ def test_a_refused_login_stops_the_command_with_one_clear_line(secure_broker, tm
     if mistake == "wrong-password":
         settings, cause = secure_settings(secure_broker, tmp_path, password=WRONG_PASSWORD), "Authentication failed"
     else:
-        settings, cause = secure_settings(secure_broker, tmp_path, ca=secure_broker.pki.stranger_ca), "certificate verify failed"
+        settings = secure_settings(secure_broker, tmp_path, ca=secure_broker.pki.stranger_ca)
+        cause = "certificate verify failed"
     done, seconds = run_hotpath(command, settings, tmp_path)
 
     output = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]

@@ -98,7 +98,7 @@ def scenario():
 
 @pytest.fixture(scope="module")
 def settings(kafka_bootstrap, kafka_admin, tmp_path_factory):
-    from conftest import ADMIN_TIMEOUT_S, unique_suffix, wait_for_topic
+    from brokers import ADMIN_TIMEOUT_S, unique_suffix, wait_for_topic
 
     suffix = unique_suffix()
     defaults = {name: field.default for name, field in Settings.model_fields.items()}
@@ -112,7 +112,8 @@ def settings(kafka_bootstrap, kafka_admin, tmp_path_factory):
     for name in names:
         wait_for_topic(kafka_admin, name, 1)
     yield settings
-    leftovers = [n for n in kafka_admin.list_topics(timeout=10).topics if n.startswith((f"w{suffix}-", settings.app_id))]
+    leftovers = [n for n in kafka_admin.list_topics(timeout=10).topics
+                 if n.startswith((f"w{suffix}-", settings.app_id))]
     if leftovers:
         kafka_admin.delete_topics(leftovers)
 

@@ -11,7 +11,7 @@ import aiokafka
 import faust
 import pytest
 from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
-from test_topics import wait_until
+from waiting import wait_until
 from workers import ROOT, settings_env
 
 from stream.kafka.clients import (
@@ -69,7 +69,8 @@ async def test_the_worker_producer_is_idempotent_and_its_changelog_durable(hotpa
     assert (options["acks"], options["enable_idempotence"], options["compression_type"]) == ("all", True, "zstd")
 
     name = changelog.get_topic_name()
-    wait_until(lambda: kafka_admin.list_topics(topic=name, timeout=10).topics[name].error is None)  # KRaft: metadata lags
+    wait_until(lambda: kafka_admin.list_topics(topic=name, timeout=10).topics[name].error is None,
+               "the topic's metadata is there")  # KRaft: metadata lags
     resource = ConfigResource(ResourceType.TOPIC, name)
     entry = kafka_admin.describe_configs([resource])[resource].result()["min.insync.replicas"]
     assert (entry.value, entry.source) == ("1", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
@@ -79,8 +80,8 @@ async def test_the_worker_producer_is_idempotent_and_its_changelog_durable(hotpa
 
 def test_the_worker_refuses_more_copies_than_brokers_in_one_line(hotpath_settings, tmp_path):
     env = settings_env(hotpath_settings, replication_factor=2, data_dir=str(tmp_path / "worker"))
-    result = subprocess.run([sys.executable, "-m", "stream.commands.main", "worker"], capture_output=True, text=True, env=env,
-                            cwd=ROOT, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "stream.commands.main", "worker"], capture_output=True, text=True,
+                            env=env, cwd=ROOT, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"hotpath worker: HOTPATH_REPLICATION_FACTOR is 2, but the cluster at {hotpath_settings.bootstrap_servers} "

@@ -10,13 +10,12 @@ import time
 
 import orjson
 import pytest
-from broker import allow_large_records
+from brokers import allow_large_records
 from dead_letters import dead_letters_of
 from hostile import YEAR_2100, YEAR_10000_IN_UTC, falco, span_ending_at
 from test_correlate import BUCKET, VAULT, Harness, at, finding
-from test_faults import assert_exactly_once, records_in, wait_until
-from test_worker import settle
-from workers import HotpathProcess, final_states, publish_scenario, read_topic
+from waiting import settle, wait_until
+from workers import HotpathProcess, assert_exactly_once, final_states, publish_scenario, read_topic, records_in
 
 from stream.demo.scenario import build_scenario
 from stream.ingest.entity_events import EntityPartitioner

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from fuzzing import ALERTS, ASSETS, FINDINGS, damaged_bytes, deep_nesting, hostile, pick
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from paths import ROOT
-from test_fuzz_decoders import ALERTS, ASSETS, FINDINGS, SAMPLES, damaged_bytes, deep_nesting, hostile, pick
+from paths import ROOT, SAMPLES
 from test_fuzz_otlp import JSON_DOCUMENTS, damaged_proto
 
 from stream.entities.resolve import EntityResolver
@@ -64,7 +64,8 @@ hostile_files = st.one_of(
     st.tuples(st.sampled_from([".json", ".ndjson"]), json_lines()),
     st.tuples(st.sampled_from([".json", ""]), whole_documents()),
     st.tuples(st.just(".pb"), damaged_proto()),
-    st.tuples(st.sampled_from([".yaml", ".yml"]), st.one_of(st.binary(max_size=512), st.text(max_size=300).map(str.encode))),
+    st.tuples(st.sampled_from([".yaml", ".yml"]),
+              st.one_of(st.binary(max_size=512), st.text(max_size=300).map(str.encode))),
     st.tuples(st.sampled_from(["", ".bin"]), st.binary(max_size=4096)),
 )
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 import pytest
+from fuzzing import deep_nesting, json_values, mutated, pick
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.trace import SpanKind
-from test_fuzz_decoders import deep_nesting, json_values, mutated, pick
 
 from stream.demo.tracegen import TraceBuilder, Workload, aws_call, database, encode_batch, http_client
 from stream.entities.resolve import EntityResolver

@@ -1,4 +1,4 @@
-"""Records built to hurt: too large, or dated where hotpath must not believe them."""
+"""Records built to hurt: too large, naming too many entities, or dated where hotpath must not believe them."""
 
 from __future__ import annotations
 
@@ -36,3 +36,8 @@ def span_ending_at(ts: float, bucket: str = "acme-statements") -> bytes:
     builder.client_span("payments-api", "S3.GetObject", start=ts,
                         attributes=aws_call("S3", "GetObject", {"aws.s3.bucket": bucket}))
     return builder.to_otlp_proto()
+
+
+def tables_call(names: tuple[str, ...]) -> dict:
+    """The attributes of a DynamoDB BatchGetItem span naming ``names``."""
+    return aws_call("DynamoDB", "BatchGetItem", {"aws.dynamodb.table_names": names})

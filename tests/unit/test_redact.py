@@ -15,9 +15,9 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from inputs import config_event
 from sensitive import AMEX, API_TOKEN, JWT, PAN, PAN_SPACED, PASSWORD
 from test_correlate import Harness, at, finding, touch
-from test_formats_findings import config_event
 
 from stream.commands.main import main
 from stream.commands.replay import replay

@@ -19,6 +19,7 @@ import urllib.request
 
 import orjson
 import pytest
+from inputs import POD, falco_event, guardduty, needs_samples, sample
 from jsonschema import Draft202012Validator
 from paths import ROOT
 from receivers import (
@@ -34,8 +35,6 @@ from receivers import (
 from receivers import Receiver as AnyReceiver
 from sensitive import API_TOKEN, JWT, PAN, PAN_SPACED
 from test_correlate import BUCKET, Harness, at, touch
-from test_formats_alerts import POD, falco_event, guardduty
-from test_formats_findings import needs_samples, sample
 
 from stream.deliver import ocsf, opsgenie, pagerduty, webhook
 from stream.deliver.escalation import escalation_from_dict, masked_event

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 from hostile import AGE_REASON, SKEW_REASON, YEAR_2100, YEAR_10000_IN_UTC, falco, span_ending_at
+from inputs import config_event
 from test_correlate import BUCKET, T0, VAULT, Harness, finding, touch
-from test_formats_findings import config_event
 
 from stream.commands.replay import replay
 from stream.correlate.correlator import Correlator

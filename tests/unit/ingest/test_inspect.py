@@ -10,10 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
+from inputs import ASSET_YAML, POD, config_event, eks_finding, falco_event
 from paths import ROOT, SAMPLES
-from test_formats_alerts import POD, eks_finding, falco_event
-from test_formats_assets import ASSET_YAML
-from test_formats_findings import config_event
 
 from stream.commands.main import main
 from stream.demo.tracegen import TraceBuilder, Workload, aws_call, database
