@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from brokers import own_broker, unique_suffix
+from brokers import NO_CLIENT_CERTIFICATE, own_broker, unique_suffix
 from conftest import free_port
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -176,11 +176,6 @@ async def test_mutual_tls_with_a_client_certificate_serves_both_clients(secure_b
     await agent_receives_what_confluent_sends(settings, settings.topic_findings)
 
 
-# The broker's TLS alert reaches librdkafka as a transport error (TLS 1.3: the broker checks the client's
-# certificate after the client has finished its side of the handshake), worded like an unreachable broker's.
-NO_CLIENT_CERTIFICATE = "requires a client certificate; set HOTPATH_SSL_CERT_FILE and HOTPATH_SSL_KEY_FILE"
-
-
 def test_mutual_tls_without_a_client_certificate_is_refused_in_one_line(secure_broker, tmp_path):
     with pytest.raises(TopicsError) as refused:
         apply_topics(mtls_settings(secure_broker, tmp_path, client_cert=False))
@@ -189,35 +184,6 @@ def test_mutual_tls_without_a_client_certificate_is_refused_in_one_line(secure_b
     assert message.startswith(f"Kafka at {secure_broker.mtls} refused the TLS handshake"), message
     assert NO_CLIENT_CERTIFICATE in message, message
     assert "cannot reach Kafka" not in message and "make kafka-up" not in message, message
-
-
-@pytest.mark.parametrize(("code", "text", "client_cert", "expected"), [
-    ("_TRANSPORT", "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A000412:SSL routines::ssl/tls alert bad "
-     "certificate: SSL alert number 42 (after 0ms in state APIVERSION_QUERY)", False, NO_CLIENT_CERTIFICATE),
-    ("_SSL", "ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: error:14094412:SSL routines:ssl3_read_bytes:sslv3 "
-     "alert bad certificate: SSL alert number 42", False, NO_CLIENT_CERTIFICATE),
-    ("_TRANSPORT", "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A00045C:SSL routines::tlsv13 alert "
-     "certificate required: SSL alert number 116", False, NO_CLIENT_CERTIFICATE),
-    ("_TRANSPORT", "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A000418:SSL routines::tlsv1 alert unknown "
-     "ca: SSL alert number 48", True, "does not accept the client certificate in HOTPATH_SSL_CERT_FILE"),
-    ("_SSL", "ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify "
-     "failed", False, "refused the connection: "),
-    ("_TRANSPORT", "127.0.0.1:9093/bootstrap: Connect to ipv4#127.0.0.1:9093 failed: Connection refused", False, None),
-], ids=["tls13-bad-certificate", "tls12-bad-certificate", "certificate-required", "unknown-ca", "untrusted-broker",
-        "no-broker"])
-def test_a_tls_alert_from_the_broker_is_explained(code, text, client_cert, expected):
-    """What BrokerAdmin makes of librdkafka's error callbacks, without a broker."""
-    from confluent_kafka import KafkaError
-
-    from stream.kafka.topics import BrokerAdmin
-
-    broker = BrokerAdmin.__new__(BrokerAdmin)  # no AdminClient: only the error callback is exercised
-    broker.client_certificate, broker.refusal = client_cert, None
-    broker._note(KafkaError(getattr(KafkaError, code), text))
-    if expected is None:
-        assert broker.refusal is None
-    else:
-        assert broker.refusal is not None and expected in broker.refusal and "\n" not in broker.refusal
 
 
 def run_hotpath(command: list[str], settings: Settings, tmp_path: Path) -> tuple[subprocess.CompletedProcess, float]:

@@ -8,19 +8,14 @@ import subprocess
 import sys
 
 import aiokafka
-import faust
 import pytest
 from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
 from waiting import wait_until
 from workers import ROOT, settings_env
 
 from stream.kafka.clients import (
-    faust_broker_kwargs,
-    faust_durability_kwargs,
     producer_config,
-    topic_durability_config,
 )
-from stream.settings import load_settings
 from stream.sources.aws.cursor import cursor_topic, ensure_compacted_topic
 from stream.worker.app import create_app
 
@@ -31,16 +26,6 @@ def test_confluent_producers_wait_for_all_replicas_are_idempotent_and_compress(h
     for compression in ("lz4", "none"):
         config = producer_config(hotpath_settings.model_copy(update={"compression": compression}))
         assert (config["acks"], config["enable.idempotence"], config["compression.type"]) == ("all", True, compression)
-
-
-def test_faust_is_asked_for_the_configured_copies_of_the_topics_it_creates():
-    # The worker builds its faust.App from these (the test below checks the producer it gets); a cluster of
-    # three brokers is needed to create anything with three copies, so only the configuration is checked here.
-    durable = load_settings(replication_factor=3, min_insync_replicas=2)
-    app = faust.App("durability-check", **faust_broker_kwargs(durable), **faust_durability_kwargs(durable))
-    assert (app.conf.topic_replication_factor, app.conf.producer_acks) == (3, -1)
-    table = app.Table("state", extra_topic_configs=topic_durability_config(durable))
-    assert table.changelog_topic.config == {"min.insync.replicas": "2"}
 
 
 async def test_the_worker_producer_is_idempotent_and_its_changelog_durable(hotpath_settings, kafka_admin, monkeypatch):

@@ -26,6 +26,9 @@ TEST_RUN_PREFIX = "test-kafka-"
 # A pinned Confluent image testcontainers' KafkaContainer knows how to start in KRaft mode.
 TESTCONTAINERS_IMAGE = os.environ.get("HOTPATH_TEST_KAFKA_IMAGE", "confluentinc/cp-kafka:7.9.0")
 ADMIN_TIMEOUT_S = 30.0
+# The broker's TLS alert reaches librdkafka as a transport error (TLS 1.3: the broker checks the client's
+# certificate after the client has finished its side of the handshake), worded like an unreachable broker's.
+NO_CLIENT_CERTIFICATE = "requires a client certificate; set HOTPATH_SSL_CERT_FILE and HOTPATH_SSL_KEY_FILE"
 
 
 def allow_large_records(settings, topic: str, size: int) -> None:
@@ -125,3 +128,4 @@ def wait_for_topic(client, name: str, partitions: int) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"topic {name} not visible with {partitions} partitions after {ADMIN_TIMEOUT_S:.0f}s")
+
