@@ -17,7 +17,7 @@ import pytest
 from fuzzing import ALERTS, ASSETS, DROP, FINDINGS, change_node, hostile, node_paths
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from paths import SAMPLES
+from inputs import needs_samples
 
 from stream.entities.resolve import EntityResolver
 from stream.ingest.formats.alerts import decode_alerts
@@ -48,14 +48,14 @@ def resolver() -> EntityResolver:
     return known
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples (../shared/samples) are absent")
+@needs_samples
 @FUZZ
 @given(hostile(FINDINGS))
 def test_findings_decoder_only_ever_raises_decode_error(value):
     only_decode_errors(lambda raw: decode_findings(raw, MAX_BYTES), value)
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples (../shared/samples) are absent")
+@needs_samples
 @FUZZ
 @given(hostile(ALERTS))
 def test_alerts_decoder_only_ever_raises_decode_error(value):
@@ -88,7 +88,7 @@ def every_single_change(documents: list[Any]) -> Iterator[bytes]:
                 yield orjson.dumps(change_node(copy.deepcopy(document), path, change))
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples (../shared/samples) are absent")
+@needs_samples
 @pytest.mark.parametrize(("documents", "decode"), [
     (FINDINGS, lambda raw: decode_findings(raw, MAX_BYTES)),
     (ALERTS, lambda raw: decode_alerts(raw, resolver(), MAX_BYTES)),

@@ -18,6 +18,7 @@ import pytest
 from fuzzing import ALERTS, ASSETS, FINDINGS, damaged_bytes, deep_nesting, hostile, pick
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from inputs import needs_samples
 from paths import ROOT, SAMPLES
 from test_fuzz_otlp import JSON_DOCUMENTS, damaged_proto
 
@@ -75,7 +76,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fuzz-inspect")
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples (../shared/samples) are absent")
+@needs_samples
 @FUZZ
 @given(hostile_files)
 def test_inspect_file_reading_yields_only_records_and_errors(scratch, case):
@@ -92,7 +93,7 @@ def test_inspect_file_reading_yields_only_records_and_errors(scratch, case):
             assert record.reason and record.origin.startswith(str(path))
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples (../shared/samples) are absent")
+@needs_samples
 def test_the_command_reports_every_hostile_file_and_carries_on(tmp_path):
     """The real command over a folder of the worst cases: one error each, the good file still read."""
     folder = tmp_path / "exports"
