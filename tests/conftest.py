@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from brokers import (
+    ADMIN_TIMEOUT_S,
+    LAUNCHER,
+    TEST_RUN_PREFIX,
+    TESTCONTAINERS_IMAGE,
+    delete_topics,
+    docker_answers,
+    launcher,
+    sweep_abandoned_run_dirs,
+    unique_suffix,
+    wait_for_topic,
+)
 from paths import ROOT
 from workers import TEST_DATA_MAX_AGE_S
 
@@ -26,73 +34,12 @@ from stream.demo.ports import free_port
 from stream.kafka.topics import TOPIC_SETTINGS, apply_topics
 from stream.settings import Settings, load_settings
 
-LAUNCHER = ROOT / "deploy" / "kafka" / "launcher.py"
-TEST_RUN_PREFIX = "test-kafka-"
-# A pinned Confluent image testcontainers' KafkaContainer knows how to start in KRaft mode.
-TESTCONTAINERS_IMAGE = os.environ.get("HOTPATH_TEST_KAFKA_IMAGE", "confluentinc/cp-kafka:7.9.0")
-ADMIN_TIMEOUT_S = 30.0
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that needs the broker is a ``kafka`` test, so ``-m "not kafka"`` runs without one."""
     for item in items:
         if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.kafka)
-
-
-def docker_answers() -> bool:
-    """True when a Docker engine answers a ping within a second; silent otherwise."""
-    host = os.environ.get("DOCKER_HOST", "")
-    if not host and not Path("/var/run/docker.sock").exists():
-        return False
-    try:
-        import docker
-
-        client = docker.from_env(timeout=1)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
-        return False
-
-
-def sweep_abandoned_run_dirs(run_root: Path) -> None:
-    """Remove run folders of earlier sessions whose broker is gone (a killed pytest leaves them).
-
-    Folders with a live broker may belong to a session running right now in the same checkout.
-    """
-    for run_dir in run_root.glob(f"{TEST_RUN_PREFIX}*"):
-        try:
-            pid = int((run_dir / "kafka.pid").read_text().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def launcher(command: str, run_dir: Path, port: int | None = None,
-             extra: list[str] | tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    """Run ``deploy/kafka/launcher.py COMMAND`` on a given run folder (and port)."""
-    args = [sys.executable, str(LAUNCHER), command, "--run-dir", str(run_dir), *extra]
-    if port is not None:
-        args += ["--port", str(port)]
-    return subprocess.run(args, capture_output=True, text=True, timeout=600)
-
-
-@contextmanager
-def own_broker(name: str, port: int, controller_port: int, properties: list[str]) -> Iterator[Path]:
-    """A launcher broker of a test's own, with extra ``server.properties`` lines (listeners, security),
-    on ``port`` (which must speak plain Kafka: the launcher probes it); stopped and removed after."""
-    run_dir = ROOT / ".run" / f"{TEST_RUN_PREFIX}{name}-{unique_suffix()}"
-    extra = ["--controller-port", str(controller_port)] + [arg for line in properties for arg in ("--config", line)]
-    started = launcher("up", run_dir, port, extra=extra)
-    if started.returncode != 0:
-        pytest.fail(f"could not start the {name} broker: {(started.stderr or started.stdout).strip()}", pytrace=False)
-    try:
-        yield run_dir
-    finally:
-        launcher("down", run_dir)
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -129,31 +76,6 @@ def kafka_admin(kafka_bootstrap: str):
     from stream.kafka.clients import admin
 
     return admin(load_settings(bootstrap_servers=kafka_bootstrap))
-
-
-def unique_suffix() -> str:
-    return uuid.uuid4().hex[:10]
-
-
-def delete_topics(client, names: list[str]) -> None:
-    """Best-effort clean-up, so a long-lived external broker does not fill with test topics."""
-    if not names:
-        return
-    for future in client.delete_topics(names, operation_timeout=ADMIN_TIMEOUT_S).values():
-        try:
-            future.result()
-        except Exception:
-            pass
-
-
-def wait_for_topic(client, name: str, partitions: int) -> None:
-    deadline = time.monotonic() + ADMIN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        topic = client.list_topics(topic=name, timeout=5).topics.get(name)
-        if topic is not None and topic.error is None and len(topic.partitions) == partitions:
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"topic {name} not visible with {partitions} partitions after {ADMIN_TIMEOUT_S:.0f}s")
 
 
 @pytest.fixture

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import uuid
 from collections.abc import Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import faust
 import pytest
-from conftest import ROOT, free_port, launcher
+from brokers import launcher
+from paths import ROOT
+from roundtrips import RECEIVE_TIMEOUT_S, agent_receives_what_confluent_sends, faust_app, produce_keys, running
 
+from stream.demo.ports import free_port
 from stream.kafka.clients import consumer, producer
 from stream.kafka.topics import TopicsError, apply_topics
 from stream.settings import load_settings
-from stream.worker.faust_config import faust_broker_kwargs
-
-RECEIVE_TIMEOUT_S = 60.0
 
 
 def consume_one(settings, topic: str):
@@ -36,36 +33,6 @@ def consume_one(settings, topic: str):
         reader.close()
 
 
-def produce_keys(settings, topic: str, keys: list[bytes]) -> dict[bytes, int]:
-    """Produce one record per key with hotpath's producer; returns the partition each key landed on."""
-    landed: dict[bytes, int] = {}
-
-    def delivered(err, message):
-        assert err is None, err
-        landed[message.key()] = message.partition()
-
-    writer = producer(settings)
-    for key in keys:
-        writer.produce(topic, key=key, value=b"{}", on_delivery=delivered)
-    assert writer.flush(30) == 0
-    return landed
-
-
-@asynccontextmanager
-async def running(app: faust.App):
-    """A Faust app started in this event loop (what a Worker does, minus signals and logging)."""
-    await app.start()
-    try:
-        yield app
-    finally:
-        await app.stop()
-
-
-def faust_app(settings) -> faust.App:
-    return faust.App(settings.app_id, **faust_broker_kwargs(settings), store="memory://",
-                     web_enabled=False, datadir=str(settings.data_dir))
-
-
 def test_confluent_producer_and_consumer_roundtrip(hotpath_settings, make_topic):
     topic = make_topic("roundtrip")
     writer = producer(hotpath_settings)
@@ -75,26 +42,6 @@ def test_confluent_producer_and_consumer_roundtrip(hotpath_settings, make_topic)
     message = consume_one(hotpath_settings, topic)
     assert (message.key(), message.value()) == (b"arn:aws:s3:::payments", b'{"ok": true}')
     assert message.headers() == [("source", b"test")]
-
-
-async def agent_receives_what_confluent_sends(settings, topic_name: str) -> None:
-    """Start a Faust agent on ``topic_name``, produce one keyed record with confluent-kafka, and check
-    the agent got it from the partition the producer reported."""
-    app = faust_app(settings)
-    topic = app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    received: asyncio.Queue = asyncio.Queue()
-
-    @app.agent(topic)
-    async def collect(stream):
-        async for event in stream.events():
-            await received.put((event.key, event.value, event.message.partition))
-
-    async with running(app):
-        landed = produce_keys(settings, topic_name, [b"service:checkout"])
-        key, value, partition = await asyncio.wait_for(received.get(), RECEIVE_TIMEOUT_S)
-
-    assert (key, value) == (b"service:checkout", b"{}")
-    assert partition == landed[b"service:checkout"]
 
 
 async def test_a_faust_agent_consumes_a_record_from_the_broker(hotpath_settings, make_topic):

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 
 import orjson
-from conftest import free_port
 
+from stream.demo.ports import free_port
 from stream.entities.context import Context
 from stream.kafka.clients import producer
 from stream.settings import Settings

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from conftest import free_port
+from delivery import pagerduty_sink, uncommitted
 from jsonschema import Draft202012Validator
 from paths import ROOT
 from prometheus_client import CollectorRegistry
@@ -38,6 +38,7 @@ from stream.deliver.lane import CONSUME_BATCH, MAX_IN_FLIGHT_PER_PARTITION, Part
 from stream.deliver.metrics import DeliveryMetrics
 from stream.deliver.registry import sink_clients
 from stream.deliver.service import DeliveryService
+from stream.demo.ports import free_port
 from stream.kafka import clients as kafka
 from stream.logs import JsonFormatter
 from stream.settings import Settings, SinkSettings
@@ -109,10 +110,6 @@ def delivery_settings(settings: Settings, sinks: list[dict], **changes) -> Setti
     })
 
 
-def pagerduty_sink(receiver: PagerDutyReceiver, name: str = "payments-pd", **fields) -> dict:
-    return {"name": name, "kind": "pagerduty", "url": receiver.enqueue_url, "min_priority": "P3",
-            "secret_env": "PD_ROUTING_KEY", **fields}
-
 
 def produce(settings: Settings, events: list[dict | bytes], partition: int | None = None) -> list[int]:
     """Write events keyed by finding uid (raw bytes as they are); returns the partition each landed on."""
@@ -150,28 +147,7 @@ def read_topic(settings: Settings, topic: str, count: int) -> list[tuple[bytes, 
     return records
 
 
-def lane_groups(settings: Settings) -> list[str]:
-    """The delivery groups of the SIEM lane and of each configured sink."""
-    return [lane_group(settings.app_id)] + [lane_group(settings.app_id, sink.name) for sink in settings.sinks]
 
-
-def uncommitted(settings: Settings, groups: list[str] | None = None) -> dict[tuple[str, int], int]:
-    """Per delivery group (all lanes by default) and partition of the escalations topic, records not committed."""
-    from confluent_kafka import TopicPartition
-
-    topic = settings.topic_escalations
-    behind = {}
-    for group in groups or lane_groups(settings):
-        consumer = kafka.consumer(settings, group, enable_auto_commit=False)
-        try:
-            numbers = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            partitions = [TopicPartition(topic, p) for p in numbers]
-            committed = {tp.partition: max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=10)}
-            ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
-        finally:
-            consumer.close()
-        behind.update({(group, p): ends[p] - committed[p] for p in ends if ends[p] != committed[p]})
-    return behind
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:

@@ -16,6 +16,7 @@ import subprocess
 import uuid
 
 import pytest
+from brokers import own_broker
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import (
     AclBinding,
@@ -26,7 +27,9 @@ from confluent_kafka.admin import (
     ResourcePatternType,
     ResourceType,
 )
-from conftest import ROOT, free_port, own_broker
+from paths import ROOT
+
+from stream.demo.ports import free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -20,22 +20,16 @@ import time
 import orjson
 import psutil
 import pytest
-from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
-from test_fuzz_otlp import _field
-from test_redact import PAN
+from brokers import allow_large_records
+from dead_letters import dead_letters_of
+from hostile import FIFTY_MB, fifty_megabyte_finding
+from otlp_messages import wire_field
+from sensitive import PAN
 from workers import HotpathProcess, publish_scenario, read_topic
 
 from stream.demo.scenario import build_scenario
-from stream.demo.tracegen import TraceBuilder, aws_call
-from stream.entities.context import Context
-from stream.ingest.decode import Ingest
-from stream.ingest.formats.limits import DecodeLimits
-from stream.ingest.router import Router
 from stream.kafka.clients import producer
-from stream.kafka.topics import BrokerAdmin
-from stream.models import DecodeError
 
-FIFTY_MB = 50 * 1024 * 1024
 RSS_SLACK = 30 * 1024 * 1024
 # Refusing the flood counts its million entries: a transient ~50 MB that the allocator may keep for reuse.
 FLOOD_PEAK = 50 * 1024 * 1024
@@ -43,59 +37,16 @@ FLOODS = 5
 SETTLE_S = 3.0
 
 
-def fifty_megabyte_finding() -> bytes:
-    """A syntactically valid JSON finding inflated to 50 MB by one long string."""
-    head, tail = b'{"detail-type": "Config Rules Compliance Change", "detail": {"annotation": "', b'"}}'
-    return head + b"A" * (FIFTY_MB - len(head) - len(tail)) + tail
-
-
 def million_tiny_attributes() -> bytes:
     """One span with a million empty attributes (two bytes each on the wire), as protobuf."""
-    span = _field(0x0A, b"\x01" * 16) + _field(0x12, b"\x02" * 8) + b"\x4a\x00" * 1_000_000
-    return _field(0x0A, _field(0x12, _field(0x12, span)))
-
-
-def test_ingest_refuses_a_fifty_megabyte_record_before_parsing_it():
-    ingest = Ingest(Router(Context(), 60.0), DecodeLimits())
-    for stream in ("findings", "alerts", "assets", "traces"):
-        with pytest.raises(DecodeError, match=f"record is {FIFTY_MB} bytes, over the 8388608-byte limit"):
-            ingest(stream, fifty_megabyte_finding())
-
-
-@pytest.mark.parametrize("where", ["bucket", "service"])
-def test_an_entity_named_by_an_over_long_attribute_is_refused(where):
-    """Entity ids travel as record keys and state: one attribute may not make a megabyte of them."""
-    long_name = "b" * 5000
-    builder = TraceBuilder(seed=1)
-    service = long_name if where == "service" else "payments-api"
-    bucket = long_name if where == "bucket" else "acme-statements"
-    builder.client_span(service, "PutObject", start=1.7e9,
-                        attributes=aws_call("S3", "PutObject", {"aws.s3.bucket": bucket}))
-    ingest = Ingest(Router(Context(), 60.0), DecodeLimits())
-
-    with pytest.raises(DecodeError, match=r"a span names an entity of 50\d\d characters, over the 2048-character"):
-        ingest("traces", builder.to_otlp_proto())
-
-
-def allow_large_records(settings, topic: str, size: int) -> None:
-    """Raise one topic's ``max.message.bytes`` so a record of ``size`` bytes is accepted by the broker."""
-    entry = ConfigEntry("max.message.bytes", str(size), incremental_operation=AlterConfigOpType.SET)
-    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
-    for future in BrokerAdmin(settings).client.incremental_alter_configs([resource]).values():
-        future.result()
+    span = wire_field(0x0A, b"\x01" * 16) + wire_field(0x12, b"\x02" * 8) + b"\x4a\x00" * 1_000_000
+    return wire_field(0x0A, wire_field(0x12, wire_field(0x12, span)))
 
 
 def resident_after_quiet(process: psutil.Process) -> int:
     """RSS once the worker has had a few seconds to drop what it no longer holds."""
     time.sleep(SETTLE_S)
     return process.memory_info().rss
-
-
-def dead_letters_of(settings, keys: set[bytes]) -> dict[bytes, dict]:
-    """The dead-letter records of the records produced with ``keys``, waiting until all are there."""
-    found = read_topic(settings, settings.topic_dlq, until=lambda records: keys <= {key for key, _ in records},
-                       timeout=90)
-    return {key: value for key, value in found if key in keys}
 
 
 @pytest.mark.kafka
@@ -107,7 +58,8 @@ def test_worker_dead_letters_hostile_records_and_its_memory_stays_flat(hotpath_s
     bad_kind = {"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "ab" * 16, "kind": f"card {PAN}"}]}]}]}
     with HotpathProcess("worker", settings, tmp_path) as worker:
         worker.wait_ready()
-        read_topic(settings, settings.topic_escalations, until=lambda records: len(records) >= len(scenario.expected.escalated))
+        read_topic(settings, settings.topic_escalations,
+                   until=lambda records: len(records) >= len(scenario.expected.escalated))
         process = psutil.Process(worker.proc.pid)
         before = resident_after_quiet(process)
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import free_port, launcher
+from brokers import launcher
+
+from stream.demo.ports import free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_worker import settle
+from waiting import settle
 from workers import HotpathProcess, final_states, publish_scenario
 
 from stream.correlate.replay import replay

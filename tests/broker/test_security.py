@@ -20,15 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, own_broker, unique_suffix
+from brokers import NO_CLIENT_CERTIFICATE, own_broker, unique_suffix
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from test_broker_roundtrip import agent_receives_what_confluent_sends
-from workers import HotpathProcess, final_states, publish_scenario, read_topic, settings_env
+from paths import ROOT
+from roundtrips import agent_receives_what_confluent_sends, worker_escalates_the_scenario
+from workers import settings_env
 
-from stream.demo.scenario import build_scenario
+from stream.demo.ports import free_port
 from stream.kafka.topics import TOPIC_SETTINGS, TopicsError, apply_topics
 from stream.settings import Settings, load_settings
 
@@ -48,10 +49,12 @@ class Pki:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
 
 
-def _certificate(subject: str, key, issuer: x509.Certificate | None, issuer_key, *, ca: bool = False) -> x509.Certificate:
+def _certificate(subject: str, key, issuer: x509.Certificate | None, issuer_key, *,
+                 ca: bool = False) -> x509.Certificate:
     """A certificate for ``subject`` signed by ``issuer`` (self-signed without one), valid for a day."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     now = datetime.datetime.now(datetime.UTC)
@@ -161,22 +164,6 @@ def test_the_worker_runs_end_to_end_over_sasl_ssl_with_scram(secure_broker, tmp_
     worker_escalates_the_scenario(secure_settings(secure_broker, tmp_path / "data"), tmp_path)
 
 
-def worker_escalates_the_scenario(settings: Settings, tmp_path: Path) -> None:
-    """Topics, the scenario's input and ``hotpath worker`` on ``settings``' cluster: the expected escalations."""
-    assert f"created {settings.topic_escalations} (4 partitions)" in apply_topics(settings)
-    scenario = build_scenario(seed=11, scale=1, minutes=6)
-    publish_scenario(settings, scenario)
-    wanted = {uid: ("escalated", priority) for uid, priority in scenario.expected.escalated.items()}
-
-    with HotpathProcess("worker", settings, tmp_path) as worker:
-        worker.wait_ready()
-        records = read_topic(settings, settings.topic_escalations,
-                             until=lambda records: final_states([value for _, value in records]) == wanted,
-                             timeout=120)
-
-    assert final_states([value for _, value in records]) == wanted
-
-
 async def test_plain_over_sasl_ssl_authenticates_both_clients(secure_broker, tmp_path):
     settings = secure_settings(secure_broker, tmp_path, mechanism="PLAIN")
     assert f"created {settings.topic_findings} (4 partitions)" in apply_topics(settings)
@@ -189,11 +176,6 @@ async def test_mutual_tls_with_a_client_certificate_serves_both_clients(secure_b
     await agent_receives_what_confluent_sends(settings, settings.topic_findings)
 
 
-# The broker's TLS alert reaches librdkafka as a transport error (TLS 1.3: the broker checks the client's
-# certificate after the client has finished its side of the handshake), worded like an unreachable broker's.
-NO_CLIENT_CERTIFICATE = "requires a client certificate; set HOTPATH_SSL_CERT_FILE and HOTPATH_SSL_KEY_FILE"
-
-
 def test_mutual_tls_without_a_client_certificate_is_refused_in_one_line(secure_broker, tmp_path):
     with pytest.raises(TopicsError) as refused:
         apply_topics(mtls_settings(secure_broker, tmp_path, client_cert=False))
@@ -204,41 +186,12 @@ def test_mutual_tls_without_a_client_certificate_is_refused_in_one_line(secure_b
     assert "cannot reach Kafka" not in message and "make kafka-up" not in message, message
 
 
-@pytest.mark.parametrize(("code", "text", "client_cert", "expected"), [
-    ("_TRANSPORT", "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A000412:SSL routines::ssl/tls alert bad "
-     "certificate: SSL alert number 42 (after 0ms in state APIVERSION_QUERY)", False, NO_CLIENT_CERTIFICATE),
-    ("_SSL", "ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: error:14094412:SSL routines:ssl3_read_bytes:sslv3 "
-     "alert bad certificate: SSL alert number 42", False, NO_CLIENT_CERTIFICATE),
-    ("_TRANSPORT", "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A00045C:SSL routines::tlsv13 alert "
-     "certificate required: SSL alert number 116", False, NO_CLIENT_CERTIFICATE),
-    ("_TRANSPORT", "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A000418:SSL routines::tlsv1 alert unknown "
-     "ca: SSL alert number 48", True, "does not accept the client certificate in HOTPATH_SSL_CERT_FILE"),
-    ("_SSL", "ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify "
-     "failed", False, "refused the connection: "),
-    ("_TRANSPORT", "127.0.0.1:9093/bootstrap: Connect to ipv4#127.0.0.1:9093 failed: Connection refused", False, None),
-], ids=["tls13-bad-certificate", "tls12-bad-certificate", "certificate-required", "unknown-ca", "untrusted-broker",
-        "no-broker"])
-def test_a_tls_alert_from_the_broker_is_explained(code, text, client_cert, expected):
-    """What BrokerAdmin makes of librdkafka's error callbacks, without a broker."""
-    from confluent_kafka import KafkaError
-
-    from stream.kafka.topics import BrokerAdmin
-
-    broker = BrokerAdmin.__new__(BrokerAdmin)  # no AdminClient: only the error callback is exercised
-    broker.client_certificate, broker.refusal = client_cert, None
-    broker._note(KafkaError(getattr(KafkaError, code), text))
-    if expected is None:
-        assert broker.refusal is None
-    else:
-        assert broker.refusal is not None and expected in broker.refusal and "\n" not in broker.refusal
-
-
 def run_hotpath(command: list[str], settings: Settings, tmp_path: Path) -> tuple[subprocess.CompletedProcess, float]:
     """``hotpath COMMAND`` in a child process with ``settings``; its result and how long it ran."""
     env = settings_env(settings, data_dir=str(tmp_path / "cli-data"), web_port=free_port())
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "stream.commands.main", *command], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "stream.commands.main", *command], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
     return done, time.monotonic() - started
 
 
@@ -248,7 +201,8 @@ def test_a_refused_login_stops_the_command_with_one_clear_line(secure_broker, tm
     if mistake == "wrong-password":
         settings, cause = secure_settings(secure_broker, tmp_path, password=WRONG_PASSWORD), "Authentication failed"
     else:
-        settings, cause = secure_settings(secure_broker, tmp_path, ca=secure_broker.pki.stranger_ca), "certificate verify failed"
+        settings = secure_settings(secure_broker, tmp_path, ca=secure_broker.pki.stranger_ca)
+        cause = "certificate verify failed"
     done, seconds = run_hotpath(command, settings, tmp_path)
 
     output = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 from prometheus_client.parser import text_string_to_metric_families
+from waiting import settle
 from workers import HotpathProcess, final_states, publish_scenario, read_topic
 
 from stream.correlate.replay import replay
@@ -28,19 +29,6 @@ SCHEMA = Draft202012Validator(json.loads((Settings().topics_dir / "schemas" / "e
 @pytest.fixture(scope="module")
 def scenario():
     return build_scenario(seed=11, scale=1, minutes=6)
-
-
-def settle(settings: Settings, expected: dict[str, str], timeout: float = 120.0) -> list[dict]:
-    """Read escalations until the scenario's expected end state shows (or time runs out), then until
-    the topic has been quiet for a few seconds, so late or extra events are seen too."""
-    wanted = {uid: ("escalated", priority) for uid, priority in expected.items()}
-
-    def done(records):
-        return final_states([value for _, value in records]) == wanted
-
-    records = read_topic(settings, settings.topic_escalations, until=done, timeout=timeout)
-    records += read_topic(settings, settings.topic_escalations, idle=4, timeout=30)[len(records):]
-    return [value for _, value in records]
 
 
 def resolution_of(raw: bytes, uid: str) -> bytes:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+from environment import settings_read_from
 from paths import ROOT
 
 from stream.commands.main import COMMANDS
 from stream.kafka.topics import load_declarations
-from stream.settings import Settings, load_settings, web_bind_host
+from stream.settings import Settings, web_bind_host
 
 # The declared defaults, not whatever HOTPATH_* variables this shell happens to set.
 DEFAULTS = SimpleNamespace(**{name: field.default for name, field in Settings.model_fields.items()})
@@ -114,15 +114,6 @@ def test_the_collectors_otlp_ports_are_published(collector, compose):
 def interpolated(value: str) -> str:
     """A compose value with its ``${NAME:-default}`` references at their defaults (nothing set in the shell)."""
     return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
-
-
-def settings_read_from(environment: dict[str, str], monkeypatch) -> Settings:
-    """The Settings hotpath reads in a process whose only HOTPATH_* variables are ``environment``."""
-    for name in [name for name in os.environ if name.startswith("HOTPATH_")]:
-        monkeypatch.delenv(name)
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    return load_settings()
 
 
 def service_settings(service: dict, monkeypatch) -> Settings:

@@ -22,8 +22,8 @@ import kubernetes_validate
 import promql_parser
 import pytest
 import yaml
+from environment import settings_read_from
 from paths import ROOT
-from test_compose import settings_read_from
 
 from stream.kafka.topics import load_declarations
 from stream.settings import Settings, web_bind_host
@@ -120,7 +120,8 @@ def test_each_overlay_builds_into_manifests_valid_for_the_pinned_kubernetes(over
 @pytest.mark.parametrize(("overlay", "replication", "min_insync"), [("dev", 1, 1), ("prod", 3, 2)])
 def test_the_overlays_settings_are_ones_hotpath_accepts(overlay, replication, min_insync, monkeypatch):
     docs = built(overlay)
-    unknown = [key for key in settings_config(docs)["data"] if key.removeprefix("HOTPATH_").lower() not in Settings.model_fields]
+    names = settings_config(docs)["data"]
+    unknown = [key for key in names if key.removeprefix("HOTPATH_").lower() not in Settings.model_fields]
     assert not unknown, f"not hotpath settings (a typo is silently ignored): {unknown}"
 
     settings = overlay_settings(docs, monkeypatch)
@@ -191,7 +192,8 @@ def test_the_dev_overlay_runs_the_image_docker_compose_builds():
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_there_are_no_more_workers_than_entity_event_partitions(overlay):
-    partitions = next(d.partitions for d in load_declarations(DEFAULTS.topics_dir) if d.setting == "topic_entity_events")
+    declarations = load_declarations(DEFAULTS.topics_dir)
+    partitions = next(d.partitions for d in declarations if d.setting == "topic_entity_events")
     assert 1 <= one(built(overlay), "Deployment", "hotpath-worker")["spec"]["replicas"] <= partitions
 
 

@@ -8,17 +8,16 @@ import subprocess
 import sys
 
 import aiokafka
-import faust
 import pytest
 from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
-from test_topics import wait_until
+from waiting import wait_until
 from workers import ROOT, settings_env
 
-from stream.kafka.clients import producer_config, topic_durability_config
-from stream.settings import load_settings
+from stream.kafka.clients import (
+    producer_config,
+)
 from stream.sources.aws.cursor import cursor_topic, ensure_compacted_topic
 from stream.worker.app import create_app
-from stream.worker.faust_config import faust_broker_kwargs, faust_durability_kwargs
 
 pytestmark = pytest.mark.kafka
 
@@ -27,16 +26,6 @@ def test_confluent_producers_wait_for_all_replicas_are_idempotent_and_compress(h
     for compression in ("lz4", "none"):
         config = producer_config(hotpath_settings.model_copy(update={"compression": compression}))
         assert (config["acks"], config["enable.idempotence"], config["compression.type"]) == ("all", True, compression)
-
-
-def test_faust_is_asked_for_the_configured_copies_of_the_topics_it_creates():
-    # The worker builds its faust.App from these (the test below checks the producer it gets); a cluster of
-    # three brokers is needed to create anything with three copies, so only the configuration is checked here.
-    durable = load_settings(replication_factor=3, min_insync_replicas=2)
-    app = faust.App("durability-check", **faust_broker_kwargs(durable), **faust_durability_kwargs(durable))
-    assert (app.conf.topic_replication_factor, app.conf.producer_acks) == (3, -1)
-    table = app.Table("state", extra_topic_configs=topic_durability_config(durable))
-    assert table.changelog_topic.config == {"min.insync.replicas": "2"}
 
 
 async def test_the_worker_producer_is_idempotent_and_its_changelog_durable(hotpath_settings, kafka_admin, monkeypatch):
@@ -65,7 +54,8 @@ async def test_the_worker_producer_is_idempotent_and_its_changelog_durable(hotpa
     assert (options["acks"], options["enable_idempotence"], options["compression_type"]) == ("all", True, "zstd")
 
     name = changelog.get_topic_name()
-    wait_until(lambda: kafka_admin.list_topics(topic=name, timeout=10).topics[name].error is None)  # KRaft: metadata lags
+    wait_until(lambda: kafka_admin.list_topics(topic=name, timeout=10).topics[name].error is None,
+               "the topic's metadata is there")  # KRaft: metadata lags
     resource = ConfigResource(ResourceType.TOPIC, name)
     entry = kafka_admin.describe_configs([resource])[resource].result()["min.insync.replicas"]
     assert (entry.value, entry.source) == ("1", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
@@ -75,8 +65,8 @@ async def test_the_worker_producer_is_idempotent_and_its_changelog_durable(hotpa
 
 def test_the_worker_refuses_more_copies_than_brokers_in_one_line(hotpath_settings, tmp_path):
     env = settings_env(hotpath_settings, replication_factor=2, data_dir=str(tmp_path / "worker"))
-    result = subprocess.run([sys.executable, "-m", "stream.commands.main", "worker"], capture_output=True, text=True, env=env,
-                            cwd=ROOT, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "stream.commands.main", "worker"], capture_output=True, text=True,
+                            env=env, cwd=ROOT, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"hotpath worker: HOTPATH_REPLICATION_FACTOR is 2, but the cluster at {hotpath_settings.bootstrap_servers} "

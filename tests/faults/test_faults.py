@@ -14,16 +14,27 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
-from conftest import launcher
-from receivers import PagerDutyReceiver
-from test_delivery import ROUTING_KEY, pagerduty_sink, uncommitted
-from test_worker import settle
-from workers import HotpathProcess, Player, Record, free_port, publish, read_topic, scenario_records
+from brokers import launcher
+from delivery import pagerduty_sink, uncommitted
+from receivers import ROUTING_KEY, PagerDutyReceiver
+from waiting import settle, wait_until
+from workers import (
+    HotpathProcess,
+    Player,
+    Record,
+    assert_exactly_once,
+    free_port,
+    metric,
+    publish,
+    read_topic,
+    records_in,
+    scenario_records,
+)
 
 from stream.correlate.lifecycle import escalation_uid
 from stream.demo.scenario import build_scenario
@@ -53,15 +64,6 @@ def report(fault: str, **seconds: float) -> None:
     print(f"fault {fault}: " + ", ".join(f"{name} {value:.1f}s" for name, value in seconds.items()))
 
 
-def assert_exactly_once(events: list[dict]) -> None:
-    """Per finding, versions 1..n each exactly once: none lost (a gap), none emitted twice."""
-    versions: dict[str, list[int]] = defaultdict(list)
-    for event in events:
-        versions[event["finding_uid"]].append(event["version"])
-    for uid, seen in versions.items():
-        assert sorted(seen) == list(range(1, max(seen) + 1)), f"{uid}: versions {sorted(seen)}"
-
-
 def expect_final(settings: Settings, scenario) -> list[dict]:
     """Read the escalations until the undisturbed end state shows, and check every version came once."""
     events = settle(settings, scenario.expected.escalated)
@@ -70,34 +72,8 @@ def expect_final(settings: Settings, scenario) -> list[dict]:
     return events
 
 
-def metric(worker: HotpathProcess, name: str) -> dict[str, float]:
-    """One counter of the worker's /metrics by label value (empty while the worker does not answer)."""
-    try:
-        status, body = worker.get("/metrics")
-    except OSError:
-        return {}
-    if status != 200:
-        return {}
-    values = {}
-    for line in body.decode().splitlines():
-        if line.startswith(name + "{"):
-            label, value = line[len(name) + 1:].rsplit(" ", 1)
-            values[label.split('"')[1]] = float(value)
-    return values
-
-
 def escalated(*workers: HotpathProcess) -> float:
     return sum(sum(metric(worker, "hotpath_escalations_total").values()) for worker in workers)
-
-
-def wait_until(condition, what: str, timeout: float = 120.0) -> float:
-    """Poll ``condition`` until true; returns the seconds it took."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting until {what}")
-        time.sleep(0.2)
-    return time.monotonic() - started
 
 
 def owned(worker: HotpathProcess) -> list[int] | None:
@@ -107,10 +83,6 @@ def owned(worker: HotpathProcess) -> list[int] | None:
     except OSError:
         return None
     return orjson.loads(body)["partitions"] if status == 200 else None
-
-
-def records_in(worker: HotpathProcess) -> float:
-    return sum(metric(worker, "hotpath_records_in_total").values())
 
 
 class FrontDoor:

@@ -1,8 +1,7 @@
-"""No exception may half-apply or lose an escalation (issue 13): an entity that cannot be judged changes
-nothing and is parked with the reason while the others are published; the /escalations board never
-fails the stream; in the running worker, forged times and a poisoned entity event reach the
-dead-letter topic while every honest escalation stays as it was (no resolved storm); and escalations
-the broker refused are not lost by committing the records that caused them."""
+"""No exception may half-apply or lose an escalation (issue 13), in the running worker: forged times and a
+poisoned entity event reach the dead-letter topic while every honest escalation stays as it was (no
+resolved storm), and escalations the broker refused are not lost by committing the records that caused
+them. An entity that cannot be judged, without a broker: tests/unit/correlate/test_unjudgeable_entity.py."""
 
 from __future__ import annotations
 
@@ -10,56 +9,17 @@ import time
 
 import orjson
 import pytest
-from engine_harness import Harness
-from test_correlate import BUCKET, VAULT, at, finding
-from test_event_time import YEAR_2100, YEAR_10000_IN_UTC, falco, span_ending_at
-from test_faults import assert_exactly_once, records_in, wait_until
-from test_hostile_worker import allow_large_records, dead_letters_of
-from test_worker import settle
-from workers import HotpathProcess, final_states, publish_scenario, read_topic
+from brokers import allow_large_records
+from dead_letters import dead_letters_of
+from hostile import YEAR_2100, YEAR_10000_IN_UTC, alert_record, falco, span_ending_at
+from waiting import settle, wait_until
+from workers import HotpathProcess, assert_exactly_once, final_states, publish_scenario, read_topic, records_in
 
 from stream.demo.scenario import build_scenario
 from stream.ingest.entity_events import EntityPartitioner
 from stream.ingest.formats.findings import decode_findings
 from stream.kafka.clients import producer
-from stream.models import Alert
 from stream.worker.app import entity_partitions
-from stream.worker.web import EscalationBoard
-
-
-def alert_record(uid: str, entity: str, observed_at: str) -> dict:
-    """An alert as it travels on hotpath.entity-events (as an ingest without the time check wrote it)."""
-    return {"kind": "alert", "uid": uid, "source": "falco", "rule": "Terminal shell in container",
-            "severity": "critical", "entities": [entity], "observed_at": observed_at, "subject": "payments-api"}
-
-
-def test_an_entity_that_cannot_be_judged_changes_nothing_and_the_others_are_published():
-    h = Harness()
-    for record in (finding("f-bucket-1", BUCKET, severity="critical"), finding("f-bucket-2", BUCKET),
-                   finding("f-vault", VAULT, severity="critical")):
-        h.feed(h.router.finding(record))
-    correlator = h.correlator
-    poison = alert_record("poison", BUCKET, YEAR_10000_IN_UTC)
-    correlator.process(BUCKET, poison, position=h.position + 1, defer=True)
-    honest = Alert(uid="gd-1", source="guardduty", rule="Exfiltration:S3/AnomalousBehavior", severity="high",
-                   entities=[VAULT], observed_at=at(30))
-    correlator.process(VAULT, honest.to_record(), position=h.position + 2, defer=True)
-
-    published = correlator.judge_deferred()
-
-    assert [(e.finding_uid, e.state, e.version) for e in published] == [
-        ("f-vault", "escalated", 1)]
-    assert list(correlator.failures) == [BUCKET]
-    assert "year 10000 is out of range" in correlator.failures[BUCKET]
-    assert [f.escalation.version for f in h.store[BUCKET].findings.values()] == [0, 0], \
-        "a state reports an unsent event"
-
-
-def test_the_board_keeps_the_most_urgent_escalations_past_its_limit():
-    board = EscalationBoard(limit=3)
-    for index, (priority, score) in enumerate([("P3", 50), ("P1", 90), ("P2", 70), ("P3", 48), ("P1", 80)]):
-        board.record({"finding_uid": f"f-{index}", "state": "escalated", "priority": priority, "score": score})
-    assert [e["finding_uid"] for e in board.top(10)] == ["f-1", "f-4", "f-2"]
 
 
 @pytest.mark.kafka

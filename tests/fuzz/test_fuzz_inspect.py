@@ -15,11 +15,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from fuzzing import ALERTS, ASSETS, FINDINGS, damaged_bytes, deep_nesting, hostile, pick
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from paths import ROOT
-from test_fuzz_decoders import ALERTS, ASSETS, FINDINGS, SAMPLES, damaged_bytes, deep_nesting, hostile, pick
-from test_fuzz_otlp import JSON_DOCUMENTS, damaged_proto
+from inputs import needs_samples
+from otlp_messages import JSON_DOCUMENTS, damaged_proto
+from paths import ROOT, SAMPLES
 
 from stream.entities.resolve import EntityResolver
 from stream.ingest.files import ErrorRecord, iter_file_records
@@ -75,7 +76,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fuzz-inspect")
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples (../shared/samples) are absent")
+@needs_samples
 @FUZZ
 @given(hostile_files)
 def test_inspect_file_reading_yields_only_records_and_errors(scratch, case):
@@ -92,7 +93,7 @@ def test_inspect_file_reading_yields_only_records_and_errors(scratch, case):
             assert record.reason and record.origin.startswith(str(path))
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples (../shared/samples) are absent")
+@needs_samples
 def test_the_command_reports_every_hostile_file_and_carries_on(tmp_path):
     """The real command over a folder of the worst cases: one error each, the good file still read."""
     folder = tmp_path / "exports"

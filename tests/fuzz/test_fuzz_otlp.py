@@ -13,12 +13,11 @@ from typing import Any
 
 import orjson
 import pytest
+from fuzzing import deep_nesting, json_values, mutated, pick
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from opentelemetry.trace import SpanKind
-from test_fuzz_decoders import deep_nesting, json_values, mutated, pick
+from otlp_messages import JSON_DOCUMENTS, damaged_proto, wire_field
 
-from stream.demo.tracegen import TraceBuilder, Workload, aws_call, database, encode_batch, http_client
 from stream.entities.resolve import EntityResolver
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.formats.otlp import decode_traces
@@ -27,34 +26,6 @@ from stream.models import Asset, DecodeError
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LIMITS = DecodeLimits(max_record_bytes=256 * 1024, max_spans_per_message=1000, max_attributes_per_span=64,
                       max_trace_ids=3)
-T0 = 1_772_446_800.0
-
-
-def _message_spans() -> list[list]:
-    """A few small, varied batches of real SDK spans."""
-    builder = TraceBuilder(seed=5, workloads=[
-        Workload("frontend", pod="frontend-6d8f7c9b5-q2w3e"),
-        Workload("orders", pod="orders-7d9f8c6b5-x2k4q", extra={"cloud.platform": "aws_ec2", "host.id": "i-0abc"}),
-    ])
-    batches = []
-    for n in range(3):
-        page = builder.server_span("frontend", "GET /", start=T0 + n, client_address="81.2.69.142",
-                                   forwarded_for="81.2.69.142, 10.0.0.1")
-        out = builder.client_span("frontend", "GET", start=T0 + n, parent=page,
-                                  attributes=http_client("http://orders.internal/orders", legacy=n == 1))
-        served = builder.server_span("orders", "GET /orders", start=T0 + n, parent=out, client_address="10.0.0.2",
-                                     error=n == 2)
-        builder.client_span("orders", "q", start=T0 + n, parent=served,
-                            attributes=database("postgresql", "orders-db.internal", "orders", legacy=n == 0))
-        builder.client_span("orders", "s3", start=T0 + n, parent=served, kind=SpanKind.PRODUCER, attributes=aws_call(
-            "DynamoDB", "Query", {"aws.dynamodb.table_names": ("orders", "items"), "aws.s3.bucket": "b"}))
-        batches.append(builder.take())
-    return batches
-
-
-BATCHES = _message_spans()
-PROTO_MESSAGES = [encode_batch(spans, "otlp_proto") for spans in BATCHES]
-JSON_DOCUMENTS = [orjson.loads(encode_batch(spans, "otlp_json")) for spans in BATCHES]
 
 
 def resolver() -> EntityResolver:
@@ -77,22 +48,6 @@ def only_decode_errors(value: bytes, encoding: str) -> None:
         assert touch.first_seen <= touch.last_seen
         assert len(set(touch.trace_ids)) == len(touch.trace_ids) <= LIMITS.max_trace_ids
         orjson.dumps(touch.to_record())
-
-
-@st.composite
-def damaged_proto(draw: st.DrawFn) -> bytes:
-    """A real otlp_proto message cut short, with bytes overwritten, or with a stretch repeated."""
-    raw = bytearray(draw(pick(PROTO_MESSAGES)))
-    action = draw(st.sampled_from(("cut", "overwrite", "repeat")))
-    if action == "cut":
-        return bytes(raw[: draw(st.integers(0, len(raw) - 1))])
-    if action == "overwrite":
-        for _ in range(draw(st.integers(1, 8))):
-            raw[draw(st.integers(0, len(raw) - 1))] = draw(st.integers(0, 255))
-        return bytes(raw)
-    start = draw(st.integers(0, len(raw) - 1))
-    stretch = raw[start : start + draw(st.integers(1, 64))]
-    return bytes(raw[:start] + stretch * draw(st.integers(2, 50)) + raw[start:])
 
 
 @FUZZ
@@ -135,31 +90,18 @@ def test_json_attribute_flood_is_refused_with_a_reason(document, count):
         decode_traces(orjson.dumps(document), resolver(), encoding="otlp_json", limits=LIMITS)
 
 
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while number >= 0x80:
-        out.append(number & 0x7F | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
-def _field(tag: int, payload: bytes) -> bytes:
-    return bytes([tag]) + _varint(len(payload)) + payload
-
-
 def test_a_million_tiny_attributes_are_refused_with_a_reason():
     """Two bytes each on the wire (an empty KeyValue), written directly so the test itself stays small."""
-    span = _field(0x0A, b"\x01" * 16) + _field(0x12, b"\x02" * 8) + b"\x4a\x00" * 1_000_000
-    value = _field(0x0A, _field(0x12, _field(0x12, span)))  # request > resource spans > scope spans > span
+    span = wire_field(0x0A, b"\x01" * 16) + wire_field(0x12, b"\x02" * 8) + b"\x4a\x00" * 1_000_000
+    value = wire_field(0x0A, wire_field(0x12, wire_field(0x12, span)))  # request > resource spans > scope spans > span
 
     with pytest.raises(DecodeError, match="1000000 attributes, over the 512-attribute limit"):
         decode_traces(value, EntityResolver())
 
 
 def test_too_many_spans_are_refused_before_any_is_folded():
-    span = _field(0x0A, b"\x01" * 16) + _field(0x12, b"\x02" * 8)
-    value = _field(0x0A, _field(0x12, _field(0x12, span) * 1001))
+    span = wire_field(0x0A, b"\x01" * 16) + wire_field(0x12, b"\x02" * 8)
+    value = wire_field(0x0A, wire_field(0x12, wire_field(0x12, span) * 1001))
 
     with pytest.raises(DecodeError, match="1001 spans, over the 1000-span limit"):
         decode_traces(value, EntityResolver(), limits=LIMITS)

@@ -29,6 +29,10 @@ from stream.correlate.lifecycle import escalation_uid
 from stream.deliver.webhook import DEDUP_KEY_HEADER, SIGNATURE_HEADER, verify_signature
 
 HANG_LIMIT_S = 60.0
+# The credentials the tests' sinks send and their receivers expect.
+ROUTING_KEY = "R0UT1NGK3Y0123456789abcdefabcdef"
+GENIE_KEY = "eb243592-faa2-4ba2-a551-1afdf565c889"
+HMAC_SECRET = "whsec-3a9c1f0e7d55"
 
 # (status, JSON body or None, extra headers) or one of the connection-level actions.
 Answer = tuple[int, Any, dict[str, str]]
@@ -217,7 +221,8 @@ class PagerDutyReceiver(Receiver):
         if event.get("routing_key") != self.routing_key:
             errors.append("Invalid routing key")
         if event.get("event_action") not in ("trigger", "acknowledge", "resolve"):
-            errors.append("'event_action' is invalid (must be one of the following: 'trigger', 'acknowledge' or 'resolve')")
+            errors.append("'event_action' is invalid "
+                          "(must be one of the following: 'trigger', 'acknowledge' or 'resolve')")
         if not event.get("dedup_key") or len(event["dedup_key"]) > 255:
             errors.append("'dedup_key' is missing or longer than 255 characters")
         if event.get("event_action") == "trigger":
@@ -253,7 +258,8 @@ class OpsgenieReceiver(Receiver):
             self.trigger(key, body)
             if self.alerts[key].priority is None:  # a de-duplicated create changes nothing but the count
                 self.alerts[key].priority = body.get("priority", "P3")
-        elif request.path.startswith("/v2/alerts/") and (request.method, action) in (("POST", "close"), ("PUT", "priority")):
+        elif (request.path.startswith("/v2/alerts/")
+              and (request.method, action) in (("POST", "close"), ("PUT", "priority"))):
             if request.query.get("identifierType") != ["alias"]:
                 return 422, {"message": "identifierType must be alias for this client", "took": 0.0}, {}
             key = request.path[len("/v2/alerts/"):-len(action) - 1]
@@ -323,7 +329,8 @@ def escalation_event(finding_uid: str = "prowler-aws-s3_bucket_public_access-123
                      trace_ids: list[str] | None = None, alert_uids: list[str] | None = None,
                      resource: str = "arn:aws:s3:::payments-exports") -> dict[str, Any]:
     """An escalation event as the correlation core writes it (topics/schemas/escalation.schema.json)."""
-    trace_ids = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"] if trace_ids is None else trace_ids
+    if trace_ids is None:
+        trace_ids = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"]
     alert_uids = ["f8a7c6d2-5b1e-4c3a-9d2f-1e0b7a6c5d4e"] if alert_uids is None else alert_uids
     return {
         "finding_uid": finding_uid,

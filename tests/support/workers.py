@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,41 @@ class Player(threading.Thread):
             raise self.error
         if self.is_alive():
             raise AssertionError(f"the player is still playing after {timeout}s")
+
+
+def run_hotpath(command: list[str], settings: Settings, tmp_path: Path) -> tuple[int, list[str]]:
+    """``hotpath COMMAND`` in a child process with ``settings``: its exit code and non-blank output lines."""
+    env = settings_env(settings, data_dir=str(tmp_path / "cli-data"))
+    done = subprocess.run([sys.executable, "-m", "stream.commands.main", *command], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    return done.returncode, [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+
+
+def assert_exactly_once(events: list[dict]) -> None:
+    """Per finding, versions 1..n each exactly once: none lost (a gap), none emitted twice."""
+    versions: dict[str, list[int]] = defaultdict(list)
+    for event in events:
+        versions[event["finding_uid"]].append(event["version"])
+    for uid, seen in versions.items():
+        assert sorted(seen) == list(range(1, max(seen) + 1)), f"{uid}: versions {sorted(seen)}"
+
+
+def metric(worker: HotpathProcess, name: str) -> dict[str, float]:
+    """One counter of the worker's /metrics by label value (empty while the worker does not answer)."""
+    try:
+        status, body = worker.get("/metrics")
+    except OSError:
+        return {}
+    if status != 200:
+        return {}
+    values = {}
+    for line in body.decode().splitlines():
+        if line.startswith(name + "{"):
+            label, value = line[len(name) + 1:].rsplit(" ", 1)
+            values[label.split('"')[1]] = float(value)
+    return values
+
+
+def records_in(worker: HotpathProcess) -> float:
+    """How many input records the worker has read, by its own count."""
+    return sum(metric(worker, "hotpath_records_in_total").values())

@@ -11,7 +11,8 @@ README = ROOT / "README.md"
 
 def test_readme_configuration_reference_is_current():
     text = README.read_text()
-    assert render(text) == text, "README is behind stream/settings.py: run `python -m stream.commands.configdoc README.md`"
+    assert render(text) == text, (
+        "README is behind stream/settings.py: run `python -m stream.commands.configdoc README.md`")
 
 
 def test_every_setting_is_documented():

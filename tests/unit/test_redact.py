@@ -13,11 +13,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from engine_harness import Harness
+from engine_harness import Harness, at, finding, touch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_correlate import at, finding, touch
-from test_formats_findings import config_event
+from inputs import config_event
+from sensitive import AMEX, API_TOKEN, JWT, PAN, PAN_SPACED, PASSWORD
 
 from stream.commands.main import main
 from stream.correlate.replay import replay
@@ -28,12 +28,6 @@ from stream.models import Alert
 from stream.redact import luhn_valid, mask
 from stream.settings import load_settings
 
-PAN = "4111111111111111"  # Visa's test number
-PAN_SPACED = "5500 0000 0000 0004"  # Mastercard's, as people type it
-AMEX = "378282246310005"
-JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
-API_TOKEN = "sk_live_51HxQpL2eZvKYlo2C"
-PASSWORD = "hunter2hunter2"
 SECRETS = [PAN, PAN_SPACED, AMEX, JWT, API_TOKEN, PASSWORD]
 BUCKET = "acme-statements"
 TRAFFIC_AT = 1_772_446_800.0  # 2026-03-02T10:20:00Z, minutes after config_event's evaluation

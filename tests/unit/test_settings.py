@@ -107,3 +107,8 @@ def test_plaintext_needs_no_credentials():
     settings = load_settings(bootstrap_servers="127.0.0.1:9092")
     assert faust_broker_kwargs(settings) == {"broker": "hotpath-kafka://127.0.0.1:9092"}
     assert confluent_config(settings) == {"bootstrap.servers": "127.0.0.1:9092", "security.protocol": "PLAINTEXT"}
+
+
+def test_an_empty_token_is_a_configuration_error_not_an_open_door():
+    with pytest.raises(ConfigError, match="^HOTPATH_WEB_TOKEN: "):
+        load_settings(web_token="", web_host="0.0.0.0")

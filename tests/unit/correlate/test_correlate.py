@@ -1,34 +1,13 @@
 """The correlation core on its own: the join, the held rule, the path, the lifecycle, idempotence."""
 
-from datetime import UTC, datetime
 
 import pytest
-from engine_harness import T0, Harness
+from engine_harness import BUCKET, DB, SG, T0, VAULT, Harness, at, finding, touch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.ingest.router import merge_trace_batches
-from stream.models import Alert, AssetTags, Finding, Touch, TraceBatch
-
-BUCKET = "arn:aws:s3:::acme-statements"
-VAULT = "arn:aws:s3:::acme-kyc-archive"
-SG = "arn:aws:ec2:eu-west-1:111122223333:security-group/sg-0ledger"
-DB = "arn:aws:rds:eu-west-1:111122223333:db:ledger"
-
-
-def at(seconds: float) -> datetime:
-    return datetime.fromtimestamp(T0 + seconds, UTC)
-
-
-def finding(uid, resource, severity="high", status="open", when=0.0):
-    return Finding(uid=uid, source="prowler", check="s3_bucket_public_access", title=f"{uid} title",
-                   severity=severity, status=status, resources=[resource], account="111122223333",
-                   region="eu-west-1", observed_at=at(when))
-
-
-def touch(entity, callers, when, spans=10, internet=0, trace="0af7651916cd43dd8448eb211c80319c"):
-    return Touch(entity=entity, services=callers, spans=spans, errors=0, internet_spans=internet,
-                 first_seen=T0 + when - 1, last_seen=T0 + when, trace_ids=[trace])
+from stream.models import Alert, AssetTags, Touch, TraceBatch
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ import io
 
 import orjson
 import pytest
-from engine_harness import T0, Harness
-from test_correlate import BUCKET, VAULT, at, finding, touch
-from test_event_time import YEAR_10000_IN_UTC
-from test_settle_safety import alert_record
+from engine_harness import BUCKET, T0, VAULT, Harness, at, finding, touch
+from hostile import YEAR_10000_IN_UTC, alert_record
 from workers import final_states
 
 from stream.correlate.engine import SWEEP_EVERY_TICKS, EncodedStates, Engine

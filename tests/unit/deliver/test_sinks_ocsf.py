@@ -42,7 +42,8 @@ def test_lifecycle_maps_to_activity_and_status(state, activity_id, activity, sta
 
 
 @pytest.mark.parametrize(("priority", "severity_id", "severity", "risk_level_id"), [
-    ("P1", 5, "Critical", 4), ("P2", 4, "High", 3), ("P3", 3, "Medium", 2), ("P4", 2, "Low", 1), ("P5", 1, "Informational", 0),
+    ("P1", 5, "Critical", 4), ("P2", 4, "High", 3), ("P3", 3, "Medium", 2), ("P4", 2, "Low", 1),
+    ("P5", 1, "Informational", 0),
 ])
 def test_priority_maps_to_severity_and_risk_level(priority, severity_id, severity, risk_level_id):
     ocsf = validated_ocsf(escalation_event(priority=priority, score=87.6))
@@ -60,7 +61,8 @@ def test_finding_info_carries_the_dedup_uid_reasons_and_evidence():
     assert info["title"] == event["finding"]["title"]
     assert all(reason in info["desc"] for reason in event["reasons"])
     assert [(r["type"], r["uid"]) for r in info["related_events"]] == [
-        ("OpenTelemetry trace", "4bf92f3577b34da6a3ce929d0e0e4736"), ("Runtime alert", "falco-7"), ("Runtime alert", "gd-2")]
+        ("OpenTelemetry trace", "4bf92f3577b34da6a3ce929d0e0e4736"), ("Runtime alert", "falco-7"),
+        ("Runtime alert", "gd-2")]
     assert info["first_seen_time"] == 1741942802125  # 2025-03-14T09:00:02.125Z in milliseconds
 
 
@@ -71,12 +73,14 @@ def test_resources_cloud_and_metadata():
     ocsf = validated_ocsf(event)
 
     bucket, table = ocsf["resources"]
-    assert (bucket["uid"], bucket["type"], bucket["name"]) == ("arn:aws:s3:::payments-exports", "aws:s3:bucket", "payments-exports")
+    assert (bucket["uid"], bucket["type"], bucket["name"]) == (
+        "arn:aws:s3:::payments-exports", "aws:s3:bucket", "payments-exports")
     assert bucket["region"] == "eu-west-1" and bucket["cloud_partition"] == "aws"
     assert set(bucket["labels"]) == {"owner:payments", "environment:prod", "service:payments-api"}
     assert (table["type"], table["name"], table["region"]) == ("aws:dynamodb:table", "ledger", "eu-west-1")
     assert ocsf["cloud"] == {"provider": "aws", "region": "eu-west-1",
-                             "account": {"uid": "123456789012", "name": "123456789012", "type_id": 10, "type": "AWS Account"}}
+                             "account": {"uid": "123456789012", "name": "123456789012", "type_id": 10,
+                                         "type": "AWS Account"}}
     metadata = ocsf["metadata"]
     assert metadata["product"]["name"] == "hotpath" and metadata["product"]["version"] == PRODUCT_VERSION
     assert metadata["version"] == OCSF_SCHEMA_VERSION

@@ -2,13 +2,12 @@
 
 Requests are built by the sinks and sent to the real HTTP receivers of tests/support/receivers.py, which
 answer as PagerDuty, Opsgenie and a signed-webhook consumer do (Opsgenie's refuses what breaks its
-documented limits with a 422, as the service does). Redirects and echoed secrets go through the
-delivery service on the live broker, where the dead-letter reason is what a responder reads.
+documented limits with a 422, as the service does). Redirects and echoed secrets through the delivery
+service on the live broker: tests/broker/test_sinks_dead_letter_reasons.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -17,39 +16,36 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 
 import orjson
 import pytest
-from engine_harness import Harness
+from engine_harness import BUCKET, Harness, at, touch
+from inputs import POD, falco_event, guardduty, needs_samples, sample
 from jsonschema import Draft202012Validator
 from paths import ROOT
-from receivers import OpsgenieReceiver, PagerDutyReceiver, WebhookReceiver, escalation_event, load_schema
+from receivers import (
+    GENIE_KEY,
+    HMAC_SECRET,
+    ROUTING_KEY,
+    OpsgenieReceiver,
+    PagerDutyReceiver,
+    WebhookReceiver,
+    escalation_event,
+    load_schema,
+)
 from receivers import Receiver as AnyReceiver
-from test_correlate import BUCKET, at, touch
-from test_formats_alerts import POD, falco_event, guardduty
-from test_formats_findings import needs_samples, sample
+from sensitive import API_TOKEN, JWT, PAN, PAN_SPACED
 
 from stream.deliver import ocsf, opsgenie, pagerduty, webhook
 from stream.deliver.escalation import escalation_from_dict, masked_event
 from stream.deliver.http import HttpRequest, Permanent, classify_response
 from stream.deliver.ocsf import RECORD_MAX_BYTES, to_ocsf
-from stream.deliver.registry import sink_clients
 from stream.deliver.routing import Secret
-from stream.deliver.service import DeliveryService
 from stream.ingest.formats.alerts import decode_alerts
 from stream.ingest.formats.findings import decode_findings
-from stream.kafka import clients as kafka
 from stream.settings import ConfigError, Settings, SinkSettings, load_settings
 
-ROUTING_KEY = "R0UT1NGK3Y0123456789abcdefabcdef"
-GENIE_KEY = "eb243592-faa2-4ba2-a551-1afdf565c889"
-HMAC_SECRET = "whsec-3a9c1f0e7d55"
 JAEGER = "https://jaeger.example.com/trace/{trace_id}"
-PAN = "4111111111111111"  # Visa's test number
-PAN_SPACED = "5500 0000 0000 0004"  # Mastercard's, as people type it
-JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
-API_TOKEN = "sk_live_51HxQpL2eZvKYlo2C"
 SENSITIVE = [PAN, PAN_SPACED, JWT, API_TOKEN]
 OCSF_SCHEMA = Draft202012Validator(load_schema("ocsf-detection-finding.schema.json"))
 WAIT_S = 60.0
@@ -401,78 +397,6 @@ def test_deliver_refuses_a_plain_http_sink_with_one_line():
     line = done.stderr.strip()
     assert "\n" not in line and "sink 'soc'" in line and "http://soar.example.com must use https" in line
     assert "p4ss" not in line
-
-
-# --- through the delivery service on the live broker ----------------------------------------------------
-
-
-async def deliver_until_dead_lettered(settings: Settings, event: dict) -> dict:
-    """Run the delivery service on ``event`` until it writes a dead letter; that dead letter."""
-    producer = kafka.producer(settings)
-    producer.produce(settings.topic_escalations, key=event["finding_uid"].encode(), value=orjson.dumps(event))
-    assert producer.flush(30) == 0
-    service = DeliveryService(settings, sink_clients(settings, {"PD_ROUTING_KEY": ROUTING_KEY}))
-    stop = asyncio.Event()
-    running = asyncio.create_task(service.run(stop))
-    deadline = time.monotonic() + WAIT_S
-    while (not service.metrics.value("hotpath_deliver_dead_lettered_total", sink="payments-pd")
-           and time.monotonic() < deadline and not running.done()):
-        await asyncio.sleep(0.05)
-    stop.set()
-    await asyncio.wait_for(running, WAIT_S)
-    consumer = kafka.consumer(settings, f"reader-{uuid.uuid4().hex}", enable_auto_commit=False,
-                              auto_offset_reset="earliest")
-    consumer.subscribe([settings.topic_dlq])
-    try:
-        while time.monotonic() < deadline:
-            for message in consumer.consume(10, 0.5):
-                if message.error() is None:
-                    return json.loads(message.value())
-    finally:
-        consumer.close()
-    raise AssertionError("no dead letter was written")
-
-
-def pagerduty_settings(settings: Settings, url: str) -> Settings:
-    sinks = [SinkSettings(name="payments-pd", kind="pagerduty", url=url, secret_env="PD_ROUTING_KEY")]
-    return settings.model_copy(update={"sinks": sinks, "delivery_retry_budget": 0})
-
-
-async def test_a_redirect_to_another_host_never_receives_the_routing_key(hotpath_settings):
-    with PagerDutyReceiver(ROUTING_KEY) as first, PagerDutyReceiver(ROUTING_KEY) as elsewhere:
-        first.script((307, None, {"Location": elsewhere.enqueue_url}))
-
-        letter = await deliver_until_dead_lettered(pagerduty_settings(hotpath_settings, first.enqueue_url),
-                                                   escalation_event(priority="P1"))
-
-        assert len(first.requests) == 1 and elsewhere.requests == []
-    assert letter["reason"].startswith("sink payments-pd (pagerduty): permanent failure: HTTP 307: ")
-    assert "redirects are not followed" in letter["reason"]
-
-
-class EchoingPagerDuty(PagerDutyReceiver):
-    """Refuses every event with a 400 that quotes, after ``lead`` characters of explanation, the request."""
-
-    def __init__(self, routing_key: str, lead: int):
-        super().__init__(routing_key)
-        self.lead = lead
-
-    def process(self, request):
-        echo = f"{'field is invalid; ' * 40}"[: self.lead] + f" card {PAN} in request: {request.body.decode()}"
-        return 400, {"status": "invalid event", "message": "Event object is invalid", "errors": [echo]}, {}
-
-
-@pytest.mark.parametrize("lead", [390, 440])  # the key, then the card number, across the old cut at 500
-async def test_a_reason_quoting_the_request_keeps_no_part_of_the_routing_key_or_a_card_number(hotpath_settings, lead):
-    with EchoingPagerDuty(ROUTING_KEY, lead) as receiver:
-        letter = await deliver_until_dead_lettered(pagerduty_settings(hotpath_settings, receiver.enqueue_url),
-                                                   escalation_event(priority="P1"))
-
-    reason = letter["reason"]
-    assert reason.startswith("sink payments-pd (pagerduty): permanent failure: HTTP 400: Event object is invalid")
-    fragments = [ROUTING_KEY[start:start + 4] for start in range(len(ROUTING_KEY) - 3)]
-    assert [fragment for fragment in fragments if fragment in reason] == []
-    assert PAN[:6] not in reason and len(reason) <= 500
 
 
 def test_a_siem_record_too_large_for_the_topic_is_refused_with_a_reason(monkeypatch):

@@ -4,24 +4,18 @@ and no single record, partition or source moves the correlator's time for the ot
 from __future__ import annotations
 
 import io
-import re
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import orjson
 import pytest
-from engine_harness import Harness
-from test_correlate import BUCKET, T0, VAULT, finding, touch
-from test_formats_findings import config_event
-from workers import HotpathProcess, final_states, publish, read_topic, scenario_records
+from engine_harness import BUCKET, T0, VAULT, Harness, finding, touch
+from hostile import AGE_REASON, SKEW_REASON, YEAR_2100, YEAR_10000_IN_UTC, falco, span_ending_at
+from inputs import config_event
 
 from stream.correlate.correlator import Correlator
 from stream.correlate.replay import replay
 from stream.correlate.windows import LowWatermark
-from stream.demo.records import falco_event
-from stream.demo.scenario import build_scenario, start_ending_at
-from stream.demo.tracegen import TraceBuilder, aws_call
+from stream.demo.scenario import build_scenario
 from stream.entities.context import Context
 from stream.ingest.decode import Ingest
 from stream.ingest.formats.alerts import decode_alerts
@@ -30,28 +24,7 @@ from stream.ingest.formats.findings import decode_findings
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.router import Router
 from stream.models import Alert, DecodeError
-from stream.settings import Settings, load_settings
-
-YEAR_10000_IN_UTC = "9999-12-31T23:59:59-23:00"
-YEAR_2100 = datetime(2100, 1, 1, tzinfo=UTC).timestamp()
-SKEW_REASON = r"is implausible: more than 300 s ahead of the clock \(HOTPATH_MAX_CLOCK_SKEW_S\)"
-AGE_REASON = r"is implausible: more than 604800 s before the clock \(HOTPATH_MAX_EVENT_AGE_S\)"
-
-
-def falco(ts: float, uuid: str = "5d4f0c67-a0b6-4a6a-9d4e-3c1f0e8a2b11") -> dict:
-    import random
-
-    event = falco_event("Terminal shell in container", ts, namespace="pay", pod="payments-api-7d9f-x2k4q",
-                        image="registry/payments-api:1.0", node="node-1", rng=random.Random(1))
-    return {**event, "uuid": uuid}
-
-
-def span_ending_at(ts: float, bucket: str = "acme-statements") -> bytes:
-    builder = TraceBuilder(seed=3)
-    builder.client_span("payments-api", "S3.GetObject", start=ts,
-                        attributes=aws_call("S3", "GetObject", {"aws.s3.bucket": bucket}))
-    return builder.to_otlp_proto()
-
+from stream.settings import load_settings
 
 # --- refused when decoded --------------------------------------------------------------------------------
 
@@ -109,50 +82,6 @@ def test_the_worker_refuses_spans_and_alerts_older_than_the_event_age_but_believ
     document = config_event("NON_COMPLIANT")
     document["detail"]["newEvaluationResult"]["resultRecordedTime"] = "2026-10-23T09:00:00Z"
     assert ingest("findings", orjson.dumps(document)).events
-
-
-@pytest.mark.kafka
-def test_a_live_worker_dead_letters_stale_spans_and_alerts_and_escalates_the_honest_records(hotpath_settings,
-                                                                                            tmp_path):
-    # The worker with hotpath's own past bound, not the tests' wide one.
-    settings = hotpath_settings.model_copy(update={"max_event_age_s": Settings.model_fields["max_event_age_s"].default})
-    now = time.time()
-    scenario = build_scenario(seed=11, minutes=4, start=start_ending_at(now, 4))
-    stale = now - settings.max_event_age_s - 3600
-    # One of the story's Prowler findings, re-dated a month back as an old scan that is still open.
-    old_uid, old_finding = next((uid, document) for uid, document in prowler_findings(scenario)
-                                if uid in scenario.expected.escalated)
-    old_finding["time"] -= 30 * 24 * 3600
-    old_finding.pop("time_dt", None)
-    records = scenario_records(settings, scenario)
-    records = [record for record in records if old_uid.encode() not in record[2]]
-    records[len(scenario.assets):len(scenario.assets)] = [(settings.topic_findings, b"month-old-finding",
-                                                           orjson.dumps(old_finding))]
-    records += [(settings.topic_alerts, b"stale-alert", orjson.dumps(falco(stale))),
-                (settings.topic_traces, b"stale-span", span_ending_at(stale, bucket="finpay-prod-statements"))]
-    publish(settings, records)
-    with HotpathProcess("worker", settings, tmp_path) as worker:
-        worker.wait_ready()
-        wanted = {uid: ("escalated", priority) for uid, priority in scenario.expected.escalated.items()}
-        escalations = read_topic(settings, settings.topic_escalations, timeout=120,
-                                 until=lambda found: final_states([value for _, value in found]) == wanted)
-        dead = dict(read_topic(settings, settings.topic_dlq, idle=5, timeout=30))
-
-    assert final_states([value for _, value in escalations]) == wanted, worker.log_tail()
-    assert set(dead) == {b"stale-alert", b"stale-span"}
-    assert dead[b"stale-alert"]["origin"]["topic"] == settings.topic_alerts
-    assert dead[b"stale-span"]["origin"]["topic"] == settings.topic_traces
-    for letter in dead.values():
-        assert re.search(AGE_REASON, letter["reason"]), letter["reason"]
-
-
-def prowler_findings(scenario) -> Iterator[tuple[str, dict]]:
-    """(uid, document) of each Prowler finding in the scenario."""
-    for raw in scenario.findings:
-        document = orjson.loads(raw)
-        for item in document if isinstance(document, list) else [document]:
-            if "finding_info" in item:
-                yield item["finding_info"]["uid"], item
 
 
 # --- no single record moves time -------------------------------------------------------------------------

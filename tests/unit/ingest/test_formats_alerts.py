@@ -8,22 +8,15 @@ from typing import Any
 
 import orjson
 import pytest
-from paths import SAMPLES
+from inputs import POD, eks_finding, falco_event, guardduty, needs_samples
 
 from stream.entities.resolve import EntityResolver
 from stream.ingest.formats.alerts import decode_alerts
 from stream.models import Alert, Asset, DecodeError
 
-needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples (../shared/samples) are absent")
-POD = "payments-api-7d9f8c6b5-x2k4q"
-
 
 def decode(document: Any, resolver: EntityResolver | None = None) -> list[Alert]:
     return decode_alerts(orjson.dumps(document), resolver or EntityResolver())
-
-
-def guardduty(name: str) -> dict[str, Any]:
-    return orjson.loads((SAMPLES / "aws-guardduty" / name).read_bytes())
 
 
 def eventbridge(finding: dict[str, Any]) -> dict[str, Any]:
@@ -98,30 +91,6 @@ def test_guardduty_access_key_resolves_to_the_identity_behind_it(user_type, enti
     assert decode(raw)[0].entities == [entity]
 
 
-def eks_finding(workload_type: str = "pods") -> dict[str, Any]:
-    """A GuardDuty EKS finding (resourceType EKSCluster) with the workload of kubernetesDetails."""
-    return {
-        "schemaVersion": "2.0", "accountId": "111122223333", "region": "eu-west-1", "partition": "aws",
-        "id": "b6c4f1b29a7e3c1d0e5f", "type": "Execution:Kubernetes/ExecInKubeSystemPod", "severity": 8,
-        "arn": "arn:aws:guardduty:eu-west-1:111122223333:detector/12abc34d/finding/b6c4f1b29a7e3c1d0e5f",
-        "createdAt": "2026-03-02T10:00:00.000Z", "updatedAt": "2026-03-02T10:05:00.000Z",
-        "title": "Command executed inside a pod", "description": "A command was executed inside a pod.",
-        "resource": {
-            "resourceType": "EKSCluster",
-            "eksClusterDetails": {"name": "prod", "arn": "arn:aws:eks:eu-west-1:111122223333:cluster/prod",
-                                  "vpcId": "vpc-0a1b2c3d", "status": "ACTIVE"},
-            "kubernetesDetails": {
-                "kubernetesUserDetails": {"username": "ci-bot", "uid": "7c1d", "groups": ["system:authenticated"]},
-                "kubernetesWorkloadDetails": {"name": POD, "type": workload_type, "uid": "e2f1",
-                                              "namespace": "payments", "hostNetwork": False},
-            },
-        },
-        "service": {"serviceName": "guardduty", "detectorId": "12abc34d", "archived": False, "count": 1,
-                    "eventFirstSeen": "2026-03-02T09:58:00.000Z", "eventLastSeen": "2026-03-02T09:59:30.000Z",
-                    "resourceRole": "TARGET", "action": {"actionType": "KUBERNETES_API_CALL"}},
-    }
-
-
 def test_guardduty_eks_finding_names_the_cluster_and_the_pod():
     [alert] = decode(eks_finding())
     assert alert.entities == ["arn:aws:eks:eu-west-1:111122223333:cluster/prod", f"k8s:pod/payments/{POD}"]
@@ -143,30 +112,6 @@ def test_guardduty_resource_type_it_cannot_place_is_refused_by_name():
 
 
 # --- Falco --------------------------------------------------------------------------------------
-
-
-def falco_event(**changes: Any) -> dict[str, Any]:
-    """A Falco JSON output event (json_output: true, json_include_output_property and tags on)."""
-    event = {
-        "hostname": "ip-10-0-3-17",
-        "output": f"10:22:31.512358912: Notice A shell was spawned in a container with an attached terminal "
-                  f"(user=root user_loginuid=-1 k8s.ns=payments k8s.pod={POD} container=3ad2a6b4e1c0 "
-                  f"shell=bash parent=runc cmdline=bash terminal=34816 container_id=3ad2a6b4e1c0 "
-                  f"image=ghcr.io/acme/payments-api)",
-        "priority": "Notice",
-        "rule": "Terminal shell in container",
-        "source": "syscall",
-        "tags": ["T1059", "container", "maturity_stable", "mitre_execution", "shell"],
-        "time": "2026-03-02T10:22:31.512358912Z",
-        "output_fields": {
-            "container.id": "3ad2a6b4e1c0", "container.image.repository": "ghcr.io/acme/payments-api",
-            "container.image.tag": "1.42.0", "container.name": "payments-api", "evt.time": 1772446951512358912,
-            "k8s.ns.name": "payments", "k8s.pod.name": POD, "proc.cmdline": "bash", "proc.name": "bash",
-            "proc.pname": "runc", "proc.tty": 34816, "user.loginuid": -1, "user.name": "root", "fd.sip": None,
-        },
-    }
-    event.update(changes)
-    return event
 
 
 def test_falco_event_on_an_unknown_pod_concerns_the_pod():

@@ -4,38 +4,11 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from inputs import ASSET_YAML, LEDGER, SG
 
 from stream.entities.resolve import EntityResolver
 from stream.ingest.formats.assets import decode_assets, load_asset_file
 from stream.models import DecodeError
-
-LEDGER = {
-    "id": "arn:aws:rds:eu-west-1:111122223333:db:ledger",
-    "aliases": ["ledger.c9x2.eu-west-1.rds.amazonaws.com", "ledger"],
-    "service": "payments-api",
-    "tags": {"criticality": "critical", "data_classification": "pci", "environment": "prod",
-             "owner": "team-payments", "internet_facing": False, "cost_center": "cc-4411"},
-    "exercised_via": ["service:payments-api"],
-}
-SG = {"id": "arn:aws:ec2:eu-west-1:111122223333:security-group/sg-0ledger",
-      "exercised_via": ["arn:aws:rds:eu-west-1:111122223333:db:ledger"]}
-
-ASSET_YAML = """\
-assets:
-  - id: arn:aws:rds:eu-west-1:111122223333:db:ledger
-    aliases: [ledger.c9x2.eu-west-1.rds.amazonaws.com, ledger]
-    service: payments-api
-    tags:
-      criticality: critical
-      data_classification: pci
-      environment: prod
-      owner: team-payments
-      internet_facing: false
-      cost_center: cc-4411
-    exercised_via: [service:payments-api]
-  - id: arn:aws:ec2:eu-west-1:111122223333:security-group/sg-0ledger
-    exercised_via: [arn:aws:rds:eu-west-1:111122223333:db:ledger]
-"""
 
 
 @pytest.mark.parametrize("document", [LEDGER, [LEDGER], {"assets": [LEDGER]}])

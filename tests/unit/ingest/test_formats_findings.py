@@ -8,16 +8,11 @@ from typing import Any
 
 import orjson
 import pytest
+from inputs import compliance_finding, config_event, needs_samples, sample, v2_event
 from paths import SAMPLES
 
 from stream.ingest.formats.findings import decode_findings
 from stream.models import DecodeError, Finding
-
-needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples (../shared/samples) are absent")
-
-
-def sample(name: str) -> Any:
-    return orjson.loads((SAMPLES / name).read_bytes())
 
 
 def decode(document: Any) -> list[Finding]:
@@ -190,42 +185,6 @@ def test_asff_wrong_type_in_a_known_field_names_the_field():
 # --- Security Hub OCSF ("Findings Imported V2") ------------------------------------------------------
 
 
-def v2_event(finding: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "version": "0", "id": "6f2b5c1e-0d7a-4c39-9a51-2f1f8e7c0b44", "detail-type": "Findings Imported V2",
-        "source": "aws.securityhub", "account": "111122223333", "time": "2025-07-22T03:03:15Z",
-        "region": "eu-west-1", "resources": [], "detail": {"findings": [finding]},
-    }
-
-
-def compliance_finding(compliance_status: str, compliance_status_id: int) -> dict[str, Any]:
-    """An OCSF 1.x Compliance Finding as Security Hub writes one for a control on an S3 bucket."""
-    return {
-        "activity_id": 2, "activity_name": "Update", "category_uid": 2, "category_name": "Findings",
-        "class_uid": 2003, "class_name": "Compliance Finding", "type_uid": 200302,
-        "severity_id": 4, "severity": "High", "status_id": 1, "status": "New",
-        "time": 1753153354272, "time_dt": "2025-07-22T03:02:34.272Z",
-        "metadata": {
-            "product": {"name": "Security Hub", "vendor_name": "AWS",
-                        "uid": "arn:aws:securityhub:eu-west-1::productv2/aws/securityhub"},
-            "profiles": ["cloud", "datetime"], "uid": "3c1d0a2e", "version": "1.6.0",
-        },
-        "cloud": {"account": {"type": "AWS Account", "type_id": 10, "uid": "111122223333"},
-                  "provider": "AWS", "region": "eu-west-1"},
-        "finding_info": {
-            "uid": "arn:aws:securityhub:eu-west-1:111122223333:security-control/S3.8/finding/5b8a2c1d",
-            "title": "S3 general purpose buckets should block public access",
-            "types": ["Posture Management"], "created_time": 1753000000000, "modified_time": 1753153354272,
-            "analytic": {"type": "Rule", "type_id": 1, "name": "securityhub-s3-bucket-level-public-access-prohibited"},
-        },
-        "compliance": {"control": "S3.8", "standards": ["standards/aws-foundational-security-best-practices/v/1.0.0"],
-                       "status": compliance_status, "status_id": compliance_status_id},
-        "resources": [{"type": "AWS::S3::Bucket", "uid": "acme-statements", "uid_alt": "arn:aws:s3:::acme-statements",
-                       "cloud_partition": "aws", "region": "eu-west-1",
-                       "owner": {"account": {"uid": "111122223333"}}}],
-    }
-
-
 def test_security_hub_ocsf_compliance_finding_fails_open_and_passes_resolved():
     [failed] = decode(v2_event(compliance_finding("Fail", 3)))
     [passed] = decode(v2_event(compliance_finding("Pass", 1)))
@@ -252,7 +211,8 @@ def test_security_hub_ocsf_detection_finding_suppressed_is_resolved_and_checks_i
     del finding["compliance"]
     finding.update(class_uid=2004, class_name="Detection Finding", type_uid=200402, status_id=3, status="Suppressed",
                    severity_id=2, severity="Low")
-    finding["metadata"]["product"].update(name="GuardDuty", uid="arn:aws:securityhub:eu-west-1::productv2/aws/guardduty")
+    finding["metadata"]["product"].update(name="GuardDuty",
+                                          uid="arn:aws:securityhub:eu-west-1::productv2/aws/guardduty")
     finding["finding_info"]["types"] = ["Stealth:IAMUser/CloudTrailLoggingDisabled"]
     finding["resources"] = [{"type": "AWS::IAM::AccessKey", "uid": "ASIAEXAMPLEKEY12345", "name": "ci-deployer",
                              "region": "eu-west-1"}]
@@ -272,32 +232,6 @@ def test_ocsf_finding_from_another_product_is_refused_by_name():
 
 
 # --- AWS Config -------------------------------------------------------------------------------------
-
-
-def config_event(compliance: str, resource_type: str = "AWS::S3::Bucket", resource_id: str = "acme-statements",
-                 rule: str = "s3-bucket-public-read-prohibited") -> dict[str, Any]:
-    """An EventBridge "Config Rules Compliance Change" event, as AWS Config sends it."""
-    qualifier = {"configRuleName": rule, "resourceType": resource_type, "resourceId": resource_id}
-    return {
-        "version": "0", "id": "c0bb891c-77fe-8518-14fc-be78b966f95b", "detail-type": "Config Rules Compliance Change",
-        "source": "aws.config", "account": "111122223333", "time": "2026-03-02T10:15:06Z", "region": "eu-west-1",
-        "resources": [],
-        "detail": {
-            "resourceId": resource_id, "awsRegion": "eu-west-1", "awsAccountId": "111122223333",
-            "configRuleName": rule, "recordVersion": "1.0",
-            "configRuleARN": "arn:aws:config:eu-west-1:111122223333:config-rule/config-rule-eguym2",
-            "messageType": "ComplianceChangeNotification",
-            "newEvaluationResult": {
-                "evaluationResultIdentifier": {"evaluationResultQualifier": qualifier,
-                                               "orderingTimestamp": "2026-03-02T10:14:50.251Z"},
-                "complianceType": compliance,
-                "resultRecordedTime": "2026-03-02T10:15:04.741Z",
-                "configRuleInvokedTime": "2026-03-02T10:15:04.332Z",
-            },
-            "notificationCreationTime": "2026-03-02T10:15:05.751Z",
-            "resourceType": resource_type,
-        },
-    }
 
 
 def test_config_non_compliant_opens_and_compliant_resolves_the_same_finding():

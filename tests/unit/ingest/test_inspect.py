@@ -10,13 +10,12 @@ from typing import Any
 
 import orjson
 import pytest
+from inputs import ASSET_YAML, POD, config_event, eks_finding, falco_event
+from otlp_messages import payments_traffic, traces_builder
 from paths import ROOT, SAMPLES
-from test_formats_alerts import POD, eks_finding, falco_event
-from test_formats_assets import ASSET_YAML
-from test_formats_findings import config_event
 
 from stream.commands.main import main
-from stream.demo.tracegen import TraceBuilder, Workload, aws_call, database
+from stream.demo.tracegen import aws_call
 from stream.entities.resolve import EntityResolver
 from stream.ingest.files import ErrorRecord, iter_file_records
 from stream.models import Asset, Finding, Touch
@@ -25,18 +24,6 @@ from stream.settings import load_settings
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples (../shared/samples) are absent")
 LEDGER = "arn:aws:rds:eu-west-1:111122223333:db:ledger"
 T0 = 1_772_446_800.0  # 2026-03-02T10:20:00Z
-
-
-def payments_traffic(builder: TraceBuilder, start: float) -> None:
-    """An internet request to payments-api that reads the ledger database."""
-    request = builder.server_span("payments-api", "POST /charges", start=start, client_address="81.2.69.142")
-    builder.client_span("payments-api", "SELECT ledger", start=start + 0.002, parent=request,
-                        attributes=database("postgresql", "ledger.c9x2.eu-west-1.rds.amazonaws.com", "ledger"))
-
-
-def traces_builder() -> TraceBuilder:
-    return TraceBuilder(seed=7, workloads=[Workload("payments-api", pod=POD, namespace="payments",
-                                                    region="eu-west-1", account="111122223333")])
 
 
 @pytest.fixture

@@ -12,9 +12,8 @@ import time
 
 import orjson
 import pytest
-from engine_harness import Harness
-from test_correlate import finding, touch
-from workers import HotpathProcess, read_topic
+from engine_harness import Harness, finding, touch
+from hostile import tables_call
 
 from stream.correlate.correlator import Correlator
 from stream.demo.tracegen import TraceBuilder, Workload, aws_call
@@ -24,7 +23,6 @@ from stream.ingest.entity_events import encode_events
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.formats.otlp import decode_traces
 from stream.ingest.router import Router
-from stream.kafka.clients import consumer, producer
 from stream.models import Touch, TraceBatch
 from stream.settings import load_settings
 
@@ -32,10 +30,6 @@ T0 = 1_772_446_800.0
 ASSET_TABLE = "arn:aws:dynamodb:eu-west-1:111122223333:table/orders"
 HOSTILE_SPANS = 8
 TABLES_PER_SPAN = 100_000  # about 1 MB of table names per span
-
-
-def tables_call(names: tuple[str, ...]) -> dict:
-    return aws_call("DynamoDB", "BatchGetItem", {"aws.dynamodb.table_names": names})
 
 
 @pytest.fixture(scope="module")
@@ -258,65 +252,3 @@ def test_an_event_no_record_can_hold_is_set_apart_and_the_rest_still_sent():
 def test_a_usual_batch_stays_one_record():
     events = [(made_up_table(n), touch(made_up_table(n), [], n).to_record()) for n in range(10)]
     assert encode_events(events, RECORD_LIMIT) == ([orjson.dumps(events)], [])
-
-
-# --- through a live worker -----------------------------------------------------------------------------
-
-SPLIT_SPANS, SPLIT_TABLES = 4, 5000  # 20,000 entity events: several MB, past the broker's 1 MB per record
-OVER_CAP_TABLES = 30_000
-WORKER_CAP = SPLIT_SPANS * SPLIT_TABLES
-
-
-def table_message(prefix: str, spans: int, tables: int) -> bytes:
-    builder = TraceBuilder(seed=9)
-    for span in range(spans):
-        names = tuple(f"{prefix}-{span}-{n}" for n in range(tables))
-        builder.client_span("orders", "BatchGetItem", start=T0 + span, attributes=tables_call(names))
-    return builder.to_otlp_proto()
-
-
-def raw_records(settings, topic: str, until) -> list[bytes]:
-    """The values of ``topic`` from the beginning, until ``until(values)`` holds (or 120 s have passed)."""
-    client = consumer(settings, group_id=f"test-raw-{time.monotonic_ns()}", enable_auto_commit=False)
-    client.subscribe([topic])
-    values: list[bytes] = []
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and not until(values):
-            message = client.poll(0.5)
-            if message is not None and not message.error():
-                values.append(message.value())
-    finally:
-        client.close()
-    return values
-
-
-def events_on(values: list[bytes], marker: str) -> int:
-    """How many entity events name ``marker`` (ticks, also on the topic, are objects, not event lists)."""
-    batches = [batch for batch in map(orjson.loads, values) if isinstance(batch, list)]
-    return sum(1 for batch in batches for entity, _ in batch if marker in entity)
-
-
-@pytest.mark.kafka
-def test_worker_splits_large_batches_and_dead_letters_what_a_message_names_over_the_caps(hotpath_settings, tmp_path):
-    settings = hotpath_settings
-    caps = {"max_entities_per_span": WORKER_CAP, "max_entities_per_message": WORKER_CAP,
-            "max_event_record_bytes": RECORD_LIMIT, "max_unclaimed_entities": 1000}
-    with HotpathProcess("worker", settings, tmp_path, **caps) as worker:
-        worker.wait_ready()
-        writer = producer(settings)
-        writer.produce(settings.topic_traces, key=b"many", value=table_message("split", SPLIT_SPANS, SPLIT_TABLES))
-        writer.produce(settings.topic_traces, key=b"over-cap", value=table_message("over", 1, OVER_CAP_TABLES))
-        assert writer.flush(60) == 0
-        events = raw_records(settings, settings.topic_entity_events,
-                             until=lambda values: events_on(values, "table/over") >= WORKER_CAP)
-        dead = read_topic(settings, settings.topic_dlq, until=lambda records: len(records) >= 1, idle=5)
-        facts = read_topic(settings, settings.topic_context, idle=5, timeout=20)
-        assert worker.proc.poll() is None, worker.log_tail()
-
-    assert (events_on(events, "table/split"), events_on(events, "table/over")) == (WORKER_CAP, WORKER_CAP)
-    assert max(len(value) for value in events) <= RECORD_LIMIT
-    ((key, letter),) = dead
-    assert key == b"over-cap" and letter["origin"]["topic"] == settings.topic_traces
-    assert letter["reason"].endswith(f": {OVER_CAP_TABLES - WORKER_CAP} dropped, the rest routed")
-    assert not [key for key, _ in facts if b"table/" in key]  # made-up tables stay off the shared call graph

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from test_formats_alerts import falco_event
+from inputs import falco_event
 
 from stream.demo.tracegen import TraceBuilder, Workload, encode_batch
 from stream.entities.context import Context

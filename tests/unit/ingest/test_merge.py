@@ -15,8 +15,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from test_formats_alerts import POD, falco_event
-from test_inspect import payments_traffic, traces_builder
+from inputs import POD, falco_event
+from otlp_messages import payments_traffic, traces_builder
 
 from stream.demo.scenario import build_scenario
 from stream.entities.resolve import EntityResolver

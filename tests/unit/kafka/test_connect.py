@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import logging
 
-import pytest
-from conftest import free_port
-
+from stream.demo.ports import free_port
 from stream.kafka import clients as kafka
-from stream.kafka.connect import FoldRepeats, KafkaUnavailable, check_brokers
+from stream.kafka.connect import FoldRepeats
 from stream.settings import load_settings
 
 
 def client_line(facility: str, text: str, level: int = logging.ERROR) -> logging.LogRecord:
     """A log record as confluent-kafka hands librdkafka's lines to Python logging."""
-    return logging.LogRecord("hotpath.librdkafka", level, __file__, 0, "%s [%s] %s", (facility, "rdkafka#consumer-1", text),
-                             None)
+    return logging.LogRecord("hotpath.librdkafka", level, __file__, 0, "%s [%s] %s",
+                             (facility, "rdkafka#consumer-1", text), None)
 
 
 def test_repeated_client_lines_pass_once_then_once_per_interval_with_the_count_folded():
@@ -60,10 +58,3 @@ def test_a_consumer_without_a_broker_logs_its_failures_folded():
 
     kinds = [(record.levelno, record.args[0]) for record in seen]
     assert kinds and len(kinds) == len(set(kinds)), f"repeated lines went through: {[r.getMessage() for r in seen]}"
-
-
-def test_a_missing_topic_is_named_with_what_to_do(hotpath_settings):
-    settings = hotpath_settings.model_copy(update={"kafka_connect_timeout_s": 10.0})
-
-    with pytest.raises(KafkaUnavailable, match=r"^topics missing on .*: nowhere-[0-9a-f]+; create them with `hotpath topics apply`$"):
-        check_brokers(settings, [settings.topic_escalations, f"nowhere-{free_port():x}"])

@@ -1,29 +1,22 @@
-"""hotpath on SASL/OAUTHBEARER: a broker's unsecured validator end to end, and Amazon MSK IAM tokens.
+"""hotpath's OAUTHBEARER tokens without a broker: unsecured JWTs, token files, refreshing, Amazon MSK IAM.
 
-A broker of its own is started with the project's launcher: a SASL_PLAINTEXT listener whose only
-mechanism is OAUTHBEARER, validated by Kafka's unsecured validator (unsigned JWTs with a subject and an
-expiry), beside the plain listener the launcher probes. Both clients (confluent-kafka through
-``oauth_cb``, Faust/aiokafka through ``faust.OAuthCredentials``) authenticate there with tokens from
-``stream.kafka.oauth``. MSK IAM cannot be had locally: its tokens are checked as the signer makes them from a
-botocore session given static credentials, and as both clients' hooks hand them over.
+MSK IAM cannot be had locally: its tokens are checked as the signer makes them from a botocore session
+given static credentials, and as both clients' hooks hand them over. Logging in to a broker's
+unsecured validator with them: tests/broker/test_oauthbearer_login.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import subprocess
-import sys
 import time
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from conftest import ROOT, free_port, own_broker, unique_suffix
-from test_broker_roundtrip import agent_receives_what_confluent_sends
-from test_security import worker_escalates_the_scenario
-from workers import settings_env
+from brokers import oauth_settings
+from workers import run_hotpath
 
+from stream.demo.ports import free_port
 from stream.kafka.clients import confluent_config
 from stream.kafka.oauth import (
     OAuthTokens,
@@ -34,88 +27,11 @@ from stream.kafka.oauth import (
     msk_iam_token,
     unsecured_token,
 )
-from stream.kafka.topics import TOPIC_SETTINGS, apply_topics
-from stream.settings import ConfigError, Settings, load_settings
+from stream.settings import ConfigError, load_settings
 from stream.worker.faust_config import faust_broker_kwargs
 
 ACCESS_KEY, SECRET_KEY, SESSION_TOKEN = "AKIAHOTPATHTEST00001", "hotpath-test-secret-key", "hotpath-session-token"
 REGION = "eu-west-1"
-
-
-def oauth_properties(plain: int, sasl: int, controller: int) -> list[str]:
-    return [
-        f"listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl},CONTROLLER://127.0.0.1:{controller}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
-        "sasl.enabled.mechanisms=OAUTHBEARER",
-        "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config="
-        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;",
-        "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class="
-        "org.apache.kafka.common.security.oauthbearer.internals.unsecured.OAuthBearerUnsecuredValidatorCallbackHandler",
-    ]
-
-
-@pytest.fixture(scope="module")
-def oauth_bootstrap() -> str:
-    plain, sasl, controller = (free_port() for _ in range(3))
-    with own_broker("oauth", plain, controller, oauth_properties(plain, sasl, controller)):
-        yield f"127.0.0.1:{sasl}"
-
-
-def oauth_settings(bootstrap: str, data_dir: Path, **sasl) -> Settings:
-    """Settings on the OAUTHBEARER listener with every topic and the app id unique to the test."""
-    suffix = unique_suffix()
-    return load_settings(
-        bootstrap_servers=bootstrap, security_protocol="SASL_PLAINTEXT", sasl_mechanism="OAUTHBEARER",
-        app_id=f"hotpath-oauth-{suffix}", data_dir=data_dir, web_port=free_port(),
-        **{name: f"o{suffix}-{Settings.model_fields[name].default}" for name in TOPIC_SETTINGS}, **sasl,
-    )
-
-
-@pytest.mark.kafka
-async def test_unsecured_tokens_authenticate_both_clients(oauth_bootstrap, tmp_path):
-    settings = oauth_settings(oauth_bootstrap, tmp_path, sasl_oauth_provider="unsecured", sasl_username="hotpath")
-    assert f"created {settings.topic_findings} (4 partitions)" in apply_topics(settings)
-    await agent_receives_what_confluent_sends(settings, settings.topic_findings)
-
-
-@pytest.mark.kafka
-def test_the_worker_runs_end_to_end_with_oauthbearer_tokens(oauth_bootstrap, tmp_path):
-    worker_escalates_the_scenario(
-        oauth_settings(oauth_bootstrap, tmp_path / "data", sasl_oauth_provider="unsecured"), tmp_path)
-
-
-@pytest.mark.kafka
-async def test_a_token_file_kept_by_a_sidecar_authenticates_both_clients(oauth_bootstrap, tmp_path):
-    token_file = tmp_path / "token"
-    token_file.write_text(unsecured_token("hotpath-sidecar", time.time()).value + "\n")
-    settings = oauth_settings(oauth_bootstrap, tmp_path, sasl_oauth_provider="token_file",
-                              sasl_oauth_token_file=token_file)
-    assert f"created {settings.topic_findings} (4 partitions)" in apply_topics(settings)
-    await agent_receives_what_confluent_sends(settings, settings.topic_findings)
-
-
-def run_hotpath(command: list[str], settings: Settings, tmp_path: Path) -> tuple[int, list[str]]:
-    """``hotpath COMMAND`` in a child process with ``settings``: its exit code and non-blank output lines."""
-    env = settings_env(settings, data_dir=str(tmp_path / "cli-data"))
-    done = subprocess.run([sys.executable, "-m", "stream.commands.main", *command], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
-    return done.returncode, [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-
-
-@pytest.mark.kafka
-@pytest.mark.parametrize("command", [["topics", "apply"], ["worker"]], ids=["topics-apply", "worker"])
-def test_a_token_the_broker_refuses_stops_the_command_with_one_clear_line(oauth_bootstrap, tmp_path, command):
-    token_file = tmp_path / "token"
-    token_file.write_text("an-opaque-token-this-broker-cannot-validate")
-    settings = oauth_settings(oauth_bootstrap, tmp_path, sasl_oauth_provider="token_file",
-                              sasl_oauth_token_file=token_file)
-    code, output = run_hotpath(command, settings, tmp_path)
-
-    assert code == 1, output
-    assert len(output) == 1, output
-    assert "check the HOTPATH_SASL_* and HOTPATH_SSL_* settings" in output[0], output
-    assert "an-opaque-token" not in output[0] and "Traceback" not in output[0], output
 
 
 @pytest.mark.parametrize("command", [["topics", "apply"], ["worker"]], ids=["topics-apply", "worker"])

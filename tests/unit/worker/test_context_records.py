@@ -1,0 +1,87 @@
+"""The context feed's apply path: what a batch of records read from the context topics does to the Context.
+
+Reading the topics themselves (and a feed that stops) is tests/broker/test_contextfeed.py; here the
+batches are handed to the feed as its reading thread hands them to the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+
+from stream.entities.context import Context
+from stream.settings import load_settings
+from stream.worker.contextfeed import ContextFeed
+
+SETTINGS = load_settings()
+ASSETS, FACTS = SETTINGS.topic_assets, SETTINGS.topic_context
+LEDGER = "arn:aws:s3:::ledger-exports"
+EDGE_KEY, EDGE_VALUE = Context.edge_fact("service:edge", "service:ledger", 1_772_446_800.0)
+CARD = "4111 1111 1111 1111"
+
+
+def asset_record(asset_id: str, alias: str, offset: int = 0) -> tuple:
+    value = orjson.dumps({"id": asset_id, "aliases": [alias], "tags": {"criticality": "high"}})
+    return ASSETS, 0, offset, asset_id.encode(), value
+
+
+def fact_record(key: str, value: bytes | None, offset: int = 0) -> tuple:
+    return FACTS, 0, offset, key.encode(), value
+
+
+@pytest.fixture
+def feed() -> ContextFeed:
+    return ContextFeed(SETTINGS, Context())
+
+
+def test_assets_and_facts_are_applied_to_the_context(feed):
+    feed._apply([asset_record(LEDGER, "ledger-exports"), fact_record(EDGE_KEY, orjson.dumps(EDGE_VALUE), 1)])
+
+    assert feed.context.resolver.resolve("ledger-exports") == LEDGER
+    assert feed.context.size()["edges"] == 1
+    assert (feed.applied, feed.skipped) == (2, 0)
+
+
+def test_an_asset_tombstone_forgets_the_asset(feed):
+    feed._apply([asset_record(LEDGER, "ledger-exports")])
+
+    feed._apply([(ASSETS, 0, 1, LEDGER.encode(), None)])
+
+    assert feed.context.resolver.resolve("ledger-exports") is None
+    assert feed.context.size()["assets"] == 0
+
+
+def test_records_the_context_has_no_use_for_are_neither_applied_nor_skipped(feed):
+    feed._apply([
+        (FACTS, 0, 0, None, orjson.dumps(EDGE_VALUE)),  # no key
+        fact_record(EDGE_KEY, None, 1),  # a fact tombstone: facts age out by time instead
+        (ASSETS, 0, 2, b"bad-asset", b'{"not": "an asset"}'),  # ingest dead-letters bad asset records
+    ])
+
+    assert feed.context.size() == Context().size()
+    assert (feed.applied, feed.skipped) == (0, 0)
+
+
+def test_hostile_records_are_skipped_with_the_reason_and_the_rest_of_the_batch_applied(feed, caplog):
+    hostile = [
+        (ASSETS, 3, 7, b"\xff\xfe not text", None),
+        (FACTS, 1, 8, b"\xff\xfe not text", orjson.dumps(EDGE_VALUE)),
+        fact_record("internet|service:edge", b"{oops", 9),
+        fact_record(EDGE_KEY, b'{"first_seen": 1}', 10),
+        fact_record(f"asset|{LEDGER}", orjson.dumps({"id": [CARD]}), 11),
+    ]
+
+    with caplog.at_level(logging.WARNING, logger="hotpath.context"):
+        feed._apply([asset_record(LEDGER, "ledger-exports"), *hostile, fact_record(EDGE_KEY, orjson.dumps(EDGE_VALUE))])
+
+    assert (feed.applied, feed.skipped) == (2, 5)
+    assert feed.context.resolver.resolve("ledger-exports") == LEDGER and feed.context.size()["edges"] == 1
+    reasons = [record.getMessage() for record in caplog.records]
+    assert reasons[0].startswith(f"context feed: skipped {ASSETS}[3]@7: UnicodeDecodeError")
+    assert reasons[1].startswith(f"context feed: skipped {FACTS}[1]@8: UnicodeDecodeError")
+    assert reasons[2].startswith(f"context feed: skipped {FACTS}[0]@9: JSONDecodeError")
+    assert reasons[3] == f"context feed: skipped {FACTS}[0]@10: KeyError: 'last_seen'"
+    assert reasons[4].startswith(f"context feed: skipped {FACTS}[0]@11: ValidationError")
+    assert CARD not in reasons[4] and "input_value" in reasons[4], reasons[4]
