@@ -48,10 +48,13 @@ class EscalationBoard:
         self.current: dict[str, dict[str, Any]] = {}
 
     def record(self, event: dict[str, Any]) -> None:
+        """Keep ``event`` as its finding's current escalation; one the board could not rank later is refused
+        (KeyError or ValueError) before anything changes, so no stored event can fail ``top``."""
         uid = event["finding_uid"]
         if event["state"] == "resolved":
             self.current.pop(uid, None)
             return
+        _rank(event)
         self.current[uid] = event
         if len(self.current) > self.limit:
             del self.current[min(self.current, key=lambda u: _rank(self.current[u]))]
@@ -61,7 +64,7 @@ class EscalationBoard:
 
 
 def _rank(event: dict[str, Any]) -> tuple[int, float]:
-    return (-PRIORITY_RANK[event["priority"]], event["score"])
+    return (-PRIORITY_RANK[event["priority"]], float(event["score"]))
 
 
 def readiness(hotpath: Hotpath) -> tuple[bool, str]:

@@ -51,12 +51,14 @@ def test_top_gives_at_most_n_by_priority_then_score():
     assert [e["finding_uid"] for e in board.top(3)] == ["f-19", "f-17", "f-15"]
 
 
-@pytest.mark.parametrize("bad", [{}, {"finding_uid": "f-bad"}, {"state": "escalated", "priority": "P1"}])
+@pytest.mark.parametrize("bad", [{}, {"finding_uid": "f-bad"}, {"state": "escalated", "priority": "P1"},
+                                 {"finding_uid": "f-bad", "state": "escalated", "priority": "P9", "score": 1.0},
+                                 {"finding_uid": "f-bad", "state": "escalated", "priority": "P1", "score": "high"}])
 def test_an_event_the_board_cannot_read_is_refused_before_it_changes_the_board(bad):
     board = EscalationBoard(limit=2)
     board.record(escalation("f-bucket", "P1", 90))
 
-    with suppress(KeyError):  # raised or not, the worker goes on (stream.worker.app's _show logs it)
+    with suppress(KeyError, ValueError):  # raised or not, the worker goes on (the agents' _show logs it)
         board.record(bad)
 
     assert board.top(10) == [escalation("f-bucket", "P1", 90)]
