@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                             progress=Progress(sys.stderr, "hotpath replay")):
             out.write(orjson.dumps(masked_event(event)) + b"\n")  # as the worker publishes it
             if siem is not None:
-                siem.write(orjson.dumps(to_ocsf(event)) + b"\n")
+                siem.write(orjson.dumps(to_ocsf(event, trace_url_template=settings.trace_url_template)) + b"\n")
             count += 1
     print(f"hotpath replay: {count} escalation events", file=sys.stderr)
     return 0
