@@ -262,20 +262,23 @@ def _compliance(escalation: Escalation) -> dict[str, list[dict[str, Any]]]:
     return {"compliance": [item.model_dump(mode="json", exclude_none=True) for item in objects]} if objects else {}
 
 
+def _other_observables(name: str, kind: str, values: list[str]) -> list[Observable]:
+    """Observables of a kind OCSF has no type id for (type 99 Other, ``type`` naming it)."""
+    return [Observable(name=name, type=kind, type_id=ObservableTypeID.Other, value=value) for value in values]
+
+
 def _observables(escalation: Escalation, resources: list[ResourceDetails]) -> list[Observable]:
     """What a SIEM pivots on: resources, services, traces and alerts, each once, pointing at where it sits."""
-    def other(name: str, kind: str, values: list[str]) -> list[Observable]:
-        return [Observable(name=name, type=kind, type_id=ObservableTypeID.Other, value=value) for value in values]
-
     path_services = [entity for entity in escalation.factors.exposure_path if entity.startswith(SERVICE_PREFIX)]
     evidence = escalation.evidence
     return [
         *(Observable(name=RESOURCE_OBSERVABLE, type=RESOURCE_TYPE, type_id=ObservableTypeID.Resource_UID,
                      value=resource.uid) for resource in resources),
-        *other(PATH_SERVICE_OBSERVABLE, SERVICE_TYPE, list(dict.fromkeys(path_services))),
-        *other(ASSET_SERVICE_OBSERVABLE, SERVICE_TYPE, [escalation.asset.service] if escalation.asset.service else []),
-        *other(RELATED_EVENT_OBSERVABLE, TRACE_TYPE, evidence.trace_ids),
-        *other(RELATED_EVENT_OBSERVABLE, ALERT_TYPE, evidence.alert_uids),
+        *_other_observables(PATH_SERVICE_OBSERVABLE, SERVICE_TYPE, list(dict.fromkeys(path_services))),
+        *_other_observables(ASSET_SERVICE_OBSERVABLE, SERVICE_TYPE,
+                            [escalation.asset.service] if escalation.asset.service else []),
+        *_other_observables(RELATED_EVENT_OBSERVABLE, TRACE_TYPE, evidence.trace_ids),
+        *_other_observables(RELATED_EVENT_OBSERVABLE, ALERT_TYPE, evidence.alert_uids),
     ]
 
 
