@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from stream.models import Criticality, DataClassification, Severity
 from stream.settings import Priority
 
-State = Literal["escalated", "updated", "resolved"]
+State = Literal["escalated", "updated", "resolved", "suppressed"]
 TEXT_MAX_CHARS = 1024
 LIST_MAX_ITEMS = 20
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "topics" / "schemas" / "escalation.schema.json"
@@ -58,6 +58,8 @@ Text = Annotated[str, AfterValidator(lambda text: _cut(text, TEXT_MAX_CHARS))]
 Texts = Annotated[list[Text], AfterValidator(_first_items)]
 WebLinks = Annotated[list[Text], AfterValidator(_web_links)]
 TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+PolicyVersion = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="the Policy.digest (SHA-256, hex)")]
+Day = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", json_schema_extra={"format": "date"})]
 Timestamp = Annotated[str, AfterValidator(_rfc3339), Field(json_schema_extra={"format": "date-time"})]
 
 
@@ -126,6 +128,32 @@ class AssetContext(_Part):
     service: Text | None
 
 
+class Suppression(_Part):
+    """The mute rule that judged a suppressed event: where it came from, who owns the risk, until when."""
+
+    rule_id: Text
+    source: Text = Field(description="the policy file's path, or hotpath.policy")
+    policy_version: PolicyVersion
+    owner: Text
+    reason: Text
+    ticket: Text | None
+    expires: Day | None
+
+
+class SuppressionEnd(_Part):
+    """On the first event after a suppression ends: which rule stopped applying, and why."""
+
+    rule_id: Text
+    why: Literal["expired", "removed", "attack"]
+
+
+class Routing(_Part):
+    """Where a policy route sends the event: only these paging sinks, and Opsgenie's responder team."""
+
+    sinks: Texts = Field(description="sink names as in HOTPATH_SINKS")
+    opsgenie_team: Text | None
+
+
 class Escalation(_Part):
     """One lifecycle event of one finding on hotpath.escalations, keyed by finding_uid. (finding_uid, version) is
     unique; a consumer keeps the highest version per finding_uid."""
@@ -154,6 +182,13 @@ class Escalation(_Part):
     asset: AssetContext
     event_time: Timestamp
     emitted_at: Timestamp
+    suppressed_by: Suppression | None = Field(default=None, description="only on suppressed events")
+    suppression_ended: SuppressionEnd | None = Field(
+        default=None, description="only on the first event after a suppression ends")
+    policy_version: PolicyVersion | None = Field(
+        default=None, description="the policy version that judged the event; null without a policy")
+    routing: Routing | None = Field(
+        default=None, description="only when a policy route matched; absent: every sink, as without a policy")
 
     def record(self) -> dict[str, Any]:
         """The event as the topic carries it: ``previous_priority`` only on an event that set it."""

@@ -25,10 +25,12 @@ from stream.models import DecodeError
 from stream.redact import mask_fields
 
 __all__ = ["TEXT_MAX_CHARS", "Escalation", "epoch_ms", "escalation_from_dict", "masked_event", "parse_escalation",
-           "compliance_lines", "remediation_text", "trace_links", "trace_url", "xray_trace_id"]
-# Hex ids: the escalation uid (a digest hotpath derives) and trace ids (32 hex digits, checked by the model)
-# leave no room for a credential, and masking a run of decimal digits inside one would break it.
-UNMASKED_PATHS = frozenset({("escalation_uid",), ("evidence", "trace_ids")})
+           "compliance_lines", "remediation_text", "suppression_note", "trace_links", "trace_url", "xray_trace_id"]
+# Hex ids: the escalation uid (a digest hotpath derives), trace ids (32 hex digits) and policy versions (64),
+# each checked by the model, leave no room for a credential, and masking a run of decimal digits inside one
+# would break it.
+UNMASKED_PATHS = frozenset({("escalation_uid",), ("evidence", "trace_ids"), ("policy_version",),
+                            ("suppressed_by", "policy_version")})
 
 
 def masked_event(event: dict[str, Any]) -> dict[str, Any]:
@@ -88,3 +90,15 @@ def remediation_text(escalation: Escalation) -> str | None:
     if advice is None:
         return None
     return "\n".join(part for part in (advice.description, *advice.references[:1]) if part)
+
+
+def suppression_note(escalation: Escalation) -> str:
+    """What a paging sink records when it closes an incident for a mute: the rule, who accepted the risk, why, until
+    when. The texts come from the masked event."""
+    muted = escalation.suppressed_by
+    if muted is None:
+        return f"Suppressed by hotpath (version {escalation.version})"
+    ticket = f"; ticket {muted.ticket}" if muted.ticket else ""
+    until = f"until {muted.expires}" if muted.expires else "without expiry"
+    return (f"Suppressed by hotpath policy rule {muted.rule_id} ({muted.source}, policy {muted.policy_version[:12]}), "
+            f"{until}: accepted by {muted.owner}: {muted.reason}{ticket}")
