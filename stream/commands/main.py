@@ -27,6 +27,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("topics", "apply"), "stream.kafka.topics", "create or update the topics declared in topics/"),
     (("inspect",), "stream.ingest.files", "decode input files and print one normalized record per line"),
     (("replay",), "stream.commands.replay", "run the correlation offline over exported files"),
+    (("policy",), "stream.commands.policy", "check policy files (Prowler mutelists, hotpath policies)"),
     (("worker",), "stream.worker.app", "run the streaming job (Faust worker)"),
     (("deliver",), "stream.deliver.service", "deliver escalations to the SIEM topic and webhooks"),
     (("demo",), "stream.demo.run", "play the fintech scenario through Kafka and show the result"),
