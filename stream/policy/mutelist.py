@@ -29,11 +29,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from stream.policy.patterns import Pattern, compile_pattern
 
 MAX_ITEMS = 1000
+MAX_TEXT = 1024
 
 
 def prowler_regex(item: str) -> str:
@@ -59,6 +60,7 @@ def _valid_check_key(key: str) -> str:
 Item = Annotated[str, AfterValidator(_valid_item)]
 CheckKey = Annotated[str, AfterValidator(_valid_check_key)]
 Items = Annotated[list[Item], Field(max_length=MAX_ITEMS)]
+AccountKey = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 
 
 class _Section(BaseModel):
@@ -77,7 +79,7 @@ class MutelistEntry(_Section):
     resources: Items = Field(alias="Resources")
     tags: Items = Field(default=[], alias="Tags")
     exceptions: MutelistExceptions | None = Field(default=None, alias="Exceptions")
-    description: str | None = Field(default=None, alias="Description", max_length=MAX_ITEMS)
+    description: str | None = Field(default=None, alias="Description", max_length=MAX_TEXT)
 
 
 class MutelistAccount(_Section):
@@ -85,7 +87,7 @@ class MutelistAccount(_Section):
 
 
 class MutelistBody(_Section):
-    accounts: dict[str, MutelistAccount] = Field(alias="Accounts", max_length=MAX_ITEMS)
+    accounts: dict[AccountKey, MutelistAccount] = Field(alias="Accounts", max_length=MAX_ITEMS)
 
 
 class MutelistDocument(_Section):

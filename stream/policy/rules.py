@@ -268,7 +268,9 @@ class MutelistMutes:
     def __init__(self, mutelist: Mutelist, source: str):
         self.mutelist = mutelist
         self.source = source
-        self.by_entry = {label: Mute(id=label, owner=source, reason=description or f"Prowler mutelist {source}")
+        # Built from entries the mutelist model has validated; a label can be longer than a policy's ids may be.
+        self.by_entry = {label: Mute.model_construct(id=label, owner=source,
+                                                     reason=description or f"Prowler mutelist {source}")
                          for label, description in mutelist.entries()}
 
     def mutes_for(self, facts: FindingFacts) -> Iterable[Muting]:

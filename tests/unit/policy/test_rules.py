@@ -185,3 +185,12 @@ def test_an_override_whose_floor_is_above_its_cap_is_refused(tmp_path: Path) -> 
         load_policy([path])
     assert [(p.line, p.message) for p in raised.value.problems] == [
         (3, "overrides.0: priority_floor P1 is more urgent than priority_cap P3: no priority satisfies both")]
+
+
+def test_a_mutelist_entry_with_a_long_description_and_key_still_mutes(tmp_path: Path) -> None:
+    account, description = "a" * 600, "accepted by the risk board: " + "x" * 900
+    path = tmp_path / "mutelist.yaml"
+    path.write_text(f'Mutelist:\n  Accounts:\n    "{account}":\n      Checks:\n        "{"ec2_" * 150}":\n'
+                    f'          Regions: ["*"]\n          Resources: ["*"]\n          Description: "{description}"\n')
+    decision = load_policy([path]).decide(facts(account=account, check="ec2_" * 150, resource="i-1"), AFTER_EXPIRY)
+    assert decision.muted_by is not None and decision.muted_by.rule.reason == description
