@@ -3,9 +3,9 @@
 One reader serves ``hotpath policy check`` and the engine (``load_policy``), so a file the check
 passes is a file the engine loads. Every problem carries the line it is on: YAML is composed into
 nodes, which keep their marks, and pydantic's error locations are walked back through those nodes.
-YAML anchors and aliases are refused (a few lines of aliases can expand to millions of values);
-a key given twice is a warning, since YAML keeps only the last one (as Prowler does) and the rule
-written first is silently lost.
+YAML anchors and aliases are refused (a few lines of aliases can expand to millions of values), and so
+is nesting deeper than any policy needs. A key given twice is a warning: YAML keeps only the last one
+(Prowler too), so the rule written first is silently lost.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from stream.policy.mutelist import Mutelist, MutelistDocument
 from stream.policy.rules import MutelistMutes, MuteSource, Policy, PolicyDocument, PolicyMutes, PolicySource
 
 MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 32
+_OPENING = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
+            yaml.FlowSequenceStartToken)
+_CLOSING = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
 MUTELIST_KEY = "Mutelist"
 VERSION_KEY = "version"
 
@@ -112,11 +116,18 @@ def load_policy(paths: Sequence[Path]) -> Policy:
     return Policy(sources=[f.source for f in files], mutes=mutes, overrides=overrides, routes=routes)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, leaving dates as text: the model parses them, so a bad date gets its line."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_str)
+
+
 def _compose(name: str, text: str) -> tuple[yaml.Node | None, Any]:
-    """The node tree (for line numbers) and the data it constructs, from one parse."""
-    loader = yaml.SafeLoader(text)
+    """The node tree (for line numbers) and the data it constructs."""
+    loader = _Loader(text)
     try:
-        _refuse_aliases(name, text)
+        _screen(name, text)
         root = loader.get_single_node()
         return root, (loader.construct_document(root) if root is not None else None)
     except yaml.MarkedYAMLError as exc:
@@ -140,13 +151,21 @@ def _walk(root: yaml.Node | None) -> Iterator[yaml.Node]:
             stack.extend(node.value)
 
 
-def _refuse_aliases(name: str, text: str) -> None:
-    """Aliases are found in the event stream, where each use keeps its own line, before anything expands."""
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.AliasEvent):
-            raise PolicyFileError([Problem(name, event.start_mark.line + 1, "YAML anchors and aliases are not "
+def _screen(name: str, text: str) -> None:
+    """Refuse aliases and deep nesting from the token stream, before anything is built or expanded.
+
+    Each alias keeps its own line here. PyYAML's time grows with the square of the nesting depth, so
+    the scan stops at the first token past ``MAX_DEPTH``: a hostile file costs what a flat one does.
+    """
+    depth = 0
+    for token in yaml.scan(text, Loader=_Loader):
+        if isinstance(token, yaml.AliasToken):
+            raise PolicyFileError([Problem(name, token.start_mark.line + 1, "YAML anchors and aliases are not "
                                                                             "supported in policy files; write the "
                                                                             "values out")])
+        depth += isinstance(token, _OPENING) - isinstance(token, _CLOSING)
+        if depth > MAX_DEPTH:
+            raise PolicyFileError([Problem(name, token.start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")])
 
 
 def _duplicate_keys(name: str, root: yaml.Node | None) -> Iterator[Problem]:

@@ -79,6 +79,8 @@ def test_one_bad_file_among_good_ones_fails_the_check(tmp_path: Path, capsys: py
      "4: YAML anchors and aliases are not supported in policy files; write the values out"),
     ('Mutelist:\n  Accounts:\n    123456789012:\n      Checks: {}\n',
      "3: Mutelist.Accounts.123456789012: Input should be a valid string"),
+    ("version: 1\nmute:\n  - id: a\n    owner: b\n    reason: c\n    expires: 2027-02-30\n    match: {}\n",
+     "6: mute.0.expires: Input should be a valid date or datetime, day value is outside expected range"),
 ])
 def test_unreadable_files_name_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str,
                                         expected: str) -> None:
@@ -90,6 +92,11 @@ def test_unreadable_files_name_the_line(tmp_path: Path, capsys: pytest.CaptureFi
 def test_a_file_too_large_is_refused_unread(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "policy.yaml", "version: 1\n" + "# padding\n" * 120_000)
     assert check(capsys, path) == (1, [f"{path}: larger than 1048576 bytes"])
+
+
+def test_a_file_nested_too_deeply_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "policy.yaml", "version: 1\nmute:\n  - " + "[" * 200_000 + "]" * 200_000)
+    assert check(capsys, path) == (1, [f"{path}:3: nested deeper than 32 levels"])
 
 
 def test_warnings_do_not_fail_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
