@@ -64,7 +64,7 @@ AccountKey = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class MutelistExceptions(_Section):
