@@ -4,12 +4,16 @@ on every event."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from engine_harness import BUCKET, T0, Harness, at, finding, touch
+from jsonschema import Draft202012Validator
 
+from stream.correlate.event import SCHEMA_PATH
+from stream.deliver.escalation import escalation_from_dict, masked_event
 from stream.models import Alert, AssetTags
 from stream.policy.document import load_policy
 from stream.policy.rules import Policy
@@ -236,3 +240,20 @@ def test_every_event_judged_by_a_policy_names_its_version(tmp_path, text) -> Non
     h = Harness(policy=judged_by)
     exercised(h)
     assert h.out and {event["policy_version"] for event in h.out} == {judged_by.digest}
+
+
+def test_suppressed_ended_and_routed_events_are_valid_for_the_schema_and_the_sinks(tmp_path) -> None:
+    schema = Draft202012Validator(json.loads(SCHEMA_PATH.read_text()),
+                                  format_checker=Draft202012Validator.FORMAT_CHECKER)
+    h = Harness(policy=policy(tmp_path, MUTE + ROUTES.removeprefix("version: 1\n")))
+    h.asset(id=BUCKET, tags=AssetTags(owner="payments"))
+    exercised(h)
+    h.feed(h.router.alert(guardduty_on_the_bucket()))
+    published = [masked_event(event) for event in h.out]
+    assert [e["state"] for e in published] == ["suppressed", "escalated"]
+    assert {"suppressed_by", "routing"} <= set(published[0]) and "suppression_ended" in published[1]
+    for event in published:
+        schema.validate(event)
+        assert escalation_from_dict(event).record() == event
+    assert not schema.is_valid(published[0] | {"suppressed_by": published[0]["suppressed_by"] | {"expires": "soon"}})
+    assert not schema.is_valid(published[1] | {"suppression_ended": {"rule_id": "x", "why": "bored"}})
