@@ -15,6 +15,9 @@ from stream.settings import Settings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_input_arguments(parser)
+    parser.add_argument("--policy", nargs="+", type=Path, default=[], metavar="PATH",
+                        help="policy files (Prowler mutelists or hotpath policies, told apart by content) to judge "
+                             "by, instead of HOTPATH_POLICY_FILES")
     parser.add_argument("--out", type=Path, help="escalation events as NDJSON (default: stdout)")
     parser.add_argument("--siem-out", type=Path, help="the same escalations as OCSF Detection Findings, NDJSON")
     parser.add_argument("--audit-out", type=Path, help="the audit records of the escalations (hotpath.audit), NDJSON")
@@ -46,12 +49,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from stream.deliver.ocsf import to_ocsf
     from stream.ingest.merge import Progress
     from stream.policy.audit import audit_records
+    from stream.policy.check import policy_or_config_error
     from stream.worker.web import EscalationBoard
 
     missing = missing_inputs(args)
     if missing:
         print(f"hotpath replay: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
+    policy = policy_or_config_error(args.policy or settings.policy_files)
     with ExitStack() as stack:
         out = stack.enter_context(args.out.open("wb")) if args.out else sys.stdout.buffer
         siem = stack.enter_context(args.siem_out.open("wb")) if args.siem_out else None
@@ -59,7 +64,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         board = EscalationBoard()  # the current escalations, as the worker's board holds them
         count = 0
         for event in replay(settings, findings=args.findings, traces=args.traces, alerts=args.alerts,
-                            assets=args.assets, errors=sys.stderr,
+                            assets=args.assets, errors=sys.stderr, policy=policy,
                             progress=Progress(sys.stderr, "hotpath replay")):
             published = masked_event(event)
             out.write(orjson.dumps(published) + b"\n")  # as the worker publishes it
