@@ -14,25 +14,17 @@ from stream.policy.document import load_policy
 
 LEDGER_DB = "arn:aws:rds:us-east-1:482916305771:db:ledger-prod"
 LEDGER_FINDING = "prowler-aws-rds_instance_storage_encrypted-482916305771-us-east-1-ledger-prod"
-KYC_FINDING = "prowler-aws-s3_bucket_object_versioning-482916305771-us-east-1-finpay-prod-kyc-documents"
-POLICY = f"""\
+STATEMENTS_FINDING = "prowler-aws-s3_bucket_public_access-482916305771-us-east-1-finpay-prod-statements"
+# Mutes the ledger database's encryption finding, caps the S3 buckets at P3, pages the ledger team's P1s.
+POLICY = """\
 version: 1
 mute:
-  - id: ledger-db-accepted
-    owner: ledger-team
-    reason: encryption migration scheduled
-    ticket: LEDGER-7
-    expires: 2025-12-31
-    match: {{resources: ["{LEDGER_DB}"], checks: [rds_instance_storage_encrypted]}}
+  - {id: ledger-db-accepted, owner: ledger-team, reason: encryption migration scheduled, ticket: LEDGER-7,
+     expires: 2025-12-31, match: {owners: [ledger-team], checks: ["rds_.*"]}}
 overrides:
-  - id: prod-cap
-    match: {{environments: [prod]}}
-    priority_cap: P2
+  - {id: buckets-cap, priority_cap: P3, match: {resources: ["arn:aws:s3:::.*"]}}
 routes:
-  - id: identity
-    match: {{owners: [identity-team]}}
-    to: [opsgenie-identity]
-    opsgenie_team: identity
+  - {id: ledger-pages, priorities: [P1], to: [pagerduty-ledger], match: {owners: [ledger-team]}}
 """
 
 
@@ -42,7 +34,7 @@ def inputs(tmp_path_factory) -> list[str]:
     return [argument for name, paths in files.items() for argument in (f"--{name}", *map(str, paths))]
 
 
-def test_explain_prints_per_finding_what_the_policy_mutes_overrides_and_reroutes(inputs, tmp_path, capsys):
+def test_explain_prints_per_finding_what_the_policy_mutes_caps_and_reroutes(inputs, tmp_path, capsys):
     policy = policy_file(tmp_path, "policy.yaml", POLICY)
 
     assert main(["policy", "explain", str(policy), *inputs]) == 0
@@ -50,13 +42,12 @@ def test_explain_prints_per_finding_what_the_policy_mutes_overrides_and_reroutes
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert f"{LEDGER_FINDING} on {LEDGER_DB}: muted by ledger-db-accepted (policy.yaml, owner ledger-team, until " \
-           f"2025-12-31, ticket LEDGER-7: encryption migration scheduled); priority P1 -> P2" in lines
-    assert f"{KYC_FINDING} on arn:aws:s3:::finpay-prod-kyc-documents: routed to opsgenie-identity " \
-           f"(Opsgenie team identity)" in lines
-    capped = [line for line in lines if line.endswith("priority P1 -> P2") and "muted" not in line]
-    assert len(capped) == 3
-    assert f"policy version {load_policy([policy]).digest[:12]} changes 5 of 9 escalated findings" in err
-
+           f"2025-12-31, ticket LEDGER-7: encryption migration scheduled); routed to pagerduty-ledger" in lines
+    assert f"{STATEMENTS_FINDING} on arn:aws:s3:::finpay-prod-statements: priority P1 -> P3" in lines
+    routed = [line for line in lines if line.endswith(": routed to pagerduty-ledger")]
+    assert len(routed) == 1 and LEDGER_DB in routed[0]  # Security Hub's RDS.2 on the same database: not muted
+    assert len(lines) == 4
+    assert f"policy version {load_policy([policy]).digest[:12]} changes 4 of 9 escalated findings" in err
 
 def test_explain_with_a_policy_that_changes_nothing_prints_no_finding(inputs, tmp_path, capsys):
     assert main(["policy", "explain", str(policy_file(tmp_path, "empty.yaml", "version: 1\n")), *inputs]) == 0
