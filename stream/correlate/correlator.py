@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from stream.correlate import windows
 from stream.correlate.event import (
@@ -36,10 +36,10 @@ from stream.correlate.lifecycle import EscalationState, Transition, Verdict, dec
 from stream.correlate.score import AlertEvidence, Evidence, Score, reasons, score
 from stream.correlate.state import AlertSeen, EntityState, FindingState
 from stream.entities.context import Context
-from stream.models import Asset, add_trace_ids, epoch_to_rfc3339, parse_rfc3339
+from stream.models import Asset, Severity, add_trace_ids, epoch_to_rfc3339, parse_rfc3339
 from stream.policy.rules import Decision, FindingFacts, Muting, Policy
 from stream.redact import mask
-from stream.settings import Settings
+from stream.settings import Priority, ScoreSettings, Settings
 
 MAX_CALLERS = 16
 MAX_ALERTS = 10
@@ -388,9 +388,9 @@ class Correlator:
             result = score(evidence, self.settings.score)
             decision = None
             if self.policy is not None:
-                evidence, result, decision = self._apply_policy(
-                    _facts(entity, finding, asset, result.priority, evidence.attacked_directly), policy_at,
-                    evidence_base, evidence, result)
+                facts = _facts(entity, finding, asset, result.priority, evidence.attacked_directly)
+                evidence, result, decision = judge_by_policy(self.policy, facts, policy_at, (evidence, result),
+                                                             evidence_base, self.settings.score)
             live = evidence.exercised or bool(evidence.alerts)
             priority = decision.priority if decision else result.priority
             verdict = Verdict(open=finding.status == "open", priority=priority,
@@ -409,17 +409,6 @@ class Correlator:
         for finding, new, _ in decided:
             finding.escalation = new
         return [escalation for _, _, escalation in decided]
-
-    def _apply_policy(self, facts: FindingFacts, at: datetime, evidence_base: Evidence, evidence: Evidence,
-                      result: Score) -> tuple[Evidence, Score, Decision]:
-        """The policy's decision; a severity override is scored again, and the priority it gives judged."""
-        assert self.policy is not None
-        decision = self.policy.decide(facts, at)
-        if decision.severity != evidence.severity:
-            evidence = _with_severity(evidence_base, decision.severity)
-            result = score(evidence, self.settings.score)
-            decision = self.policy.decide(replace(facts, priority=result.priority), at)
-        return evidence, result, decision
 
     def _resolution_reason(self, finding: FindingState, stale: bool) -> str:
         if finding.status == "resolved":
@@ -540,12 +529,24 @@ class Judged:
     decision: Decision | None
 
 
-def _facts(entity: str, finding: FindingState, asset: Asset | None, priority: str,
+def judge_by_policy(policy: Policy, facts: FindingFacts, at: datetime, scored: tuple[Evidence, Score],
+                    evidence_base: Evidence, weights: ScoreSettings) -> tuple[Evidence, Score, Decision]:
+    """The policy's decision on a finding ``scored`` with its scanner's severity; a severity override is
+    scored again, and the priority that gives is what the policy's floors, caps and routes judge."""
+    decision = policy.decide(facts, at)
+    if decision.severity == facts.severity:
+        return *scored, decision
+    evidence = _with_severity(evidence_base, decision.severity)
+    result = score(evidence, weights)
+    return evidence, result, policy.decide(replace(facts, priority=result.priority), at)
+
+
+def _facts(entity: str, finding: FindingState, asset: Asset | None, priority: Priority,
            attacked_directly: bool) -> FindingFacts:
     """What the policy reads of a finding: its own fields, and the tags, owner and environment of its asset."""
     tags = asset_tags(asset)
-    return FindingFacts(check=finding.check, resource=entity, severity=finding.severity,  # type: ignore[arg-type]
-                        priority=priority, account=finding.account, region=finding.region,  # type: ignore[arg-type]
+    return FindingFacts(check=finding.check, resource=entity, severity=cast(Severity, finding.severity),
+                        priority=priority, account=finding.account, region=finding.region,
                         tags=tags, environment=tags.get("environment"), owner=tags.get("owner"),
                         attacked_directly=attacked_directly)
 
