@@ -399,12 +399,11 @@ class Correlator:
             transition, new = decide(prev, verdict, self.settings.escalation_threshold)
             if transition is None:
                 continue
-            why = reasons(evidence, result)
+            judged = Judged(transition, prev, new, evidence, result, decision)
+            why = policy_reasons(judged) + reasons(evidence, result)
             if transition == "resolved":
                 why = [self._resolution_reason(finding, stale)] + why
-            judged = Judged(transition, prev, new, evidence, result, decision)
-            decided.append((finding, new, self._event(uid, entity, finding, judged, policy_reasons(judged) + why,
-                                                      state, at)))
+            decided.append((finding, new, self._event(uid, entity, finding, judged, why, state, at)))
         # Every event is built: only now may the findings record the versions they report.
         for finding, new, _ in decided:
             finding.escalation = new
@@ -582,7 +581,8 @@ def suppression_ended(judged: Judged) -> SuppressionEnded | None:
 
 
 def policy_reasons(judged: Judged) -> list[str]:
-    """The policy's part of an event's reasons, first: the mute, its end, and what the overrides changed."""
+    """The policy's part of an event's reasons, before the evidence's: the mute, its end (``removed`` when the
+    policy dropped the rule or it no longer matches), and what the overrides changed."""
     decision, out = judged.decision, []
     if decision is None:
         return out
@@ -593,7 +593,7 @@ def policy_reasons(judged: Judged) -> list[str]:
     ended = suppression_ended(judged)
     if ended is not None:
         out.append({"expired": f"mute rule {ended.rule_id} expired",
-                    "removed": f"mute rule {ended.rule_id} no longer applies (removed from the policy)",
+                    "removed": f"mute rule {ended.rule_id} no longer applies to it",
                     "attack": f"an attack on the resource itself broke through mute rule {ended.rule_id}"}[ended.why])
     return out + list(decision.notes)
 
