@@ -128,30 +128,30 @@ class AssetContext(_Part):
     service: Text | None
 
 
-class Suppression(_Part):
-    """The mute rule that judged a suppressed event: where it came from, who owns the risk, until when."""
+class SuppressedBy(_Part):
+    """The mute that keeps a suppressed escalation from paging: who accepted the risk, why, until when."""
 
     rule_id: Text
-    source: Text = Field(description="the policy file's path, or hotpath.policy")
-    policy_version: PolicyVersion
+    source: Text = Field(description="the policy file the rule comes from, or hotpath.policy (the policy topic)")
+    policy_version: PolicyVersion = Field(description="digest of the policy the rule is part of")
     owner: Text
     reason: Text
     ticket: Text | None
-    expires: Day | None
+    expires: Day | None = Field(description="last day (UTC) the rule applies")
 
 
-class SuppressionEnd(_Part):
-    """On the first event after a suppression ends: which rule stopped applying, and why."""
+class SuppressionEnded(_Part):
+    """Why a finding that was suppressed escalates again."""
 
     rule_id: Text
     why: Literal["expired", "removed", "attack"]
 
 
 class Routing(_Part):
-    """Where a policy route sends the event: only these paging sinks, and Opsgenie's responder team."""
+    """The sinks a policy route sends the escalation to (absent: every sink)."""
 
-    sinks: Texts = Field(description="sink names as in HOTPATH_SINKS")
-    opsgenie_team: Text | None
+    sinks: Texts = Field(description="names of the sinks (HOTPATH_SINKS) that deliver it")
+    opsgenie_team: Text | None = Field(description="the Opsgenie responder team, when the route names one")
 
 
 class Escalation(_Part):
@@ -182,16 +182,20 @@ class Escalation(_Part):
     asset: AssetContext
     event_time: Timestamp
     emitted_at: Timestamp
-    suppressed_by: Suppression | None = Field(default=None, description="only on suppressed events")
-    suppression_ended: SuppressionEnd | None = Field(
-        default=None, description="only on the first event after a suppression ends")
     policy_version: PolicyVersion | None = Field(
-        default=None, description="the policy version that judged the event; null without a policy")
+        default=None, description="digest of the policy that judged the event; null without a policy")
+    suppressed_by: SuppressedBy | None = Field(
+        default=None, description="on a suppressed event, the mute that applies. Absent from other events.")
+    suppression_ended: SuppressionEnded | None = Field(
+        default=None, description="on the first event after a suppression ends, which rule and why. Absent "
+                                  "from other events.")
     routing: Routing | None = Field(
-        default=None, description="only when a policy route matched; absent: every sink, as without a policy")
+        default=None, description="when a policy route matched: the only paging sinks that deliver it. Absent: "
+                                  "every sink.")
 
     def record(self) -> dict[str, Any]:
-        """The event as the topic carries it: ``previous_priority`` only on an event that set it."""
+        """The event as the topic carries it: ``previous_priority``, ``suppressed_by``, ``suppression_ended``
+        and ``routing`` only on an event that set them."""
         return self.model_dump(exclude_unset=True)
 
     @property
