@@ -29,6 +29,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("inspect",), "stream.commands.inspect", "decode input files and print one normalized record per line"),
     (("replay",), "stream.commands.replay", "run the correlation offline over exported files"),
     (("worker",), "stream.commands.worker", "run the streaming job (Faust worker)"),
+    (("policy",), "stream.commands.policy", "check policy files (Prowler mutelists, hotpath policies)"),
     (("deliver",), "stream.commands.deliver", "deliver escalations to the SIEM topic and webhooks"),
     (("demo",), "stream.commands.demo", "play the fintech scenario through Kafka and show the result"),
     (("aws", "pull-findings"), "stream.commands.aws:pull_findings", "publish Security Hub and AWS Config findings"),
