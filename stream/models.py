@@ -58,8 +58,21 @@ class _Record(BaseModel):
         return self.observed_at.timestamp()  # type: ignore[attr-defined]
 
 
+class Remediation(BaseModel):
+    """How to fix a finding, as its source says: a description and the http(s) references it gives."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    description: str = ""
+    references: list[str] = []
+
+
 class Finding(_Record):
-    """A configuration finding from a CSPM tool, on one or more resources (entity ids)."""
+    """A configuration finding from a CSPM tool, on one or more resources (entity ids).
+
+    ``compliance`` names the controls the finding fails, by framework (``{"CIS-2.0": ["2.1.5"]}``);
+    ``remediation`` is the source's advice, when it gives any.
+    """
 
     kind: Literal["finding"] = "finding"
     uid: str
@@ -72,6 +85,8 @@ class Finding(_Record):
     account: str | None = None
     region: str | None = None
     observed_at: datetime
+    compliance: dict[str, list[str]] = {}
+    remediation: Remediation | None = None
 
 
 class Alert(_Record):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 from stream.correlate import windows
-from stream.correlate.event import AssetContext, EscalatedFinding, Escalation, EvidenceLinks, Factors
+from stream.correlate.event import AssetContext, EscalatedFinding, Escalation, EvidenceLinks, Factors, Remediation
 from stream.correlate.lifecycle import EscalationState, Transition, Verdict, decide, escalation_uid
 from stream.correlate.score import AlertEvidence, Evidence, Score, reasons, score
 from stream.correlate.state import AlertSeen, EntityState, FindingState
@@ -325,7 +325,8 @@ class Correlator:
             escalation = lost[1] if lost else EscalationState()
         findings[finding["uid"]] = FindingState(
             finding["source"], finding["check"], finding["title"], finding["severity"], finding["status"],
-            finding["resources"], finding["account"], finding["region"], finding["observed_at"], escalation)
+            finding["resources"], finding["account"], finding["region"], finding["observed_at"], escalation,
+            finding.get("compliance") or {}, finding.get("remediation"))
         if len(findings) > MAX_FINDINGS_PER_ENTITY:
             _evict_resolved(findings)
         return state.clock if state.clock is not None else observed
@@ -437,7 +438,9 @@ class Correlator:
             resource=entity,
             finding=EscalatedFinding.model_construct(
                 source=finding.source, check=finding.check, title=finding.title, severity=finding.severity,
-                resources=finding.resources, account=finding.account, region=finding.region),
+                resources=finding.resources, account=finding.account, region=finding.region,
+                compliance=finding.compliance,
+                remediation=Remediation.model_construct(**finding.remediation) if finding.remediation else None),
             factors=Factors.model_construct(
                 severity=finding.severity,
                 exercised=evidence.exercised,

@@ -49,8 +49,14 @@ def _first_entries(entries: dict) -> dict:
     return dict(list(entries.items())[:LIST_MAX_ITEMS])
 
 
+def _web_links(urls: list[str]) -> list[str]:
+    """Only absolute http(s) links: what a responder's tools open (a source may list commands there)."""
+    return [url for url in urls if url.startswith(("https://", "http://"))][:LIST_MAX_ITEMS]
+
+
 Text = Annotated[str, AfterValidator(lambda text: _cut(text, TEXT_MAX_CHARS))]
 Texts = Annotated[list[Text], AfterValidator(_first_items)]
+WebLinks = Annotated[list[Text], AfterValidator(_web_links)]
 TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Timestamp = Annotated[str, AfterValidator(_rfc3339), Field(json_schema_extra={"format": "date-time"})]
 
@@ -68,6 +74,13 @@ class _Part(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", json_schema_extra={"additionalProperties": False})
 
 
+class Remediation(_Part):
+    """How to fix the finding, as its source advises."""
+
+    description: Text
+    references: WebLinks = Field(description="http(s) links only")
+
+
 class EscalatedFinding(_Part):
     source: Annotated[Text, _one_of(get_args(FindingSource))]
     check: Text
@@ -76,6 +89,9 @@ class EscalatedFinding(_Part):
     resources: Texts
     account: Text | None
     region: Text | None
+    compliance: Annotated[dict[Text, Texts], AfterValidator(_first_entries)] = Field(
+        default={}, description="the controls the finding fails, by framework ({} when its source names none)")
+    remediation: Remediation | None = None
 
 
 class Factors(_Part):

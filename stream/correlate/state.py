@@ -3,7 +3,8 @@
 The worker keeps every entity's state encoded, in memory and in the table's changelog, so the
 encoding is positional MessagePack: field names are implied by position, trace ids travel as their
 16 bytes, and an entity costs about half of its JSON. :func:`decode` also reads the JSON states an
-earlier hotpath wrote (a changelog on a running cluster holds them), so a restored old state loads.
+earlier hotpath wrote (a changelog on a running cluster holds them), so a restored old state loads,
+and the states of format 1, whose findings kept no compliance or remediation (they load with none).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import orjson
 
 from stream.correlate.lifecycle import EscalationState
 
-FORMAT = 1  # the first item of an encoded state; JSON states (the format before it) start with "{"
+FORMAT = 2  # the first item of an encoded state; JSON states (the format before 1) start with "{"
+_WITHOUT_COMPLIANCE = 1  # the format before findings kept their compliance and remediation
 
 
 @dataclass(slots=True)
@@ -55,6 +57,8 @@ class FindingState:
     region: str | None
     observed_at: str  # RFC 3339, as the record carried it
     escalation: EscalationState = EscalationState()
+    compliance: dict[str, list[str]] = field(default_factory=dict)  # framework -> controls the finding fails
+    remediation: dict[str, Any] | None = None  # {"description", "references"}, as the finding record carries it
 
 
 @dataclass(slots=True)
@@ -79,7 +83,7 @@ def encode(state: EntityState) -> bytes:
         state.callers, state.via, [_trace_bytes(trace) for trace in state.traces],
         [value for a in state.alerts for value in (a.observed_at, a.uid, a.source, a.rule, a.severity, a.subject)],
         {uid: [f.source, f.check, f.title, f.severity, f.status, f.resources, f.account, f.region, f.observed_at,
-               *_escalation_fields(f.escalation)] for uid, f in state.findings.items()},
+               f.compliance, f.remediation, *_escalation_fields(f.escalation)] for uid, f in state.findings.items()},
     ])
 
 
@@ -89,7 +93,7 @@ def decode(data: bytes) -> EntityState:
         return _from_json(orjson.loads(data))
     (fmt, clock, last_exercised, first_seen, partition, position, buckets, callers, via, traces, alerts,
      findings) = msgpack.unpackb(data, strict_map_key=True)
-    if fmt != FORMAT:
+    if fmt not in (FORMAT, _WITHOUT_COMPLIANCE):
         raise ValueError(f"entity state in format {fmt!r}, not {FORMAT}")
     return EntityState(
         clock=clock, last_exercised=last_exercised, first_seen=first_seen,
@@ -97,9 +101,16 @@ def decode(data: bytes) -> EntityState:
         callers=callers, via=via,
         traces=[trace.hex() if isinstance(trace, bytes) else trace for trace in traces],
         alerts=[AlertSeen(*alerts[i:i + 6]) for i in range(0, len(alerts), 6)],
-        findings={uid: FindingState(*fields[:9], escalation=EscalationState(*fields[9:]))
-                  for uid, fields in findings.items()},
+        findings={uid: _finding(fields, fmt) for uid, fields in findings.items()},
         partition=partition, position=position)
+
+
+def _finding(fields: list[Any], fmt: int) -> FindingState:
+    """A finding's positional fields: nine, then (since format 2) compliance and remediation, then its escalation."""
+    if fmt == _WITHOUT_COMPLIANCE:
+        return FindingState(*fields[:9], escalation=EscalationState(*fields[9:]))
+    return FindingState(*fields[:9], escalation=EscalationState(*fields[11:]), compliance=fields[9],
+                        remediation=fields[10])
 
 
 def _escalation_fields(escalation: EscalationState) -> list[Any]:

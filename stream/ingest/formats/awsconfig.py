@@ -6,7 +6,8 @@ Accepted as the EventBridge event (``detail-type`` "Config Rules Compliance Chan
 * ``newEvaluationResult.complianceType`` NON_COMPLIANT opens the finding; COMPLIANT resolves it, and
   so does NOT_APPLICABLE (the rule no longer applies, e.g. the resource is gone). INSUFFICIENT_DATA
   is no verdict at all: it yields no finding, so whatever state the finding had stays.
-* AWS Config rules carry no severity: every Config finding is ``medium``.
+* AWS Config rules carry no severity: every Config finding is ``medium``. The rule is the control
+  the finding fails, of the framework ``AWS Config``; the event carries no remediation.
 * The finding uid is stable across verdicts (``awsconfig/ACCOUNT/REGION/RULE/TYPE/RESOURCE``), so a
   later COMPLIANT event resolves the finding an earlier NON_COMPLIANT event opened.
 
@@ -26,10 +27,12 @@ from stream.entities.resolve import (
     s3_bucket_arn,
     sqs_queue_arn,
 )
+from stream.ingest.formats.compliance import compliance_map
 from stream.ingest.formats.jsonsafe import expect_dict, text
 from stream.models import DecodeError
 
 DETAIL_TYPE = "Config Rules Compliance Change"
+FRAMEWORK = "AWS Config"  # the framework a Config rule is the control of
 SEVERITY = "medium"
 _OPEN = {"NON_COMPLIANT"}
 _RESOLVED = {"COMPLIANT", "NOT_APPLICABLE"}
@@ -110,4 +113,5 @@ def config_finding(detail: dict[str, Any], event_time: Any = None) -> list[dict[
         "account": account,
         "region": region,
         "observed_at": observed_at,
+        "compliance": compliance_map([(FRAMEWORK, rule)]),
     }]

@@ -11,6 +11,9 @@ Prowler writes a JSON array of findings; each is decoded on its own. What hotpat
   severity ``informational``: they carry no evidence of a misconfiguration, so they score at the
   bottom of the scale, yet ``hotpath inspect`` and the SIEM still show them.
 * The check is ``metadata.event_code``, the finding uid ``finding_info.uid``.
+* The controls it fails are ``unmapped.compliance`` (``{"CIS-2.0": ["2.1.5"]}``), the fix is
+  ``remediation`` (``desc``, ``references``: only the http(s) ones are kept, Prowler also lists CLI
+  commands there); see :mod:`stream.ingest.formats.compliance`.
 
 Resource entities (:func:`ocsf_resource_entity`): an ARN in ``uid`` (or ``uid_alt``) is kept.
 Kubernetes resources (Prowler gives them a ``namespace``; their ``uid`` is an opaque object uid)
@@ -30,6 +33,7 @@ from typing import Any
 
 from stream.entities.resolve import pod_entity
 from stream.ingest.formats.awsconfig import aws_resource_entity
+from stream.ingest.formats.compliance import by_framework, compliance_map, ocsf_remediation
 from stream.ingest.formats.jsonsafe import expect_dict, expect_list, text
 from stream.models import SEVERITIES, DecodeError
 
@@ -149,6 +153,7 @@ def ocsf_finding_fields(finding: dict[str, Any], what: str) -> dict[str, Any]:
         "account": account or None,
         "region": region or None,
         "observed_at": observed_at,
+        "remediation": ocsf_remediation(finding, what),
     }
 
 
@@ -168,4 +173,6 @@ def prowler_finding(finding: dict[str, Any]) -> dict[str, Any]:
         "source": "prowler",
         "check": text(metadata, "event_code", f"{what} metadata"),
         "status": "resolved" if muted or status_code == "PASS" else "open",
+        "compliance": compliance_map(by_framework(section(finding, "unmapped", what).get("compliance"),
+                                                  f"{what} unmapped.compliance")),
     }

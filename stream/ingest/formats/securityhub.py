@@ -17,12 +17,20 @@ BatchImportFindings input) or the EventBridge event "Security Hub Findings - Imp
   ``arn:aws:iam::ID:root`` (Prowler's name for the account); other ids go through
   :func:`stream.ingest.formats.awsconfig.aws_resource_entity`.
 
+* The controls it fails (:mod:`stream.ingest.formats.compliance`): ``Compliance.SecurityControlId``
+  under each of ``Compliance.AssociatedStandards`` (named as a SOC reads them, ``PCI DSS v3.2.1``),
+  and ``Compliance.RelatedRequirements`` (``"NIST.800-53.r5 AC-21"``, ``"PCI DSS v4.0.1/1.3.1"``);
+  older findings name the standard in ``ProductFields`` instead. The fix is
+  ``Remediation.Recommendation`` (``Text``, ``Url``).
+
 **OCSF** findings ("Findings Imported V2" events, ``detail.findings[]``) are read like Prowler's
 (:func:`stream.ingest.formats.prowler.ocsf_finding_fields`). Resolved when ``status_id`` is Suppressed,
 Resolved, Archived or Deleted, or when ``compliance.status_id`` is 1 (Pass). The check is
 ``compliance.control`` (e.g. ``S3.1``), else the most specific ``finding_info.types`` entry (a threat
 type such as ``Stealth:IAMUser/CloudTrailLoggingDisabled``), else the analytic's name. Resources
 name themselves by CloudFormation type (``AWS::S3::Bucket`` + name; ``uid_alt`` often holds the ARN).
+The controls are ``compliance.control`` under each of ``compliance.standards``, and
+``compliance.requirements`` read like ASFF's related requirements; the fix is ``remediation``.
 """
 
 from __future__ import annotations
@@ -30,11 +38,13 @@ from __future__ import annotations
 from typing import Any
 
 from stream.ingest.formats.awsconfig import aws_resource_entity
+from stream.ingest.formats.compliance import compliance_map, remediation, requirement, standard_name, strings
 from stream.ingest.formats.jsonsafe import expect_dict, expect_list, text
 from stream.ingest.formats.prowler import integer, ocsf_closed, ocsf_finding_fields, section
 from stream.models import SEVERITIES, DecodeError
 
 ASFF_EVENT = "Security Hub Findings - Imported"
+SECURITY_HUB_FRAMEWORK = "AWS Security Hub"  # a control no standard is named for
 OCSF_EVENT = "Findings Imported V2"
 _ACCOUNT_ID_PREFIX = "AWS::::Account:"
 _OCSF_PASS = 1  # compliance.status_id
@@ -105,6 +115,42 @@ def _asff_resource_entity(resource: Any, region: str | None, account: str | None
     return aws_resource_entity(cfn_type, resource_id, resource_region or region, account)
 
 
+def _controls(control: str | None, standards: list[str], requirements: list[str]) -> dict[str, list[str]]:
+    """The control under each standard (``AWS Security Hub`` when none is named), then the related requirements."""
+    named_standards = standards or [SECURITY_HUB_FRAMEWORK]
+    pairs = [(standard_name(standard), control) for standard in named_standards] if control else []
+    return compliance_map(pairs + [requirement(named) for named in requirements])
+
+
+def _asff_compliance(finding: dict[str, Any], what: str) -> dict[str, list[str]]:
+    """``Compliance`` (control, standards, related requirements), else the control fields of ``ProductFields``.
+
+    Findings written before consolidated controls name the standard in ``ProductFields``:
+    ``StandardsArn`` with ``ControlId``, or (CIS 1.2.0) ``StandardsGuideArn`` with ``RuleId``.
+    """
+    compliance = section(finding, "Compliance", what)
+    product_fields = section(finding, "ProductFields", what)
+    where = f"{what} Compliance"
+    standards = [text(expect_dict(item, f"{where} AssociatedStandards[]"), "StandardsId", where)
+                 for item in expect_list(compliance.get("AssociatedStandards") or [], f"{where} AssociatedStandards")]
+    control = text(compliance, "SecurityControlId", where, required=False)
+    if control is None:
+        for standard_key, control_key in (("StandardsArn", "ControlId"), ("StandardsGuideArn", "RuleId")):
+            control = text(product_fields, control_key, f"{what} ProductFields", required=False)
+            standard = text(product_fields, standard_key, f"{what} ProductFields", required=False)
+            if control and standard:
+                standards = [standard]
+                break
+    return _controls(control, standards, strings(compliance, "RelatedRequirements", where))
+
+
+def _asff_remediation(finding: dict[str, Any], what: str) -> dict[str, Any] | None:
+    advice = section(section(finding, "Remediation", what), "Recommendation", f"{what} Remediation")
+    where = f"{what} Remediation.Recommendation"
+    url = text(advice, "Url", where, required=False)
+    return remediation(text(advice, "Text", where, required=False), [url] if url else [])
+
+
 def asff_finding(finding: Any) -> dict[str, Any]:
     """The Finding fields of one ASFF finding."""
     what = "ASFF finding"
@@ -133,6 +179,8 @@ def asff_finding(finding: Any) -> dict[str, Any]:
         "account": account,
         "region": region,
         "observed_at": observed_at,
+        "compliance": _asff_compliance(finding, what),
+        "remediation": _asff_remediation(finding, what),
     }
 
 
@@ -157,8 +205,11 @@ def ocsf_finding(finding: Any) -> dict[str, Any]:
     compliance = section(finding, "compliance", what)
     compliance_status = integer(compliance, "status_id", f"{what} compliance")
     passed = compliance_status == _OCSF_PASS or compliance.get("status") in ("Pass", "PASSED")
+    where = f"{what} compliance"
     return {
         **fields,
+        "compliance": _controls(text(compliance, "control", where, required=False),
+                                strings(compliance, "standards", where), strings(compliance, "requirements", where)),
         "source": "securityhub",
         "check": _ocsf_check(finding, what) or fields["title"],
         "status": "resolved" if passed or ocsf_closed(finding, what) else "open",
