@@ -8,7 +8,7 @@ the tests that run the scenario through ``hotpath replay`` judge the outcome the
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from stream.correlate.lifecycle import PRIORITY_RANK
@@ -117,8 +117,7 @@ def audit_trail(records: Iterable[dict[str, Any]], width: int = 120) -> list[str
     for record in records:
         version = (record.get("policy_version") or "-")[:12]
         if record["kind"] == "policy_published":
-            sources = ", ".join(str(source.get("path", source)) if isinstance(source, dict) else str(source)
-                                for source in record.get("sources") or ())
+            sources = ", ".join(record["sources"])
             text = f"{record['at']}  policy_published  version {version} by {record.get('by')}: {sources}"
         else:
             rule = {"rule_id": record["rule_id"], "owner": record.get("owner"), "ticket": record.get("ticket"),
@@ -144,8 +143,11 @@ def held_back(findings_in: int, rows: list[dict[str, Any]], expected: Expected, 
     ]
 
 
-def story_problems(expected: Expected, current: dict[str, dict[str, Any]]) -> list[str]:
-    """How the outcome differs from what the scenario promises (empty when it matches)."""
+def story_problems(expected: Expected, current: dict[str, dict[str, Any]], paged: Collection[str] = ()) -> list[str]:
+    """How the outcome differs from what the scenario promises (empty when it matches).
+
+    ``paged``: the escalation uids a paging sink opened an incident for; no suppressed finding may be among them.
+    """
     active = {e["finding_uid"]: e for e in ranked(current)}
     problems = []
     for uid, priority in expected.escalated.items():
@@ -164,6 +166,8 @@ def story_problems(expected: Expected, current: dict[str, dict[str, Any]]) -> li
             problems.append(f"not suppressed, expected muted by {rule}: {uid}")
         elif event["suppressed_by"]["rule_id"] != rule:
             problems.append(f"suppressed by {event['suppressed_by']['rule_id']}, expected {rule}: {uid}")
+        if event is not None and event["escalation_uid"] in paged:
+            problems.append(f"paged although the policy accepts the risk: {uid}")
     order = [e["finding_uid"] for e in ranked(current)]
     top = order[: len(expected.internet_reached)]
     if active and set(top) != set(expected.internet_reached) & set(active):
