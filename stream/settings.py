@@ -13,11 +13,11 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from stream.redact import mask
 
@@ -215,6 +215,8 @@ class Settings(BaseSettings):
     # Worker.
     asset_file: Path | None = None
     """A YAML or JSON asset file loaded at start, besides the asset topic."""
+    policy_files: Annotated[list[Path], NoDecode] = []
+    """Policy files (Prowler mutelists or hotpath policies) the worker judges by, comma-separated or a JSON list."""
     web_host: str = "127.0.0.1"
     """Address of the worker's /health, /metrics and /escalations."""
     web_port: int = Field(default=6066, ge=0, le=65535)
@@ -247,6 +249,18 @@ class Settings(BaseSettings):
         if token is not None and not token.get_secret_value().strip():  # "Bearer " would let anyone in
             raise ValueError("an empty token guards nothing: unset it, or set a secret")
         return token
+
+    @field_validator("policy_files", mode="before")
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list of paths ({exc.msg}, character {exc.pos})") from None
+        return [path.strip() for path in value.split(",") if path.strip()]
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="runtime alerts: Falco or GuardDuty JSON")
     parser.add_argument("--assets", nargs="+", type=Path, default=[], metavar="PATH",
                         help="asset context: a YAML or JSON asset file")
+    parser.add_argument("--policy", nargs="+", type=Path, default=[], metavar="PATH",
+                        help="policy files (Prowler mutelists or hotpath policies, told apart by content) to judge "
+                             "by, instead of HOTPATH_POLICY_FILES")
     parser.add_argument("--out", type=Path, help="escalation events as NDJSON (default: stdout)")
     parser.add_argument("--siem-out", type=Path, help="the same escalations as OCSF Detection Findings, NDJSON")
 
@@ -30,17 +33,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from stream.deliver.escalation import masked_event
     from stream.deliver.ocsf import to_ocsf
     from stream.ingest.merge import Progress
+    from stream.policy.check import policy_or_config_error
 
     missing = [str(p) for p in (*args.findings, *args.traces, *args.alerts, *args.assets) if not p.exists()]
     if missing:
         print(f"hotpath replay: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
+    policy = policy_or_config_error(args.policy or settings.policy_files)
     with ExitStack() as stack:
         out = stack.enter_context(args.out.open("wb")) if args.out else sys.stdout.buffer
         siem = stack.enter_context(args.siem_out.open("wb")) if args.siem_out else None
         count = 0
         for event in replay(settings, findings=args.findings, traces=args.traces, alerts=args.alerts,
-                            assets=args.assets, errors=sys.stderr,
+                            assets=args.assets, errors=sys.stderr, policy=policy,
                             progress=Progress(sys.stderr, "hotpath replay")):
             out.write(orjson.dumps(masked_event(event)) + b"\n")  # as the worker publishes it
             if siem is not None:

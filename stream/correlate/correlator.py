@@ -16,16 +16,29 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterable, MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from stream.correlate import windows
-from stream.correlate.event import AssetContext, EscalatedFinding, Escalation, EvidenceLinks, Factors, Remediation
+from stream.correlate.event import (
+    AssetContext,
+    EscalatedFinding,
+    Escalation,
+    EvidenceLinks,
+    Factors,
+    Remediation,
+    Routing,
+    SuppressedBy,
+    SuppressionEnded,
+)
 from stream.correlate.lifecycle import EscalationState, Transition, Verdict, decide, escalation_uid
 from stream.correlate.score import AlertEvidence, Evidence, Score, reasons, score
 from stream.correlate.state import AlertSeen, EntityState, FindingState
 from stream.entities.context import Context
-from stream.models import add_trace_ids, epoch_to_rfc3339, parse_rfc3339
+from stream.models import Asset, add_trace_ids, epoch_to_rfc3339, parse_rfc3339
+from stream.policy.rules import Decision, FindingFacts, Muting, Policy
 from stream.redact import mask
 from stream.settings import Settings
 
@@ -34,10 +47,20 @@ MAX_ALERTS = 10
 MAX_FINDINGS_PER_ENTITY = 500
 MAX_REASON_CHARS = 500
 
+PolicyTime = Literal["wall", "event"]
+
+
 class Correlator:
+    """The join and the judging. ``policy_time`` is the clock a policy's mutes expire by: the wall clock in
+    the worker (a mute expires at midnight even when no input arrives), event time in replay (yesterday's
+    data is judged by the mutes that applied then)."""
+
     def __init__(self, settings: Settings, context: Context, store: MutableMapping[str, EntityState],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, policy: Policy | None = None,
+                 policy_time: PolicyTime = "wall") -> None:
         self.settings = settings
+        self.policy = policy
+        self.policy_time = policy_time
         self.context = context
         self.store = store
         self.spec = windows.WindowSpec(settings.window_size_s, settings.window_step_s, settings.allowed_lateness_s)
@@ -221,7 +244,8 @@ class Correlator:
         raised = 0
         for event in published:
             key = event["escalation_uid"]
-            esc = EscalationState(event["version"], event["state"] != "resolved", event["priority"], event["score"])
+            esc = EscalationState(event["version"], event["state"] != "resolved", event["priority"], event["score"],
+                                  (event.get("suppressed_by") or {}).get("rule_id"))
             if key in ours:
                 entity, uid = ours[key]
                 state = self.store[entity]
@@ -353,6 +377,8 @@ class Correlator:
                   only: frozenset[str] | None = None) -> list[Escalation]:
         evidence_base = self._evidence(entity, state, at)
         stale = (state.last_exercised is None or self.watermark - state.last_exercised > self._stale_after())
+        asset = self.context.resolver.asset(entity)
+        policy_at = datetime.fromtimestamp(self.wall_clock() if self.policy_time == "wall" else at, UTC)
         decided: list[tuple[FindingState, EscalationState, Escalation]] = []
         for uid, finding in list(state.findings.items()):
             if only is not None and uid not in only:
@@ -362,21 +388,40 @@ class Correlator:
                 continue
             evidence = _with_severity(evidence_base, finding.severity)
             result = score(evidence, self.settings.score)
+            decision = None
+            if self.policy is not None:
+                evidence, result, decision = self._apply_policy(
+                    _facts(entity, finding, asset, result.priority, evidence.attacked_directly), policy_at,
+                    evidence_base, evidence, result)
             live = evidence.exercised or bool(evidence.alerts)
-            verdict = Verdict(open=finding.status == "open", priority=result.priority, score=result.value,
-                              live=live, stale=stale and not evidence.attacked_directly)
+            priority = decision.priority if decision else result.priority
+            verdict = Verdict(open=finding.status == "open", priority=priority,
+                              score=result.value, live=live, stale=stale and not evidence.attacked_directly,
+                              muted_by=decision.muted_by.rule.id if decision and decision.muted_by else None)
             transition, new = decide(prev, verdict, self.settings.escalation_threshold)
             if transition is None:
                 continue
             why = reasons(evidence, result)
             if transition == "resolved":
                 why = [self._resolution_reason(finding, stale)] + why
-            decided.append((finding, new, self._event(uid, entity, finding, transition, prev, new, evidence,
-                                                      result, why, state, at)))
+            judged = Judged(transition, prev, new, evidence, result, decision)
+            decided.append((finding, new, self._event(uid, entity, finding, judged, policy_reasons(judged) + why,
+                                                      state, at)))
         # Every event is built: only now may the findings record the versions they report.
         for finding, new, _ in decided:
             finding.escalation = new
         return [escalation for _, _, escalation in decided]
+
+    def _apply_policy(self, facts: FindingFacts, at: datetime, evidence_base: Evidence, evidence: Evidence,
+                      result: Score) -> tuple[Evidence, Score, Decision]:
+        """The policy's decision; a severity override is scored again, and the priority it gives judged."""
+        assert self.policy is not None
+        decision = self.policy.decide(facts, at)
+        if decision.severity != evidence.severity:
+            evidence = _with_severity(evidence_base, decision.severity)
+            result = score(evidence, self.settings.score)
+            decision = self.policy.decide(replace(facts, priority=result.priority), at)
+        return evidence, result, decision
 
     def _resolution_reason(self, finding: FindingState, stale: bool) -> str:
         if finding.status == "resolved":
@@ -421,10 +466,11 @@ class Correlator:
             criticality=asset.tags.criticality if asset else None,
         )
 
-    def _event(self, uid: str, entity: str, finding: FindingState, transition: Transition,
-               prev: EscalationState, esc: EscalationState, evidence: Evidence, result: Score, why: list[str],
+    def _event(self, uid: str, entity: str, finding: FindingState, judged: Judged, why: list[str],
                state: EntityState, at: float) -> Escalation:
         """The event, built from values already checked (no validation: the topic carries it whole)."""
+        transition, prev, esc, evidence, result = (judged.transition, judged.prev, judged.new, judged.evidence,
+                                                   judged.result)
         asset = self.context.resolver.asset(entity)
         changed = {"previous_priority": prev.priority} if transition == "updated" else {}  # sinks show the change
         return Escalation.model_construct(
@@ -442,7 +488,7 @@ class Correlator:
                 compliance=finding.compliance,
                 remediation=Remediation.model_construct(**finding.remediation) if finding.remediation else None),
             factors=Factors.model_construct(
-                severity=finding.severity,
+                severity=evidence.severity,  # as scored: a policy may override the scanner's
                 exercised=evidence.exercised,
                 span_count=evidence.span_count,
                 internet_exposed=evidence.internet_exposed,
@@ -465,7 +511,94 @@ class Correlator:
                 service=asset.service if asset else None),
             event_time=epoch_to_rfc3339(at),
             emitted_at=epoch_to_rfc3339(self.wall_clock()),
+            policy_version=self.policy.digest if self.policy is not None else None,
+            **self._policy_fields(judged),
         )
+
+    def _policy_fields(self, judged: Judged) -> dict[str, Any]:
+        """``suppressed_by``, ``suppression_ended`` and ``routing``, on the events they belong to only."""
+        fields: dict[str, Any] = {}
+        decision = judged.decision
+        if decision is None or self.policy is None:
+            return fields
+        if judged.transition == "suppressed" and decision.muted_by is not None:
+            fields["suppressed_by"] = suppressed_by(decision.muted_by, self.policy.digest)
+        ended = suppression_ended(judged)
+        if ended is not None:
+            fields["suppression_ended"] = ended
+        if decision.routing is not None:
+            fields["routing"] = Routing.model_construct(sinks=list(decision.routing.sinks),
+                                                        opsgenie_team=decision.routing.opsgenie_team)
+        return fields
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """One finding's judgement: the transition, the states around it, what it was scored on, the policy's say."""
+
+    transition: Transition
+    prev: EscalationState
+    new: EscalationState
+    evidence: Evidence
+    result: Score
+    decision: Decision | None
+
+
+def _facts(entity: str, finding: FindingState, asset: Asset | None, priority: str,
+           attacked_directly: bool) -> FindingFacts:
+    """What the policy reads of a finding: its own fields, and the tags, owner and environment of its asset."""
+    tags = asset_tags(asset)
+    return FindingFacts(check=finding.check, resource=entity, severity=finding.severity,  # type: ignore[arg-type]
+                        priority=priority, account=finding.account, region=finding.region,  # type: ignore[arg-type]
+                        tags=tags, environment=tags.get("environment"), owner=tags.get("owner"),
+                        attacked_directly=attacked_directly)
+
+
+def asset_tags(asset: Asset | None) -> Mapping[str, str]:
+    """The asset's tags as text (``true``/``false`` for flags), the ones it leaves unset left out."""
+    if asset is None:
+        return {}
+    values = asset.tags.model_dump(exclude_none=True)
+    return {key: (str(value).lower() if isinstance(value, bool) else str(value)) for key, value in values.items()}
+
+
+def suppressed_by(muting: Muting, policy_version: str) -> SuppressedBy:
+    rule = muting.rule
+    return SuppressedBy.model_construct(
+        rule_id=mask(rule.id), source=mask(muting.source), policy_version=policy_version, owner=mask(rule.owner),
+        reason=mask(rule.reason), ticket=mask(rule.ticket) if rule.ticket else None,
+        expires=rule.expires.isoformat() if rule.expires else None)
+
+
+def suppression_ended(judged: Judged) -> SuppressionEnded | None:
+    """On the event that ends a suppression (the finding escalates again): which rule, and why."""
+    rule_id = judged.prev.muted_by
+    if judged.transition != "escalated" or not judged.prev.suppressed or rule_id is None:
+        return None
+    decision = judged.decision
+    why = "removed"
+    if decision is not None and any(m.rule.id == rule_id for m in decision.broken_through):
+        why = "attack"
+    elif decision is not None and any(m.rule.id == rule_id for m in decision.expired):
+        why = "expired"
+    return SuppressionEnded.model_construct(rule_id=mask(rule_id), why=why)
+
+
+def policy_reasons(judged: Judged) -> list[str]:
+    """The policy's part of an event's reasons, first: the mute, its end, and what the overrides changed."""
+    decision, out = judged.decision, []
+    if decision is None:
+        return out
+    muting = decision.muted_by
+    if judged.transition == "suppressed" and muting is not None:
+        until = f" until {muting.rule.expires.isoformat()}" if muting.rule.expires else ""
+        out.append(f"suppressed by rule {muting.rule.id} ({muting.rule.owner}){until}: {muting.rule.reason}")
+    ended = suppression_ended(judged)
+    if ended is not None:
+        out.append({"expired": f"mute rule {ended.rule_id} expired",
+                    "removed": f"mute rule {ended.rule_id} no longer applies (removed from the policy)",
+                    "attack": f"an attack on the resource itself broke through mute rule {ended.rule_id}"}[ended.why])
+    return out + list(decision.notes)
 
 
 def clamp_state(state: EntityState, latest: float) -> bool:

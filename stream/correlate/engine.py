@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from stream.correlate.correlator import Correlator
+from stream.correlate.correlator import Correlator, PolicyTime
 from stream.correlate.event import Escalation
 from stream.correlate.recovery import HeldWrites
 from stream.correlate.state import decode, encode
@@ -34,6 +34,7 @@ from stream.ingest.entity_events import event_position, read_entity_events
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.router import Event, Routed, Router
 from stream.models import NormalizedRecord, TraceBatch
+from stream.policy.rules import Policy
 from stream.settings import Settings
 
 SWEEP_EVERY_TICKS = 60
@@ -88,14 +89,16 @@ class Engine:
     """Context, router, ingest and correlator, with the chunk being applied and the per-partition cadence."""
 
     def __init__(self, settings: Settings, table: MutableMapping[str, Any], *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, policy: Policy | None = None,
+                 policy_time: PolicyTime = "wall") -> None:
         self.settings = settings
         self.context = Context(max_path_depth=settings.max_path_depth)
         self.router = Router(self.context, settings.window_step_s)
         self.ingest = Ingest(self.router, DecodeLimits.from_settings(settings, clock=clock),
                              settings.traces_encoding)
         self.store = HeldWrites(table)  # an entity's state is written once its escalations are published
-        self.correlator = Correlator(settings, self.context, self.store, clock=clock)
+        self.correlator = Correlator(settings, self.context, self.store, clock=clock, policy=policy,
+                                     policy_time=policy_time)
         self.ticks: dict[int, int] = {}  # partition -> ticks since it was assigned
         self.reconciled: set[int] = set()  # partitions checked against the escalations already published
         self._results: list[Escalation] = []
@@ -160,6 +163,18 @@ class Engine:
             self.context.prune(horizon)
             self.router.prune(horizon)
         self._results += correlator.tick(partition)
+
+    def set_policy(self, policy: Policy | None) -> None:
+        """Judge by ``policy`` from now on (a new version from hotpath.policy, or None for none), and re-judge
+        every live entity of every partition at once: a removed mute re-escalates, a new one suppresses,
+        without waiting for input. The events come with the next :meth:`settle`, like a tick's.
+
+        Entities that are not live (no active escalation, no traffic within the stale horizon) cannot
+        escalate whatever the policy says, so they wait for their next event.
+        """
+        self.correlator.policy = policy
+        self._results += self.correlator.judge_deferred()  # so that a live entity is judged once, as on a tick
+        self._results += self.correlator.tick()
 
     def settle(self) -> Settlement:
         """Judge the entities the chunk touched and say what to publish and park; the states stay held.

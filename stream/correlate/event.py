@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from stream.models import Criticality, DataClassification, Severity
 from stream.settings import Priority
 
-State = Literal["escalated", "updated", "resolved"]
+State = Literal["escalated", "updated", "resolved", "suppressed"]
 TEXT_MAX_CHARS = 1024
 LIST_MAX_ITEMS = 20
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "topics" / "schemas" / "escalation.schema.json"
@@ -126,6 +126,33 @@ class AssetContext(_Part):
     service: Text | None
 
 
+class SuppressedBy(_Part):
+    """The mute that keeps a suppressed escalation from paging: who accepted the risk, why, until when."""
+
+    rule_id: Text
+    source: Text = Field(description="the policy file the rule comes from, or hotpath.policy (the policy topic)")
+    policy_version: Text = Field(description="digest of the policy the rule is part of")
+    owner: Text
+    reason: Text
+    ticket: Text | None
+    expires: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = Field(
+        description="last day (UTC) the rule applies")
+
+
+class SuppressionEnded(_Part):
+    """Why a finding that was suppressed escalates again."""
+
+    rule_id: Text
+    why: Literal["expired", "removed", "attack"]
+
+
+class Routing(_Part):
+    """The sinks a policy route sends the escalation to (absent: every sink)."""
+
+    sinks: Texts = Field(description="names of the sinks (HOTPATH_SINKS) that deliver it")
+    opsgenie_team: Text | None = Field(description="the Opsgenie responder team, when the route names one")
+
+
 class Escalation(_Part):
     """One lifecycle event of one finding on hotpath.escalations, keyed by finding_uid. (finding_uid, version) is
     unique; a consumer keeps the highest version per finding_uid."""
@@ -154,9 +181,20 @@ class Escalation(_Part):
     asset: AssetContext
     event_time: Timestamp
     emitted_at: Timestamp
+    policy_version: Text | None = Field(
+        default=None, description="digest of the policy that judged the event; null without a policy")
+    suppressed_by: SuppressedBy | None = Field(
+        default=None, description="on a suppressed event, the mute that applies. Absent from other events.")
+    suppression_ended: SuppressionEnded | None = Field(
+        default=None, description="on the first event after a suppression ends, which rule and why. Absent "
+                                  "from other events.")
+    routing: Routing | None = Field(
+        default=None, description="when a policy route matched: the only paging sinks that deliver it. Absent: "
+                                  "every sink.")
 
     def record(self) -> dict[str, Any]:
-        """The event as the topic carries it: ``previous_priority`` only on an event that set it."""
+        """The event as the topic carries it: ``previous_priority``, ``suppressed_by``, ``suppression_ended``
+        and ``routing`` only on an event that set them."""
         return self.model_dump(exclude_unset=True)
 
     @property

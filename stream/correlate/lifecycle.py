@@ -12,6 +12,14 @@ Rules:
 - ``resolved`` when the source resolves it, or when it has not been exercised for
   ``stale_windows`` windows. A finding that was never escalated resolves silently.
 A resolved finding that crosses the threshold again is escalated again, with a higher version.
+
+A policy mute (``Verdict.muted_by``) turns what would page into ``suppressed``, which is published like
+any event but pages no one. A suppressed finding is active: it is judged, ticked and goes stale or
+resolved as an escalated one does ("resolved" is published, so every reader of its suppressed event
+learns it closed). ``suppressed`` is emitted when a mute starts to apply (to a finding about to
+escalate, or to one already escalated) or another rule takes over; when no mute applies any more
+(expired, removed, or an attack broke through) the finding is ``escalated`` again at its current
+priority (the last one seen live, as for a lull), whatever the threshold: it had earned a page.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import Literal
 
 from stream.settings import Priority
 
-Transition = Literal["escalated", "updated", "resolved"]
+Transition = Literal["escalated", "updated", "resolved", "suppressed"]
 PRIORITY_RANK: dict[str, int] = {"P1": 1, "P2": 2, "P3": 3, "P4": 4, "P5": 5}
 
 
@@ -37,6 +45,11 @@ class EscalationState:
     active: bool = False
     priority: Priority | None = None
     score: float = 0.0
+    muted_by: str | None = None  # the id of the mute rule the last event (suppressed) was muted by
+
+    @property
+    def suppressed(self) -> bool:
+        return self.active and self.muted_by is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +61,22 @@ class Verdict:
     score: float
     live: bool  # exercised or attacked in the current window
     stale: bool  # unexercised for stale_windows windows
+    muted_by: str | None = None  # the id of the policy's mute rule that applies now
 
 
 def decide(prev: EscalationState, verdict: Verdict, threshold: Priority) -> tuple[Transition | None, EscalationState]:
     if prev.active:
         if not verdict.open or verdict.stale:
             return "resolved", EscalationState(prev.version + 1, False, prev.priority, prev.score)
-        if verdict.live and verdict.priority != prev.priority:
+        # A mute starting, changing hands or ending, at the priority seen live (the last one through a lull).
+        priority, value = (verdict.priority, verdict.score) if verdict.live else (prev.priority, prev.score)
+        if verdict.muted_by != prev.muted_by:
+            transition: Transition = "escalated" if verdict.muted_by is None else "suppressed"
+            return transition, EscalationState(prev.version + 1, True, priority, value, verdict.muted_by)
+        if verdict.muted_by is None and verdict.live and verdict.priority != prev.priority:
             return "updated", EscalationState(prev.version + 1, True, verdict.priority, verdict.score)
         return None, prev
     if verdict.open and verdict.live and PRIORITY_RANK[verdict.priority] <= PRIORITY_RANK[threshold]:
-        return "escalated", EscalationState(prev.version + 1, True, verdict.priority, verdict.score)
+        transition = "escalated" if verdict.muted_by is None else "suppressed"
+        return transition, EscalationState(prev.version + 1, True, verdict.priority, verdict.score, verdict.muted_by)
     return None, prev

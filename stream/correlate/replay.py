@@ -23,6 +23,7 @@ from typing import IO, Any
 from stream.correlate.engine import CHUNK_RECORDS, EncodedStates, Engine
 from stream.ingest.formats.assets import load_asset_file
 from stream.ingest.merge import Progress, merged_records
+from stream.policy.rules import Policy
 from stream.settings import Settings
 
 PARTITION = 0
@@ -30,10 +31,14 @@ PARTITION = 0
 
 def replay(settings: Settings, *, findings: Iterable[Path] = (), traces: Iterable[Path] = (),
            alerts: Iterable[Path] = (), assets: Iterable[Path] = (), errors: IO[str] | None = None,
-           clock=None, chunk_records: int = CHUNK_RECORDS,
-           progress: Progress | None = None) -> Iterator[dict[str, Any]]:
-    """Yield the escalation events the streaming job would emit for these files."""
-    engine = Engine(settings, EncodedStates(), **({"clock": clock} if clock else {}))
+           clock=None, chunk_records: int = CHUNK_RECORDS, progress: Progress | None = None,
+           policy: Policy | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the escalation events the streaming job would emit for these files, judged by ``policy``.
+
+    Mutes expire by event time here: the data is judged by the mutes that applied when it happened.
+    """
+    engine = Engine(settings, EncodedStates(), policy=policy, policy_time="event",
+                    **({"clock": clock} if clock else {}))
     for path in ([settings.asset_file] if settings.asset_file else []) + list(assets):
         for asset in load_asset_file(path, settings.max_record_bytes, settings.max_json_depth):
             engine.route("assets", asset)

@@ -114,10 +114,12 @@ def _finding(fields: list[Any], fmt: int) -> FindingState:
 
 
 def _escalation_fields(escalation: EscalationState) -> list[Any]:
-    """Nothing for a finding never escalated (most of them), else version, active, priority, score."""
+    """Nothing for a finding never escalated (most of them), else version, active, priority, score, and the
+    mute rule of a suppressed one (absent otherwise, so states written before mutes read the same)."""
     if escalation == EscalationState():
         return []
-    return [escalation.version, escalation.active, escalation.priority, escalation.score]
+    fields = [escalation.version, escalation.active, escalation.priority, escalation.score]
+    return fields + [escalation.muted_by] if escalation.muted_by is not None else fields
 
 
 def _trace_bytes(trace: str) -> bytes | str:

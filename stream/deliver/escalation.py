@@ -26,9 +26,10 @@ from stream.redact import mask_fields
 
 __all__ = ["TEXT_MAX_CHARS", "Escalation", "epoch_ms", "escalation_from_dict", "masked_event", "parse_escalation",
            "trace_links"]
-# Hex ids: the escalation uid (a digest hotpath derives) and trace ids (32 hex digits, checked by the model)
-# leave no room for a credential, and masking a run of decimal digits inside one would break it.
-UNMASKED_PATHS = frozenset({("escalation_uid",), ("evidence", "trace_ids")})
+# Hex ids: the escalation uid and the policy version (digests hotpath derives) and trace ids (32 hex digits,
+# checked by the model) leave no room for a credential, and masking a run of decimal digits inside one would break it.
+UNMASKED_PATHS = frozenset({("escalation_uid",), ("evidence", "trace_ids"), ("policy_version",),
+                            ("suppressed_by", "policy_version")})
 
 
 def masked_event(event: dict[str, Any]) -> dict[str, Any]:

@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from stream.policy.document import PolicyFile, PolicyFileError, Problem, read_policy_file
+from stream.policy.document import PolicyFile, PolicyFileError, Problem, compile_policy, read_policy_file
 from stream.policy.mutelist import MutelistDocument
+from stream.policy.rules import Policy
 from stream.redact import mask
+from stream.settings import ConfigError
 
 
 def problem_line(problem: Problem) -> str:
@@ -54,3 +56,22 @@ def summary(policy_file: PolicyFile) -> str:
 
 def _count(number: int, one: str, many: str | None = None) -> str:
     return f"{number} {one if number == 1 else many or one + 's'}"
+
+
+def policy_or_config_error(paths: Sequence[Path]) -> Policy | None:
+    """The policy of these files for the worker or replay, None without files.
+
+    A bad file stops start-up: ConfigError holding every problem of every file, one line each, as
+    ``hotpath policy check`` prints them.
+    """
+    if not paths:
+        return None
+    files, problems = [], []
+    for path in paths:
+        try:
+            files.append(read_policy_file(path))
+        except PolicyFileError as exc:
+            problems.extend(problem_line(problem) for problem in exc.problems)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return compile_policy(files)

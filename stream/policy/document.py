@@ -102,7 +102,11 @@ def read_policy_file(path: Path, today: date | None = None) -> PolicyFile:
 
 def load_policy(paths: Sequence[Path]) -> Policy:
     """Every file read and compiled into one Policy, in the order given; PolicyFileError on the first bad file."""
-    files = [read_policy_file(path) for path in paths]
+    return compile_policy([read_policy_file(path) for path in paths])
+
+
+def compile_policy(files: Sequence[PolicyFile]) -> Policy:
+    """Valid files compiled into one Policy, in the order given."""
     mutes: list[MuteSource] = []
     overrides, routes = [], []
     for policy_file in files:

@@ -236,6 +236,8 @@ class Decision:
     """Mutes that match the finding but an attack on the resource lifted."""
     overrides: tuple[str, ...] = ()
     """The ids (or positions) of the overrides applied."""
+    notes: tuple[str, ...] = ()
+    """What the overrides changed, in words, for the escalation's reasons ("priority capped at P3 by rule dev-cap")."""
 
 
 class MuteSource(Protocol):
@@ -308,9 +310,9 @@ class Policy:
 
     def decide(self, facts: FindingFacts, at: datetime) -> Decision:
         muted_by, expired, broken = self._mute(facts, at)
-        severity, priority, applied = self._override(facts)
+        severity, priority, applied, notes = self._override(facts)
         return Decision(muted_by=muted_by, priority=priority, severity=severity, routing=self._route(facts, priority),
-                        expired=expired, broken_through=broken, overrides=applied)
+                        expired=expired, broken_through=broken, overrides=applied, notes=notes)
 
     def next_expiry(self, after: datetime) -> datetime | None:
         """When a mute next stops applying after ``after``: the engine re-decides what it muted then."""
@@ -329,23 +331,34 @@ class Policy:
                 muted_by = muting
         return muted_by, tuple(expired), tuple(broken)
 
-    def _override(self, facts: FindingFacts) -> tuple[Severity, Priority, tuple[str, ...]]:
-        severity, floor, cap, applied = facts.severity, None, None, []
+    def _override(self, facts: FindingFacts) -> tuple[Severity, Priority, tuple[str, ...], tuple[str, ...]]:
+        """The severity and priority after every matching override, their ids, and what changed, in words."""
+        severity, applied = facts.severity, []
+        floor: tuple[Priority, str] | None = None  # the most urgent floor, and the rule that set it
+        cap: tuple[Priority, str] | None = None  # the least urgent cap, and the rule that set it
+        severity_by = None
         for position, override in enumerate(self._overrides):
             if not override.match.holds(facts):
                 continue
-            applied.append(override.id or f"overrides[{position}]")
-            severity = override.severity or severity
-            if override.priority_floor and (floor is None or _rank(override.priority_floor) < _rank(floor)):
-                floor = override.priority_floor
-            if override.priority_cap and (cap is None or _rank(override.priority_cap) > _rank(cap)):
-                cap = override.priority_cap
+            name = override.id or f"overrides[{position}]"
+            applied.append(name)
+            if override.severity:
+                severity, severity_by = override.severity, name
+            if override.priority_floor and (floor is None or _rank(override.priority_floor) < _rank(floor[0])):
+                floor = (override.priority_floor, name)
+            if override.priority_cap and (cap is None or _rank(override.priority_cap) > _rank(cap[0])):
+                cap = (override.priority_cap, name)
+        notes = []
+        if severity_by and severity != facts.severity:
+            notes.append(f"severity set to {severity} (the scanner said {facts.severity}) by rule {severity_by}")
         rank = _rank(facts.priority)
-        if floor is not None:
-            rank = min(rank, _rank(floor))
-        if cap is not None:
-            rank = max(rank, _rank(cap))
-        return severity, PRIORITIES[rank], tuple(applied)
+        if floor is not None and _rank(floor[0]) < rank:
+            rank = _rank(floor[0])
+            notes.append(f"priority raised to {floor[0]} by rule {floor[1]}")
+        if cap is not None and _rank(cap[0]) > rank:
+            rank = _rank(cap[0])
+            notes.append(f"priority capped at {cap[0]} by rule {cap[1]}")
+        return severity, PRIORITIES[rank], tuple(applied), tuple(notes)
 
     def _route(self, facts: FindingFacts, priority: Priority) -> Routing | None:
         matched = [route for route in self._routes if route.holds(facts, priority)]

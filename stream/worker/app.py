@@ -17,6 +17,7 @@ from stream.ingest.entity_events import EntityPartitioner
 from stream.ingest.formats.assets import load_asset_file
 from stream.kafka.clients import GROUP_SESSION_TIMEOUT_S, topic_durability_config
 from stream.metrics import Metrics
+from stream.policy.check import policy_or_config_error
 from stream.settings import ConfigError, Settings, web_bind_host
 from stream.worker.agents import Agents
 from stream.worker.contextfeed import ContextFeed
@@ -44,12 +45,13 @@ class Hotpath:
 def create_app(settings: Settings) -> Hotpath:
     import faust
 
+    policy = policy_or_config_error(settings.policy_files)  # a bad file stops start-up before Kafka is asked
     partitions = entity_partitions(settings)
     app = faust_app(settings, partitions)
     table = app.Table("entity-state", default=None, partitions=partitions, value_type=bytes,
                       schema=faust.Schema(key_serializer="json", value_serializer="raw"),
                       extra_topic_configs=topic_durability_config(settings))
-    engine = Engine(settings, EntityTable(table))
+    engine = Engine(settings, EntityTable(table), policy=policy)
     if settings.asset_file:
         for asset in load_asset_file(settings.asset_file, settings.max_record_bytes, settings.max_json_depth):
             engine.route("assets", asset)

@@ -35,12 +35,13 @@ def touch(entity, callers, when, spans=10, internet=0, trace="0af7651916cd43dd84
 
 
 class Harness:
-    """The worker's engine on one partition with the clock at T0: each routed record is applied and
-    settled (judged, its escalations collected in ``out``, its states written) before the next."""
+    """The worker's engine on one partition with the clock at T0 (or ``clock``), judging by ``policy``: each
+    routed record is applied and settled (judged, its escalations collected in ``out``, its states written)
+    before the next."""
 
-    def __init__(self, **overrides) -> None:
+    def __init__(self, *, clock=lambda: T0, policy=None, **overrides) -> None:
         self.settings = load_settings(**overrides)
-        self.engine = Engine(self.settings, EncodedStates(), clock=lambda: T0)
+        self.engine = Engine(self.settings, EncodedStates(), clock=clock, policy=policy)
         self.context, self.router = self.engine.context, self.engine.router
         self.correlator, self.store = self.engine.correlator, self.engine.store
         self.out: list[dict] = []

@@ -18,7 +18,8 @@ from stream.models import DecodeError
 from stream.settings import Settings
 
 # Written by the correlator of commit b61efec (which built the event as a dict by hand) on the demo
-# scenario below, masked as the worker publishes it, with the wall clock stopped at EMITTED_AT.
+# scenario below, masked as the worker publishes it, with the wall clock stopped at EMITTED_AT; regenerated
+# once for issue 17, whose only change to these events is "policy_version": null at the end of each.
 GOLDEN = Path(__file__).parent / "golden" / "demo-seed11-escalations.ndjson"
 EMITTED_AT = 1_800_000_000.0
 

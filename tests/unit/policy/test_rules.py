@@ -119,6 +119,19 @@ def test_a_floor_raises_what_it_matches_and_a_cap_wins_over_it(policy: Policy) -
     assert (in_dev.priority, in_dev.overrides) == ("P3", ("dev-never-pages", "card-data-floor"))
 
 
+def test_the_decision_says_in_words_what_the_overrides_changed(policy: Policy) -> None:
+    capped = policy.decide(facts(resource="db-1", environment="dev", priority="P1"), AFTER_EXPIRY)
+    assert capped.notes == ("priority capped at P3 by rule dev-never-pages",)
+    in_dev = policy.decide(facts(resource="db-1", tags={"data": "pci"}, environment="dev", priority="P4"),
+                           AFTER_EXPIRY)
+    assert in_dev.notes == ("priority raised to P2 by rule card-data-floor", "priority capped at P3 by rule "
+                                                                             "dev-never-pages")
+    already_low = policy.decide(facts(resource="db-1", environment="dev", priority="P4"), AFTER_EXPIRY)
+    assert already_low.overrides == ("dev-never-pages",) and already_low.notes == ()
+    config_rule = policy.decide(facts(check="s3-bucket-public-read-prohibited", resource="b"), AFTER_EXPIRY)
+    assert config_rule.notes == ("severity set to medium (the scanner said high) by rule config-rules-are-medium",)
+
+
 def test_a_severity_override(policy: Policy) -> None:
     decision = policy.decide(facts(check="s3-bucket-public-read-prohibited", resource="b"), AFTER_EXPIRY)
     assert (decision.severity, decision.overrides) == ("medium", ("config-rules-are-medium",))
