@@ -58,6 +58,8 @@ Text = Annotated[str, AfterValidator(lambda text: _cut(text, TEXT_MAX_CHARS))]
 Texts = Annotated[list[Text], AfterValidator(_first_items)]
 WebLinks = Annotated[list[Text], AfterValidator(_web_links)]
 TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+PolicyVersion = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="the Policy.digest (SHA-256, hex)")]
+Day = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", json_schema_extra={"format": "date"})]
 Timestamp = Annotated[str, AfterValidator(_rfc3339), Field(json_schema_extra={"format": "date-time"})]
 
 
@@ -131,12 +133,11 @@ class SuppressedBy(_Part):
 
     rule_id: Text
     source: Text = Field(description="the policy file the rule comes from, or hotpath.policy (the policy topic)")
-    policy_version: Text = Field(description="digest of the policy the rule is part of")
+    policy_version: PolicyVersion
     owner: Text
     reason: Text
     ticket: Text | None
-    expires: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = Field(
-        description="last day (UTC) the rule applies")
+    expires: Day | None = Field(description="last day (UTC) the rule applies")
 
 
 class SuppressionEnded(_Part):
@@ -181,7 +182,7 @@ class Escalation(_Part):
     asset: AssetContext
     event_time: Timestamp
     emitted_at: Timestamp
-    policy_version: Text | None = Field(
+    policy_version: PolicyVersion | None = Field(
         default=None, description="digest of the policy that judged the event; null without a policy")
     suppressed_by: SuppressedBy | None = Field(
         default=None, description="on a suppressed event, the mute that applies. Absent from other events.")

@@ -25,9 +25,10 @@ from stream.models import DecodeError
 from stream.redact import mask_fields
 
 __all__ = ["TEXT_MAX_CHARS", "Escalation", "epoch_ms", "escalation_from_dict", "masked_event", "parse_escalation",
-           "trace_links"]
-# Hex ids: the escalation uid and the policy version (digests hotpath derives) and trace ids (32 hex digits,
-# checked by the model) leave no room for a credential, and masking a run of decimal digits inside one would break it.
+           "suppression_note", "trace_links"]
+# Hex ids: the escalation uid (a digest hotpath derives), trace ids (32 hex digits) and policy versions (64),
+# each checked by the model, leave no room for a credential, and masking a run of decimal digits inside one
+# would break it.
 UNMASKED_PATHS = frozenset({("escalation_uid",), ("evidence", "trace_ids"), ("policy_version",),
                             ("suppressed_by", "policy_version")})
 
@@ -64,3 +65,15 @@ def trace_links(escalation: Escalation, url_template: str) -> list[tuple[str, st
     """``(url, text)`` for each sample trace, through the trace UI's URL template (``{trace_id}``)."""
     return [(url_template.replace("{trace_id}", trace_id), f"Trace {trace_id}")
             for trace_id in escalation.evidence.trace_ids]
+
+
+def suppression_note(escalation: Escalation) -> str:
+    """What a paging sink records when it closes an incident for a mute: the rule, who accepted the risk, why, until
+    when. The texts come from the masked event."""
+    muted = escalation.suppressed_by
+    if muted is None:
+        return f"Suppressed by hotpath (version {escalation.version})"
+    ticket = f"; ticket {muted.ticket}" if muted.ticket else ""
+    until = f"until {muted.expires}" if muted.expires else "without expiry"
+    return (f"Suppressed by hotpath policy rule {muted.rule_id} ({muted.source}, policy {muted.policy_version[:12]}), "
+            f"{until}: accepted by {muted.owner}: {muted.reason}{ticket}")

@@ -22,6 +22,8 @@ class DeliveryMetrics:
         self.delivered = Counter("hotpath_deliver_delivered_total", "Escalations a sink accepted", ["sink"],
                                  registry=registry)
         self.retries = Counter("hotpath_deliver_retries_total", "Webhook requests retried", ["sink"], registry=registry)
+        self.skipped = Counter("hotpath_deliver_skipped_total", "Escalations a sink's lane passed by, and why",
+                               ["sink", "reason"], registry=registry)
         self.dead_lettered = Counter("hotpath_deliver_dead_lettered_total", "Deliveries given up and dead-lettered",
                                      ["sink"], registry=registry)
         self.siem_published = Counter("hotpath_deliver_siem_published_total",

@@ -19,9 +19,14 @@ P5         1 Informational         0 Info                   info
 =========  ======================  =======================  =====================
 
 ``risk_score`` is the hotpath score (0..100) rounded; ``status_id`` is 1 New while the escalation is
-open and 4 Resolved once it is resolved. A priority change is an Update with the new severity, and
-``unmapped.hotpath.previous_priority`` says what it was. Scores, factors and the asset context
-travel in ``unmapped.hotpath``. Times are OCSF ``timestamp_t``: milliseconds since the epoch.
+open, 3 Suppressed while a policy mutes it and 4 Resolved once it is resolved. A suppressed event is
+a Create when it is the finding's first event (muted from the start), else an Update; the SIEM keeps
+the decision: ``comment`` says which rule, who accepted the risk, why and until when, and
+``unmapped.hotpath.suppressed_by`` holds the rule as the event carries it (``suppression_ended``
+on the first event after it ends, and ``policy_version`` whenever a policy judged). A priority
+change is an Update with the new severity, and ``unmapped.hotpath.previous_priority`` says what it
+was. Scores, factors and the asset context travel in ``unmapped.hotpath``. Times are OCSF
+``timestamp_t``: milliseconds since the epoch.
 
 Every text comes from the masked, bounded escalation (:mod:`stream.deliver.escalation`: at most 1024
 characters each, lists of at most 20), so the record stays within the schema's limits
@@ -49,7 +54,7 @@ from py_ocsf_models.objects.product import Product
 from py_ocsf_models.objects.related_event import RelatedEvent
 from py_ocsf_models.objects.resource_details import ResourceDetails
 
-from stream.deliver.escalation import TEXT_MAX_CHARS, Escalation, epoch_ms, escalation_from_dict
+from stream.deliver.escalation import TEXT_MAX_CHARS, Escalation, epoch_ms, escalation_from_dict, suppression_note
 from stream.deliver.http import truncate
 from stream.version import version
 
@@ -61,6 +66,7 @@ PRODUCT_VERSION = version()
 RECORD_MAX_BYTES = 1_000_000
 MESSAGE_MAX_CHARS = 2048
 DESC_MAX_CHARS = 16384
+COMMENT_MAX_CHARS = 8192
 
 SEVERITY_BY_PRIORITY: dict[str, SeverityID] = {
     "P1": SeverityID.Critical,
@@ -81,6 +87,12 @@ ACTIVITY_BY_STATE: dict[str, ActivityID] = {
     "updated": ActivityID.Update,
     "resolved": ActivityID.Close,
 }
+STATUS_BY_STATE: dict[str, StatusID] = {
+    "escalated": StatusID.New,
+    "updated": StatusID.New,
+    "resolved": StatusID.Resolved,
+    "suppressed": StatusID.Suppressed,
+}
 TRACE_EVENT_TYPE = "OpenTelemetry trace"
 ALERT_EVENT_TYPE = "Runtime alert"
 
@@ -95,10 +107,10 @@ def to_ocsf(event: dict[str, Any] | Escalation, product_version: str = PRODUCT_V
     """One escalation event as an OCSF Detection Finding, ready for JSON (``None`` fields left out)."""
     escalation = event if isinstance(event, Escalation) else escalation_from_dict(event)
     finding = escalation.finding
-    activity = ACTIVITY_BY_STATE[escalation.state]
+    activity = _activity(escalation)
     severity = SEVERITY_BY_PRIORITY[escalation.priority]
     risk_level = RISK_LEVEL_BY_PRIORITY[escalation.priority]
-    status = StatusID.Resolved if escalation.state == "resolved" else StatusID.New
+    status = STATUS_BY_STATE[escalation.state]
     type_uid = DetectionFindingTypeID(ClassUID.DetectionFinding * 100 + activity.value)
     ocsf = DetectionFinding(
         activity_id=activity,
@@ -114,6 +126,7 @@ def to_ocsf(event: dict[str, Any] | Escalation, product_version: str = PRODUCT_V
         risk_level_id=risk_level,
         risk_level=risk_level.name,
         message=truncate(f"{escalation.priority} {finding.title} on {escalation.resource}", MESSAGE_MAX_CHARS),
+        comment=truncate(suppression_note(escalation), COMMENT_MAX_CHARS) if escalation.state == "suppressed" else None,
         finding_info=_finding_info(escalation),
         resources=_resources(escalation),
         cloud=_cloud(escalation),
@@ -132,6 +145,13 @@ def to_ocsf(event: dict[str, Any] | Escalation, product_version: str = PRODUCT_V
     if size > RECORD_MAX_BYTES:
         raise ValueError(f"the OCSF finding takes {size} bytes, more than the {RECORD_MAX_BYTES} the SIEM topic takes")
     return record
+
+
+def _activity(escalation: Escalation) -> ActivityID:
+    """Create, Update or Close; a suppressed event creates the finding when the policy muted it from its first event."""
+    if escalation.state == "suppressed":
+        return ActivityID.Create if escalation.version == 1 else ActivityID.Update
+    return ACTIVITY_BY_STATE[escalation.state]
 
 
 def _finding_info(escalation: Escalation) -> FindingInformation:
@@ -224,4 +244,5 @@ def _hotpath_details(escalation: Escalation) -> dict[str, Any]:
         "asset": escalation.asset.model_dump(),
         "finding": {"source": finding.source, "check": finding.check, "severity": finding.severity},
         "emitted_at": escalation.emitted_at,
+        **escalation.model_dump(include={"suppressed_by", "suppression_ended", "policy_version"}, exclude_none=True),
     }

@@ -1,4 +1,4 @@
-"""Opsgenie Alert API: create on escalated and updated, close on resolved, ``alias`` = dedup key.
+"""Opsgenie Alert API: create on escalated and updated, close on resolved and suppressed, ``alias`` = dedup key.
 
 Opsgenie de-duplicates creates on the alias of an open alert (it counts them instead of notifying
 again), so a retried or re-delivered create never pages twice; close addresses the alert by alias
@@ -12,6 +12,10 @@ sent the first, lower priority), and otherwise only counts; then ``PUT
 /v2/alerts/{alias}/priority?identifierType=alias``, which sets the open alert's priority, since a
 de-duplicated create leaves it as it was. Both are idempotent, so re-sending both is safe.
 
+A suppressed event (a policy muted the finding) never creates: it closes the finding's alert with
+the suppression (rule, owner, reason, ticket, expiry) as the close's note. When a policy route names
+an Opsgenie team (``routing.opsgenie_team``), the create names it as the alert's responder.
+
 Every field stays within the Alert API's documented limits: message 130 characters, alias 512,
 description 15000, tags 20 of at most 50 characters, details 8000 characters in all (keys and
 values), entity 512, source 100, note 25000, priority P1 to P5.
@@ -21,9 +25,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from stream.deliver.escalation import Escalation, trace_links
+from stream.deliver.escalation import Escalation, suppression_note, trace_links
 from stream.deliver.http import HttpRequest, classify_response, json_request, truncate
-from stream.deliver.routing import Secret
+from stream.deliver.routing import CLOSING_STATES, Secret
 from stream.deliver.sink import SinkKind
 from stream.settings import SinkSettings
 
@@ -47,15 +51,20 @@ def build_requests(escalation: Escalation, sink: SinkSettings, secret: Secret, *
     base = (sink.url or DEFAULT_URL).rstrip("/")
     headers = {"Authorization": f"GenieKey {secret.reveal()}"}
     alert_url = f"{base}/v2/alerts/{quote(truncate(escalation.dedup_key, ALIAS_MAX_CHARS), safe='')}"
-    if escalation.state == "resolved":
-        note = f"Resolved by hotpath (version {escalation.version}): " + "; ".join(escalation.reasons)
-        close = {"source": SOURCE, "note": truncate(note, NOTE_MAX_CHARS)}
+    if escalation.state in CLOSING_STATES:
+        close = {"source": SOURCE, "note": truncate(_close_note(escalation), NOTE_MAX_CHARS)}
         return [json_request(f"{alert_url}/close?identifierType=alias", close, headers)]
     create = json_request(f"{base}/v2/alerts", _alert(escalation, trace_url_template), headers)
     if escalation.state == "escalated":
         return [create]
     priority = {"priority": escalation.priority}
     return [create, json_request(f"{alert_url}/priority?identifierType=alias", priority, headers, method="PUT")]
+
+
+def _close_note(escalation: Escalation) -> str:
+    if escalation.state == "suppressed":
+        return suppression_note(escalation)
+    return f"Resolved by hotpath (version {escalation.version}): " + "; ".join(escalation.reasons)
 
 
 def _alert(escalation: Escalation, trace_url_template: str) -> dict:
@@ -79,7 +88,7 @@ def _alert(escalation: Escalation, trace_url_template: str) -> dict:
     }
     tags = [f"priority:{escalation.priority}", f"check:{finding.check}"]
     tags += [f"{name}:{value}" for name, value in (("owner", asset.owner), ("environment", asset.environment)) if value]
-    return {
+    alert = {
         "message": truncate(f"[{escalation.priority}] {finding.title}", MESSAGE_MAX_CHARS),
         "alias": truncate(escalation.dedup_key, ALIAS_MAX_CHARS),
         "description": truncate(description, DESCRIPTION_MAX_CHARS),
@@ -89,6 +98,10 @@ def _alert(escalation: Escalation, trace_url_template: str) -> dict:
         "tags": [truncate(tag, TAG_MAX_CHARS) for tag in tags[:TAGS_MAX]],
         "details": within_total({key: value for key, value in details.items() if value}, DETAILS_MAX_CHARS),
     }
+    team = escalation.routing.opsgenie_team if escalation.routing else None
+    if team:
+        alert["responders"] = [{"type": "team", "name": team}]
+    return alert
 
 
 def within_total(details: dict[str, str], max_chars: int) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""PagerDuty Events API v2: ``trigger`` on escalated and updated, ``resolve`` on resolved.
+"""PagerDuty Events API v2: ``trigger`` on escalated and updated, ``resolve`` on resolved and suppressed.
 
 The ``dedup_key`` is the escalation uid (derived from the finding uid), so PagerDuty folds every
 trigger of one finding into one open alert: a retried or re-delivered trigger never pages twice,
@@ -10,6 +10,11 @@ severity: PagerDuty applies it to the open alert as a new trigger log entry, and
 severity sets the incident's urgency (dynamic notifications); the summary and ``custom_details``
 say what it was before. A finding whose alert was resolved in the meantime opens a new one.
 
+A suppressed event (a policy muted the finding) never pages: it resolves the finding's alert, like a
+resolved event, harmless when none is open. The Events API gives a resolve no note of its own, so
+the suppression (rule, owner, reason, ticket, expiry) travels in the resolve's ``payload``: a valid
+payload the API accepts on any action and keeps with the event in the alert's log.
+
 Limits (PagerDuty's documentation): ``summary`` 1024 characters, ``dedup_key`` 255, the whole
 event 512 KB. PagerDuty names none for ``source``, ``component``, ``group`` and ``class``: hotpath
 keeps them to 255 characters, and each ``custom_details`` entry to 32 KiB of JSON, so an event
@@ -18,7 +23,7 @@ stays well within 512 KB whatever the escalation held.
 
 from __future__ import annotations
 
-from stream.deliver.escalation import Escalation, trace_links
+from stream.deliver.escalation import Escalation, suppression_note, trace_links
 from stream.deliver.http import HttpRequest, classify_response, fit_json, json_request, truncate
 from stream.deliver.routing import Secret
 from stream.deliver.sink import SinkKind
@@ -40,6 +45,8 @@ def build_request(escalation: Escalation, sink: SinkSettings, secret: Secret, *,
     event: dict = {"routing_key": secret.reveal(), "dedup_key": escalation.dedup_key}
     if escalation.state == "resolved":
         event["event_action"] = "resolve"
+    elif escalation.state == "suppressed":
+        event.update(event_action="resolve", payload=_suppression_payload(escalation))
     else:
         event.update(
             event_action="trigger",
@@ -48,6 +55,28 @@ def build_request(escalation: Escalation, sink: SinkSettings, secret: Secret, *,
             client="hotpath",
         )
     return json_request(sink.url or DEFAULT_URL, event)
+
+
+def _suppression_payload(escalation: Escalation) -> dict:
+    """The resolve's record of the mute: the note as summary, the rule's fields as details."""
+    muted = escalation.suppressed_by
+    details = {"state": escalation.state, "version": escalation.version, "finding_uid": escalation.finding_uid,
+               "suppressed_by": muted.model_dump() if muted else None, "policy_version": escalation.policy_version}
+    return {
+        "summary": truncate(suppression_note(escalation), SUMMARY_MAX_CHARS),
+        "severity": SEVERITY_BY_PRIORITY[escalation.priority],
+        "source": _source(escalation),
+        "custom_details": _fitted(details),
+    }
+
+
+def _source(escalation: Escalation) -> str:
+    return truncate(escalation.asset.service or escalation.resource, FIELD_MAX_CHARS)
+
+
+def _fitted(details: dict) -> dict:
+    """``custom_details`` without empty entries, each within ``DETAIL_MAX_BYTES`` of JSON."""
+    return {key: fit_json(value, DETAIL_MAX_BYTES) for key, value in details.items() if value is not None}
 
 
 def _payload(escalation: Escalation) -> dict:
@@ -71,12 +100,11 @@ def _payload(escalation: Escalation) -> dict:
     payload = {
         "summary": truncate(summary, SUMMARY_MAX_CHARS),
         "severity": SEVERITY_BY_PRIORITY[escalation.priority],
-        "source": truncate(escalation.asset.service or escalation.resource, FIELD_MAX_CHARS),
+        "source": _source(escalation),
         "component": truncate(escalation.resource, FIELD_MAX_CHARS),
         "class": truncate(finding.check, FIELD_MAX_CHARS),
         "timestamp": escalation.event_time,
-        "custom_details": {key: fit_json(value, DETAIL_MAX_BYTES) for key, value in details.items()
-                           if value is not None},
+        "custom_details": _fitted(details),
     }
     if escalation.asset.owner:
         payload["group"] = truncate(escalation.asset.owner, FIELD_MAX_CHARS)

@@ -1,16 +1,21 @@
 """Which sinks an escalation goes to, and the secrets they need.
 
-Routing rules (each sink in ``HOTPATH_SINKS``):
+Routing rules (each sink in ``HOTPATH_SINKS``), in this order; :func:`skip_reason` names the first
+that keeps an event from a sink:
 
+- ``routing`` (set by a policy route, issue 17), when the event carries it, must name the sink: a
+  route picks which PagerDuty service, Opsgenie account or webhook receives the escalation. An event
+  without it goes to every sink, as before policies. The sink's own rules below still apply.
 - ``match_owner`` / ``match_environment``, when set, must equal the event's asset ``owner`` /
   ``environment``: this is how each team's services page their own PagerDuty service.
 - ``escalated`` and ``updated`` events go to the sinks whose ``min_priority`` they reach (P1 is the
   highest; a P3 sink takes P1, P2 and P3).
-- ``resolved`` events go to every sink whose owner/environment match, *whatever their priority*.
-  A finding can have been triggered at P2 and be resolved at P4; the resolve must still reach the
-  sink that paged. The rule needs no memory of what was sent, so it survives restarts and
-  rebalances; the price is a resolve for a key a sink never saw, which PagerDuty drops, Opsgenie
-  answers with "alert does not exist" after accepting, and a generic receiver should ignore.
+- ``resolved`` and ``suppressed`` events (both close what a sink may have open) go to every sink
+  whose owner/environment match, *whatever their priority*. A finding can have been triggered at P2
+  and be resolved (or muted) at P4; the close must still reach the sink that paged. The rule needs no
+  memory of what was sent, so it survives restarts and rebalances; the price is a close for a key a
+  sink never saw, which PagerDuty drops, Opsgenie answers with "alert does not exist" after
+  accepting, and a generic receiver should ignore.
 
 Secrets (PagerDuty routing keys, Opsgenie GenieKeys, HMAC secrets) are read from the environment
 variable ``secret_env`` or the file ``secret_file`` and kept in a :class:`Secret`, whose repr and
@@ -89,14 +94,25 @@ def load_secret(sink: SinkSettings, environ: Mapping[str, str] = os.environ) -> 
     return Secret(value)
 
 
+# Why a sink's lane passed an event by: the ``reason`` label of ``hotpath_deliver_skipped_total``.
+NOT_ROUTED = "not_routed"
+OWNER_MISMATCH = "owner_mismatch"
+ENVIRONMENT_MISMATCH = "environment_mismatch"
+BELOW_MIN_PRIORITY = "below_min_priority"
+SKIP_REASONS = (NOT_ROUTED, OWNER_MISMATCH, ENVIRONMENT_MISMATCH, BELOW_MIN_PRIORITY)
+# States that close what a sink has open, so they reach it whatever their priority.
+CLOSING_STATES = frozenset({"resolved", "suppressed"})
 
-def sink_matches(sink: SinkSettings, escalation: Escalation) -> bool:
-    """Whether ``escalation`` goes to ``sink`` (see the module docstring for the rules)."""
+
+def skip_reason(sink: SinkSettings, escalation: Escalation) -> str | None:
+    """Why ``escalation`` does not go to ``sink`` (one of :data:`SKIP_REASONS`), or None when it does."""
+    if escalation.routing is not None and sink.name not in escalation.routing.sinks:
+        return NOT_ROUTED
     asset = escalation.asset
     if sink.match_owner is not None and asset.owner != sink.match_owner:
-        return False
+        return OWNER_MISMATCH
     if sink.match_environment is not None and asset.environment != sink.match_environment:
-        return False
-    if escalation.state == "resolved":
-        return True
-    return PRIORITY_RANK[escalation.priority] <= PRIORITY_RANK[sink.min_priority]
+        return ENVIRONMENT_MISMATCH
+    if escalation.state in CLOSING_STATES:
+        return None
+    return BELOW_MIN_PRIORITY if PRIORITY_RANK[escalation.priority] > PRIORITY_RANK[sink.min_priority] else None

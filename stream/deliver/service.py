@@ -6,16 +6,17 @@ The work is split in *lanes* (:mod:`stream.deliver.lane`), each one consumer gro
 - the SIEM lane (group ``<app_id>-delivery``) publishes each event's OCSF Detection Finding to
   ``topic_siem`` (keyed by escalation uid), once the broker acknowledged it, and dead-letters
   records that cannot be read;
-- one lane per sink (group ``<app_id>-delivery-<sink name>``) sends the events that match the sink
-  (see :mod:`stream.deliver.routing`). 429, 5xx, timeouts and network errors, refused connections
-  included, are retried with exponential back-off and full jitter (:mod:`stream.deliver.backoff`),
-  never sooner than ``Retry-After``, up to ``delivery_retry_budget`` retries per event and sink; a
-  permanent error or a spent budget puts a dead-letter record on ``topic_dlq`` (the reason names the
-  sink, the status and the answer, never the secret). A sink's group without committed offsets (a
-  new sink, or the first start after an upgrade from the single delivery group) starts where the
-  SIEM lane's group stood when the service started, and commits that start at once, so the
-  escalations the topic retains are not paged again and a lane stopped before its first delivery
-  resumes there.
+- one lane per sink (group ``<app_id>-delivery-<sink name>``) sends the events that go to the sink
+  (a policy's ``routing``, the sink's owner, environment and priority: :mod:`stream.deliver.routing`)
+  and counts the others by reason (``hotpath_deliver_skipped_total``). 429, 5xx, timeouts and
+  network errors, refused connections included, are retried with exponential back-off and full
+  jitter (:mod:`stream.deliver.backoff`), never sooner than ``Retry-After``, up to
+  ``delivery_retry_budget`` retries per event and sink; a permanent error or a spent budget puts a
+  dead-letter record on ``topic_dlq`` (the reason names the sink, the status and the answer, never
+  the secret). A sink's group without committed offsets (a new sink, or the first start after an
+  upgrade from the single delivery group) starts where the SIEM lane's group stood when the service
+  started, and commits that start at once, so the escalations the topic retains are not paged again
+  and a lane stopped before its first delivery resumes there.
 
 A sink that is down therefore lags alone: the other sinks and the SIEM feed go on, and the sink's
 lane resumes where it stopped. In each lane records finish in any order and a crash re-delivers
@@ -48,7 +49,7 @@ from stream.deliver.http import Accepted, HttpRequest, Outcome, Permanent, Retry
 from stream.deliver.lane import Abandoned, Key, Lane, committed_offsets, lane_group, log_event, slowest_backlog
 from stream.deliver.metrics import DeliveryMetrics
 from stream.deliver.ops import OpsServer
-from stream.deliver.routing import sink_matches
+from stream.deliver.routing import SKIP_REASONS, skip_reason
 from stream.deliver.sink import SinkClient
 from stream.kafka import clients as kafka
 from stream.kafka.connect import check_brokers
@@ -80,6 +81,8 @@ class DeliveryService:
         for sink in sinks:  # every sink's series exist from the start, at 0
             for counter in (self.metrics.delivered, self.metrics.retries, self.metrics.dead_lettered):
                 counter.labels(sink.name)
+            for reason in SKIP_REASONS:
+                self.metrics.skipped.labels(sink.name, reason)
         self.metrics.ready.set_function(lambda: float(self.readiness()[0]))
         self._lag_series: set[Key] = set()
         self._connected = False
@@ -189,13 +192,16 @@ class DeliveryService:
         self.metrics.siem_published.inc()
 
     async def _feed_sink(self, sink: SinkClient, record) -> None:
-        """Deliver the event if it goes to ``sink``; unreadable ones are the SIEM lane's to dead-letter."""
+        """Deliver the event if it goes to ``sink``, else count why not; unreadable ones are the SIEM lane's."""
         try:
             escalation = parse_escalation(record.value(), self._settings.max_record_bytes)
         except DecodeError:
             return
-        if sink_matches(sink.settings, escalation):
+        reason = skip_reason(sink.settings, escalation)
+        if reason is None:
             await self._deliver(record, escalation, sink)
+        else:
+            self.metrics.skipped.labels(sink.name, reason).inc()
 
     async def _deliver(self, record, escalation: Escalation, sink: SinkClient) -> None:
         settings = self._settings

@@ -11,7 +11,8 @@ the event already, which counts as delivered.
 The body is the escalation event as :mod:`stream.deliver.escalation` reads it: masked, every text at
 most 1024 characters and every list at most 20 items, so it never exceeds ``BODY_MAX_BYTES`` (1 MiB,
 the limit docs/webhook-signature.md promises receivers). A priority change is an ``updated`` event
-carrying ``priority`` and ``previous_priority``.
+carrying ``priority`` and ``previous_priority``. A finding a policy muted arrives as it is, a
+``suppressed`` event with its ``suppressed_by``: the receiver decides what a mute means to it.
 """
 
 from __future__ import annotations

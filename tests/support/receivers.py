@@ -8,13 +8,16 @@ picks: ``400``/``401``/``422`` with the service's error body, ``429`` with ``Ret
 the sender cannot know it was delivered) and ``hang`` (hold the request until :meth:`release`).
 
 Also here: :func:`escalation_event`, a hand-built escalation event following
-topics/schemas/escalation.schema.json field for field, which the tests feed to the sinks.
+topics/schemas/escalation.schema.json field for field, which the tests feed to the sinks (and
+:func:`suppressed_event`, one a policy muted), and :func:`send`, which sends a request a sink built.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import urllib.error
+import urllib.request
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -26,6 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from paths import SCHEMAS
 
 from stream.correlate.lifecycle import escalation_uid
+from stream.deliver.http import HttpRequest
 from stream.deliver.webhook import DEDUP_KEY_HEADER, SIGNATURE_HEADER, verify_signature
 
 HANG_LIMIT_S = 60.0
@@ -40,6 +44,7 @@ DROP = "drop"
 ACCEPT_THEN_DROP = "accept-then-drop"
 HANG = "hang"
 PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+RESPONDER_TYPES = ("team", "user", "escalation", "schedule")
 
 
 @dataclass
@@ -195,6 +200,7 @@ class PagerDutyReceiver(Receiver):
     def __init__(self, routing_key: str):
         super().__init__()
         self.routing_key = routing_key
+        self.actions: list[tuple[str, str]] = []  # (event_action, dedup_key) of each event accepted, in order
 
     @property
     def enqueue_url(self) -> str:
@@ -210,6 +216,7 @@ class PagerDutyReceiver(Receiver):
             self.trigger(key, event)
         else:
             self.close(key, event)  # PagerDuty drops a resolve for an alert that is not open
+        self.actions.append((event["event_action"], key))
         return 202, {"status": "success", "message": "Event processed", "dedup_key": key}, {}
 
     def _errors(self, path: str, event: Any) -> list[str]:
@@ -225,7 +232,7 @@ class PagerDutyReceiver(Receiver):
                           "(must be one of the following: 'trigger', 'acknowledge' or 'resolve')")
         if not event.get("dedup_key") or len(event["dedup_key"]) > 255:
             errors.append("'dedup_key' is missing or longer than 255 characters")
-        if event.get("event_action") == "trigger":
+        if event.get("event_action") == "trigger" or "payload" in event:  # a payload sent is checked on any action
             payload = event.get("payload") or {}
             for name in ("summary", "source", "severity"):
                 if not payload.get(name):
@@ -295,7 +302,18 @@ class OpsgenieReceiver(Receiver):
             errors["details"] = "Details must be at most 8000 characters in total."
         if body.get("priority", "P3") not in PRIORITIES:
             errors["priority"] = "Priority should be one of [P1, P2, P3, P4, P5]"
+        responders = body.get("responders") or []
+        if not all(isinstance(responder, dict) and responder.get("type") in RESPONDER_TYPES
+                   and (responder.get("id") or responder.get("name") or responder.get("username"))
+                   for responder in responders):
+            errors["responders"] = "Responders must name a team, user, escalation or schedule by id or name."
         return errors
+
+    def responders(self, key: str) -> list[dict]:
+        """The responders the alert was opened with (a de-duplicated create changes none)."""
+        with self._lock:
+            alert = self.alerts.get(key)
+            return alert.events[0].get("responders", []) if alert else []
 
 
 class WebhookReceiver(Receiver):
@@ -316,7 +334,7 @@ class WebhookReceiver(Receiver):
         alert = self.alerts.get(key)
         if alert is not None and any(seen["version"] == event["version"] for seen in alert.events):
             return 409, {"message": "already received"}, {}
-        if event["state"] == "resolved":
+        if event["state"] in ("resolved", "suppressed"):  # this receiver treats a mute as the end of the alert
             self.close(key, event)
         else:
             self.trigger(key, event)
@@ -327,8 +345,12 @@ def escalation_event(finding_uid: str = "prowler-aws-s3_bucket_public_access-123
                      *, state: str = "escalated", version: int = 1, priority: str = "P2", score: float = 68.0,
                      owner: str | None = "payments", environment: str | None = "prod",
                      trace_ids: list[str] | None = None, alert_uids: list[str] | None = None,
-                     resource: str = "arn:aws:s3:::payments-exports") -> dict[str, Any]:
-    """An escalation event as the correlation core writes it (topics/schemas/escalation.schema.json)."""
+                     resource: str = "arn:aws:s3:::payments-exports", **policy: Any) -> dict[str, Any]:
+    """An escalation event as the correlation core writes it (topics/schemas/escalation.schema.json).
+
+    ``policy`` adds what a policy decided, as the event carries it: ``suppressed_by`` (see :func:`mute`),
+    ``suppression_ended``, ``policy_version``, ``routing``.
+    """
     if trace_ids is None:
         trace_ids = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"]
     alert_uids = ["f8a7c6d2-5b1e-4c3a-9d2f-1e0b7a6c5d4e"] if alert_uids is None else alert_uids
@@ -369,7 +391,37 @@ def escalation_event(finding_uid: str = "prowler-aws-s3_bucket_public_access-123
         "asset": {"owner": owner, "environment": environment, "service": "payments-api"},
         "event_time": "2025-03-14T09:14:57.870Z",
         "emitted_at": "2025-03-14T09:15:01.002Z",
+        **policy,
     }
+
+
+POLICY_VERSION = "3f0c9a51d2e84b7c6a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b"
+
+
+def mute(rule_id: str = "accept-exports-bucket", *, owner: str = "payments-security",
+         reason: str = "public by design: signed downloads for merchants", ticket: str | None = "RISK-142",
+         expires: str | None = "2026-06-30") -> dict[str, Any]:
+    """The ``suppressed_by`` of a suppressed event: a mute rule from a policy file."""
+    return {"rule_id": rule_id, "source": "policies/payments.yaml", "policy_version": POLICY_VERSION,
+            "owner": owner, "reason": reason, "ticket": ticket, "expires": expires}
+
+
+def suppressed_event(finding_uid: str = "prowler-aws-s3_bucket_public_access-123456789012-eu-west-1-payments-exports",
+                     **changes: Any) -> dict[str, Any]:
+    """A suppressed escalation event (version 2: the finding was escalated first), judged by :data:`POLICY_VERSION`."""
+    fields = {"state": "suppressed", "version": 2, "suppressed_by": mute(), "policy_version": POLICY_VERSION,
+              **changes}
+    return escalation_event(finding_uid, **fields)
+
+
+def send(request: HttpRequest) -> int:
+    """Send a request a sink built to a receiver, as any HTTP client would; the status it answered."""
+    method, url, headers, body = request
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, body, headers, method=method), timeout=5) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def load_schema(name: str) -> dict:

@@ -14,8 +14,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import orjson
 import pytest
@@ -32,6 +30,7 @@ from receivers import (
     WebhookReceiver,
     escalation_event,
     load_schema,
+    send,
 )
 from receivers import Receiver as AnyReceiver
 from sensitive import API_TOKEN, JWT, PAN, PAN_SPACED
@@ -53,16 +52,6 @@ WAIT_S = 60.0
 
 def sink(kind: str, url: str) -> SinkSettings:
     return SinkSettings(name=f"{kind}-payments", kind=kind, url=url, secret_env="SECRET")
-
-
-def send(request: HttpRequest) -> int:
-    """Send a built request to a receiver as any HTTP client would; the status it answered."""
-    method, url, headers, body = request
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, body, headers, method=method), timeout=5) as answer:
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
 
 
 def requests_of(event: dict, receivers: dict[str, AnyReceiver]) -> dict[str, list[HttpRequest]]:

@@ -17,7 +17,7 @@ from stream.deliver import opsgenie, pagerduty, webhook
 from stream.deliver.escalation import escalation_from_dict
 from stream.deliver.http import Accepted, HttpRequest, Permanent, Retry, classify_response
 from stream.deliver.registry import check_sinks, sink_clients
-from stream.deliver.routing import Secret, load_secret, sink_matches
+from stream.deliver.routing import Secret, load_secret, skip_reason
 from stream.settings import ConfigError, SinkSettings, load_settings
 
 ROUTING_KEY = "R0UT1NGK3Y0123456789abcdefabcdef"
@@ -268,7 +268,9 @@ def test_answers_are_accepted_retried_or_permanent():
     ("P1", "P3", True), ("P3", "P3", True), ("P4", "P3", False), ("P2", "P1", False), ("P5", "P5", True),
 ])
 def test_priority_threshold(priority, threshold, routed):
-    assert sink_matches(sink("pagerduty", min_priority=threshold), escalation(priority=priority)) is routed
+    reason = skip_reason(sink("pagerduty", min_priority=threshold), escalation(priority=priority))
+
+    assert reason == (None if routed else "below_min_priority")
 
 
 def test_owner_and_environment_route_each_team_to_its_own_sink():
@@ -276,17 +278,17 @@ def test_owner_and_environment_route_each_team_to_its_own_sink():
     search_team = sink("pagerduty", match_owner="search")
     event = escalation(owner="payments", environment="prod")
 
-    assert sink_matches(payments_prod, event) and not sink_matches(search_team, event)
-    assert not sink_matches(payments_prod, escalation(owner="payments", environment="staging"))
-    assert not sink_matches(payments_prod, escalation(owner=None, environment=None))
+    assert skip_reason(payments_prod, event) is None and skip_reason(search_team, event) == "owner_mismatch"
+    assert skip_reason(payments_prod, escalation(owner="payments", environment="staging")) == "environment_mismatch"
+    assert skip_reason(payments_prod, escalation(owner=None, environment=None)) == "owner_mismatch"
 
 
 def test_resolved_reaches_matching_sinks_whatever_its_priority():
     paging = sink("pagerduty", min_priority="P2", match_owner="payments")
 
-    assert not sink_matches(paging, escalation(state="updated", priority="P4"))
-    assert sink_matches(paging, escalation(state="resolved", priority="P4"))
-    assert not sink_matches(paging, escalation(state="resolved", priority="P1", owner="search"))
+    assert skip_reason(paging, escalation(state="updated", priority="P4")) == "below_min_priority"
+    assert skip_reason(paging, escalation(state="resolved", priority="P4")) is None
+    assert skip_reason(paging, escalation(state="resolved", priority="P1", owner="search")) == "owner_mismatch"
 
 
 # --- secrets ------------------------------------------------------------------------------------------
