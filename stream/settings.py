@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     """Internal: decoded records re-keyed by entity id."""
     topic_context: str = "hotpath.context"
     """Internal, compacted: facts every worker reads in full (pods, call edges, alerts)."""
+    topic_policy: str = "hotpath.policy"
+    """Internal, compacted: the published policy files, one record per file (`hotpath policy publish`)."""
+    topic_audit: str = "hotpath.audit"
+    """Output, append-only, kept a year: policy publications, suppressions, unsuppressions and expiries."""
     replication_factor: int = Field(default=1, ge=1)
     """Copies of every topic hotpath creates, Faust's changelogs included (3 in production)."""
     min_insync_replicas: int = Field(default=1, ge=1)
