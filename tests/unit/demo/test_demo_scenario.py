@@ -63,10 +63,10 @@ def records(values: list[bytes], marker: bytes) -> list[dict]:
     return [orjson.loads(value) for value in values if marker in value]
 
 
-def replay_events(scenario, folder: Path) -> list[dict]:
+def replay_events(scenario, folder: Path, *options: str) -> list[dict]:
     files = scenario.write_files(folder)
     out = folder / "escalations.ndjson"
-    argv = ["replay", "--out", str(out)]
+    argv = ["replay", "--out", str(out), *options]
     for name, paths in files.items():
         argv += [f"--{name}", *map(str, paths)]
     assert main(argv) == 0
@@ -314,3 +314,25 @@ def test_the_risk_the_demo_plays_today_is_accepted_for_a_year_from_today(tmp_pat
     # The file in the repository, dated for the default day, differs only in that date.
     assert recent.policy_text().replace(str(rule.expires), "") == DEMO_POLICY.read_text().replace(
         str(read_policy_file(DEMO_POLICY).document.mute[0].expires), "")
+
+
+def test_under_the_demo_policy_the_accepted_risk_is_suppressed_never_escalated_and_the_rest_unchanged(scenario,
+                                                                                                    tmp_path):
+    without = screen.latest(replay_events(scenario, tmp_path / "without"))
+    events = replay_events(scenario, tmp_path / "with", "--policy", str(scenario.write_policy(tmp_path)))
+    current = screen.latest(events)
+    expected = scenario.expected.under_demo_policy()
+    assert screen.story_problems(expected, current) == []
+    [(uid, rule)] = expected.suppressed.items()
+    assert {event["state"] for event in events if event["finding_uid"] == uid} == {"suppressed"}
+    assert current[uid]["priority"] == scenario.expected.escalated[uid], "muted, but scored as before"
+    assert [row["finding_uid"] for row in screen.ranked(current)] == [
+        row["finding_uid"] for row in screen.ranked(without) if row["finding_uid"] != uid]
+    shown = "\n".join(screen.accepted_risks(screen.muted(current)))
+    assert "s3 finpay-www" in shown
+    assert f"suppressed by {rule} (marketing-team, SEC-1042, until 2026-06-03)" in shown
+    escalation = current[uid]["escalation_uid"]
+    assert screen.story_problems(expected, current, paged={escalation}) == [
+        f"paged although the policy accepts the risk: {uid}"]
+    assert {f"escalated at P2 but should stay suppressed: {uid}",
+            f"not suppressed, expected muted by {rule}: {uid}"} <= set(screen.story_problems(expected, without))
