@@ -13,6 +13,7 @@ from engine_harness import BUCKET, T0, Harness, at, finding, touch
 from jsonschema import Draft202012Validator
 
 from stream.correlate.event import SCHEMA_PATH
+from stream.correlate.lifecycle import escalation_uid
 from stream.deliver.escalation import escalation_from_dict, masked_event
 from stream.models import Alert, AssetTags
 from stream.policy.document import load_policy
@@ -257,3 +258,13 @@ def test_suppressed_ended_and_routed_events_are_valid_for_the_schema_and_the_sin
         assert escalation_from_dict(event).record() == event
     assert not schema.is_valid(published[0] | {"suppressed_by": published[0]["suppressed_by"] | {"expires": "soon"}})
     assert not schema.is_valid(published[1] | {"suppression_ended": {"rule_id": "x", "why": "bored"}})
+
+
+def test_a_suppression_already_published_is_not_published_again_after_a_lost_state_write(tmp_path) -> None:
+    h = Harness(policy=policy(tmp_path, MUTE))
+    h.feed(h.router.finding(finding("f-bucket", BUCKET)))  # the state as the changelog kept it: nothing published
+    published = {"escalation_uid": escalation_uid("f-bucket"), "resource": BUCKET, "state": "suppressed",
+                 "version": 1, "priority": "P2", "score": 60.0, "suppressed_by": {"rule_id": "statements-public"}}
+    assert h.engine.reconcile(0, [published], owns=lambda resource: True) == 1
+    h.traces(touch(BUCKET, [], 10, spans=200, internet=200))
+    assert events(h) == []
