@@ -35,4 +35,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         worker.execute_from_commandline()
     finally:
         hotpath.feed.stop()
+        hotpath.policy_feed.stop()
     return 0

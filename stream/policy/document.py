@@ -70,6 +70,11 @@ def read_policy_file(path: Path, today: date | None = None) -> PolicyFile:
             raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise PolicyFileError([Problem(name, 0, f"cannot read the file: {exc.strerror or exc}")]) from None
+    return read_policy_bytes(name, raw, today)
+
+
+def read_policy_bytes(name: str, raw: bytes, today: date | None = None) -> PolicyFile:
+    """A policy file's content validated, as :func:`read_policy_file` validates a file (``name`` says where it is)."""
     if len(raw) > MAX_FILE_BYTES:
         raise PolicyFileError([Problem(name, 0, f"larger than {MAX_FILE_BYTES} bytes")])
     try:
@@ -105,12 +110,13 @@ def load_policy(paths: Sequence[Path]) -> Policy:
     return compile_policy([read_policy_file(path) for path in paths])
 
 
-def compile_policy(files: Sequence[PolicyFile]) -> Policy:
-    """Valid files compiled into one Policy, in the order given."""
+def compile_policy(files: Sequence[PolicyFile], source: str | None = None) -> Policy:
+    """Valid files compiled into one Policy, in order; ``source`` names where every mute came from (each
+    file's name when None)."""
     mutes: list[MuteSource] = []
     overrides, routes = [], []
     for policy_file in files:
-        document, name = policy_file.document, Path(policy_file.source.path).name
+        document, name = policy_file.document, source or Path(policy_file.source.path).name
         if isinstance(document, MutelistDocument):
             mutes.append(MutelistMutes(Mutelist(document), name))
         else:

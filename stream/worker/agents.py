@@ -25,6 +25,7 @@ from stream.ingest.entity_events import TICK, EntityPartitioner, encode_events
 from stream.ingest.router import Routed, merge_trace_batches
 from stream.kafka.deadletter import dead_letter, dead_letter_key
 from stream.models import DecodeError
+from stream.policy.audit import audit_records
 from stream.redact import mask
 from stream.worker.faust_private import shorten_fetch_wait
 
@@ -56,6 +57,7 @@ class Agents:
         self.context_topic = self._topic(self.settings.topic_context)
         self.escalations = self._topic(self.settings.topic_escalations)
         self.dlq = self._topic(self.settings.topic_dlq)
+        self.audit = self._topic(self.settings.topic_audit)
 
     def _topic(self, name: str):
         return self.hotpath.app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
@@ -71,7 +73,7 @@ class Agents:
         app.timer(interval=settings.tick_interval_s)(self.send_ticks)
         app.on_partitions_assigned.connect(self.on_assigned)
         app.on_partitions_revoked.connect(self.on_revoked)
-        app.task(self.start_context_feed)
+        app.task(self.start_feeds)
 
     # -- ingest ---------------------------------------------------------------------------------
 
@@ -158,6 +160,7 @@ class Agents:
         async for chunk in stream.take_events(CHUNK_RECORDS, within=CHUNK_WAIT_S):
             for event in chunk:
                 event.message.incref()
+            await self._adopt_policy()
             for event in chunk:
                 message = event.message
                 if self.engine.needs_reconcile(message.partition):
@@ -178,6 +181,9 @@ class Agents:
         records = [(self.escalations, {"key": mask(escalation.finding_uid).encode(), "value": orjson.dumps(event)})
                    for escalation, event in zip(settlement.escalations, events, strict=True)]
         await self._publish(records + [(self.dlq, self._letter(p, "correlate")) for p in settlement.parked])
+        # The audit trail of what the broker now has; the board still holds each finding's escalation before.
+        audit = audit_records(events, self.hotpath.board.suppression_of)
+        await self._publish([(self.audit, {"key": key.encode(), "value": orjson.dumps(value)}) for key, value in audit])
         for event in events:  # recorded once sent: a view may lag the stream, never lose from it
             self.metrics.escalations.labels(event["priority"], event["state"]).inc()
             self._show(event)
@@ -185,6 +191,17 @@ class Agents:
         for reason, parked in settlement.failures:
             log.warning("%s; %s of its events parked in the dead-letter topic", mask(reason), parked)
         self.engine.release()
+
+    async def _adopt_policy(self) -> None:
+        """Before a chunk is judged: the published policy read up to where it stood at start-up, and the
+        newest version read since handed to the engine, which re-judges its findings by it."""
+        feed = self.hotpath.policy_feed
+        while not feed.caught_up.is_set():  # judging by an older policy would page what a newer one mutes
+            await asyncio.sleep(0.05)
+        policy = feed.take()
+        if policy is not None:
+            self.engine.set_policy(policy)
+            log.info("judging by policy version %s", policy.digest[:12])
 
     async def _publish(self, records: list[tuple[Any, dict[str, bytes]]]) -> None:
         """Send each (topic, key and value) and wait until the broker has it; what fails is sent again."""
@@ -227,7 +244,7 @@ class Agents:
             log.warning("recovered state of partition %s raised to %s escalations published before a crash",
                         partition, raised)
 
-    # -- timer, rebalance, context feed ---------------------------------------------------------
+    # -- timer, rebalance, feeds ---------------------------------------------------------
 
     async def send_ticks(self, app) -> None:
         """A tick into each entity partition this worker owns: re-scoring runs inside the stream."""
@@ -241,5 +258,6 @@ class Agents:
     async def on_revoked(self, sender, revoked, **_: Any) -> None:
         self.engine.revoked({tp.partition for tp in revoked if tp.topic == self.settings.topic_entity_events})
 
-    async def start_context_feed(self) -> None:
+    async def start_feeds(self) -> None:
         self.hotpath.feed.start(asyncio.get_running_loop())
+        self.hotpath.policy_feed.start(asyncio.get_running_loop())

@@ -22,6 +22,7 @@ from stream.settings import ConfigError, Settings, web_bind_host
 from stream.worker.agents import Agents
 from stream.worker.contextfeed import ContextFeed
 from stream.worker.faust_config import faust_broker_kwargs, faust_durability_kwargs
+from stream.worker.policyfeed import PolicyFeed
 from stream.worker.table import EntityTable
 from stream.worker.web import EscalationBoard, register_views
 
@@ -35,6 +36,7 @@ class Hotpath:
     engine: Engine
     metrics: Metrics
     feed: ContextFeed
+    policy_feed: PolicyFeed
     board: EscalationBoard = field(default_factory=EscalationBoard)
 
     @property
@@ -55,7 +57,7 @@ def create_app(settings: Settings) -> Hotpath:
     if settings.asset_file:
         for asset in load_asset_file(settings.asset_file, settings.max_record_bytes, settings.max_json_depth):
             engine.route("assets", asset)
-    hotpath = Hotpath(settings, app, engine, Metrics(), ContextFeed(settings, engine.context))
+    hotpath = Hotpath(settings, app, engine, Metrics(), ContextFeed(settings, engine.context), PolicyFeed(settings))
     Agents(hotpath, EntityPartitioner(partitions)).register()
     register_views(hotpath)
     return hotpath

@@ -6,12 +6,14 @@ Served by Faust's own web server on ``HOTPATH_WEB_PORT``, bound to loopback unle
 - ``/health/live``: 200 while the worker's event loop answers; a worker waiting for a rebalance or for
   the context is alive, and must not be restarted for it.
 - ``/health/ready`` (and ``/health``, its older name): 200 only when the worker is ready: its
-  partitions are assigned and their tables recovered, and the shared context has been read up to
-  where it stood at start-up; 503 with the reason otherwise. It also lists the entity partitions the
-  worker owns, to see how a group has spread them.
+  partitions are assigned and their tables recovered, and the shared context and the published policy
+  have been read up to where they stood at start-up; 503 with the reason otherwise. It also lists the
+  entity partitions the worker owns, to see how a group has spread them.
 - ``/metrics``: the catalog of stream.metrics; consumer lag is read when scraped.
 - ``/escalations?limit=N``: the current top escalations, a target list (resource ARNs, trace ids):
   with ``HOTPATH_WEB_TOKEN`` set it needs ``Authorization: Bearer <token>``, from loopback too.
+- ``/compliance``: for each framework, the failing controls live traffic exercises now, with their top
+  escalations (:mod:`stream.correlate.compliance`); the same token rule.
 
 The probes and ``/metrics`` stay open, for the kubelet and Prometheus.
 """
@@ -24,6 +26,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from stream.correlate.compliance import compliance_view
 from stream.correlate.lifecycle import PRIORITY_RANK
 from stream.metrics import CONTENT_TYPE
 from stream.settings import Settings
@@ -59,6 +62,10 @@ class EscalationBoard:
         if len(self.current) > self.limit:
             del self.current[min(self.current, key=lambda u: _rank(self.current[u]))]
 
+    def suppression_of(self, finding_uid: str) -> dict[str, Any] | None:
+        """The ``suppressed_by`` of the finding's current escalation, when it is suppressed and on the board."""
+        return self.current.get(finding_uid, {}).get("suppressed_by")
+
     def top(self, n: int) -> list[dict[str, Any]]:
         return sorted(self.current.values(), key=_rank, reverse=True)[:n]
 
@@ -69,10 +76,11 @@ def _rank(event: dict[str, Any]) -> tuple[int, float]:
 
 def readiness(hotpath: Hotpath) -> tuple[bool, str]:
     app = hotpath.app
-    if hotpath.feed.failure is not None:
-        return False, f"the shared context is no longer read: {hotpath.feed.failure}"
-    if not hotpath.feed.caught_up.is_set():
-        return False, "reading the shared context"
+    for feed, what in ((hotpath.feed, "the shared context"), (hotpath.policy_feed, "the published policy")):
+        if feed.failure is not None:
+            return False, f"{what} is no longer read: {feed.failure}"
+        if not feed.caught_up.is_set():
+            return False, f"reading {what}"
     if app.rebalancing or getattr(app, "in_recovery", False):
         return False, "rebalancing or recovering tables"
     if not app.tables.recovery.completed.is_set():
@@ -158,12 +166,24 @@ def register_views(hotpath: Hotpath) -> None:
         metrics.set_consumer_lag(lags)
         return view.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
+    def refused(view, request):
+        """The 401 answer to a request for a data view without the token; None when it may read it."""
+        if authorized(hotpath.settings, request.headers.get("Authorization")):
+            return None
+        return view.json({"error": "this view needs Authorization: Bearer <HOTPATH_WEB_TOKEN>"}, status=401,
+                         headers={"WWW-Authenticate": 'Bearer realm="hotpath"'})
+
     @app.page("/escalations")
     async def escalations_view(view, request):
-        if not authorized(hotpath.settings, request.headers.get("Authorization")):
-            return view.json({"error": "this view needs Authorization: Bearer <HOTPATH_WEB_TOKEN>"}, status=401,
-                             headers={"WWW-Authenticate": 'Bearer realm="hotpath"'})
+        if (answer := refused(view, request)) is not None:
+            return answer
         limit = escalation_limit(request.query)
         if limit is None:
             return view.json({"error": f"limit must be an integer from 1 to {BOARD_SIZE}"}, status=400)
         return view.json({"escalations": hotpath.board.top(limit)})
+
+    @app.page("/compliance")
+    async def compliance_page(view, request):
+        if (answer := refused(view, request)) is not None:
+            return answer
+        return view.json({"compliance": compliance_view(hotpath.board.current.values())})

@@ -7,10 +7,9 @@ health check is the worker's own ``readiness`` over an app built by ``create_app
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 import orjson
+from waiting import run_loop_until
 
 from stream.demo.ports import free_port
 from stream.entities.context import Context
@@ -32,16 +31,6 @@ def produce(settings: Settings, records: list[tuple[str, bytes | None, bytes | N
     for topic, key, value in records:
         client.produce(topic, key=key, value=value)
     assert client.flush(30) == 0
-
-
-def run_loop_until(loop: asyncio.AbstractEventLoop, done: Callable[[], bool], what: str,
-                   timeout_s: float = 60) -> None:
-    """Run ``loop`` (where the feed applies its batches) until ``done()``."""
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:.0f}s: {what}")
-        loop.run_until_complete(asyncio.sleep(0.05))
 
 
 def test_a_tombstone_with_a_non_utf8_key_costs_that_record_not_the_rest_of_its_batch(hotpath_settings):

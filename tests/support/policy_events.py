@@ -33,3 +33,35 @@ def judged(finding_uid: str = "finding-1", *, state: str = "escalated", suppress
     if routing is not None:
         event["routing"] = routing
     return event
+
+
+# hotpath's policy file muting the public exports bucket, and a Prowler mutelist muting every IAM check.
+EXPORTS_MUTED = """\
+version: 1
+mute:
+  - id: exports-accepted
+    match:
+      checks: [s3_bucket_public_access]
+      resources: ["arn:aws:s3:::payments-exports"]
+    owner: payments-team
+    reason: public by design, signed statement links
+    ticket: RISK-42
+    expires: 2099-12-31
+"""
+NOTHING_MUTED = "version: 1\n"
+IAM_MUTELIST = """\
+Mutelist:
+  Accounts:
+    "*":
+      Checks:
+        "iam_*":
+          Regions: ["*"]
+          Resources: ["*"]
+"""
+
+
+def policy_file(folder, name: str, text: str):
+    """``text`` written to ``folder/name``; its path."""
+    path = folder / name
+    path.write_text(text)
+    return path

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 
 from workers import final_states, read_topic
 
@@ -30,3 +32,13 @@ def settle(settings: Settings, expected: dict[str, str], timeout: float = 120.0)
     records = read_topic(settings, settings.topic_escalations, until=done, timeout=timeout)
     records += read_topic(settings, settings.topic_escalations, idle=4, timeout=30)[len(records):]
     return [value for _, value in records]
+
+
+def run_loop_until(loop: asyncio.AbstractEventLoop, done: Callable[[], bool], what: str,
+                   timeout_s: float = 60) -> None:
+    """Run ``loop`` (where the feed applies its batches) until ``done()``."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:.0f}s: {what}")
+        loop.run_until_complete(asyncio.sleep(0.05))
