@@ -116,15 +116,16 @@ def audit_trail(records: Iterable[dict[str, Any]], width: int = 120) -> list[str
     lines = []
     for record in records:
         version = (record.get("policy_version") or "-")[:12]
+        when = f"  {record['at']}  "
         if record["kind"] == "policy_published":
-            sources = ", ".join(record["sources"])
-            text = f"{record['at']}  policy_published  version {version} by {record.get('by')}: {sources}"
-        else:
-            rule = {"rule_id": record["rule_id"], "owner": record.get("owner"), "ticket": record.get("ticket"),
-                    "expires": record.get("expires")}
-            text = (f"{record['at']}  {record['kind']:<16}  {short_entity(record['resource'])} "
-                    f"{suppression_note(rule).removeprefix('suppressed ')} (policy {version})")
-        lines.append(f"  {_cut(text, width - 2)}")
+            lines.append(_cut(f"{when}policy_published  version {version} by {record['by']}: "
+                              f"{', '.join(record['sources'])}", width))
+            continue
+        rule = {"rule_id": record["rule_id"], "owner": record["owner"], "ticket": record["ticket"],
+                "expires": record["expires"]}
+        lines.append(_cut(f"{when}{record['kind']:<16}  {short_entity(record['resource'])}, policy version {version}",
+                          width))
+        lines.append(_cut(f"{'':<6}{suppression_note(rule).removeprefix('suppressed ')}", width))
     return lines
 
 

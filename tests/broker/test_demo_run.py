@@ -150,7 +150,8 @@ def accepted_risk_is_muted_paged_to_no_one_and_audited(output: str, outputs: Pat
             if record.get("finding_uid") == muted[0]["finding_uid"]] == [("suppressed", RULE, "marketing-team",
                                                                            "SEC-1042")]
     assert re.search(r"policy_published .* by hotpath demo", output)
-    assert re.search(rf"suppressed +s3 finpay-www by {RULE} \(marketing-team, SEC-1042, until ", output)
+    assert re.search(rf"suppressed +s3 finpay-www, policy version [0-9a-f]{{12}}\n +by {RULE} \(marketing-team, "
+                     rf"SEC-1042, until ", output)
 
 
 def test_ctrl_c_stops_the_demo_and_everything_it_started(kafka_bootstrap, tmp_path):

@@ -319,7 +319,9 @@ def test_the_risk_the_demo_plays_today_is_accepted_for_a_year_from_today(tmp_pat
 def test_under_the_demo_policy_the_accepted_risk_is_suppressed_never_escalated_and_the_rest_unchanged(scenario,
                                                                                                     tmp_path):
     without = screen.latest(replay_events(scenario, tmp_path / "without"))
-    events = replay_events(scenario, tmp_path / "with", "--policy", str(scenario.write_policy(tmp_path)))
+    audit_out = tmp_path / "audit.ndjson"
+    events = replay_events(scenario, tmp_path / "with", "--policy", str(scenario.write_policy(tmp_path)),
+                           "--audit-out", str(audit_out))
     current = screen.latest(events)
     expected = scenario.expected.under_demo_policy()
     assert screen.story_problems(expected, current) == []
@@ -336,3 +338,7 @@ def test_under_the_demo_policy_the_accepted_risk_is_suppressed_never_escalated_a
         f"paged although the policy accepts the risk: {uid}"]
     assert {f"escalated at P2 but should stay suppressed: {uid}",
             f"not suppressed, expected muted by {rule}: {uid}"} <= set(screen.story_problems(expected, without))
+    [audit] = [orjson.loads(line) for line in audit_out.read_bytes().splitlines()]
+    assert (audit["kind"], audit["finding_uid"], audit["rule_id"], audit["expires"]) == ("suppressed", uid, rule,
+                                                                                         "2026-06-03")
+    assert screen.audit_trail([audit])[1].strip() == f"by {rule} (marketing-team, SEC-1042, until 2026-06-03)"
