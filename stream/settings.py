@@ -206,7 +206,7 @@ class Settings(BaseSettings):
     allow_plain_http: bool = False
     """Let sinks use plain http to hosts other than loopback (https is required otherwise)."""
     trace_url_template: str = "http://localhost:16686/trace/{trace_id}"
-    """Link to a trace in your trace UI (Jaeger, Tempo, X-Ray), for webhook payloads."""
+    """Link to a trace in your trace UI: {trace_id} (Jaeger, Tempo) or {xray_trace_id} (X-Ray); sinks and OCSF."""
     delivery_retry_budget: int = Field(default=8, ge=0)
     """Retries per event and sink before it goes to the dead-letter topic."""
     delivery_backoff_base_s: float = Field(default=0.5, gt=0)

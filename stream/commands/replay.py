@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             published = masked_event(event)
             out.write(orjson.dumps(published) + b"\n")  # as the worker publishes it
             if siem is not None:
-                siem.write(orjson.dumps(to_ocsf(event)) + b"\n")
+                siem.write(orjson.dumps(to_ocsf(event, trace_url_template=settings.trace_url_template)) + b"\n")
             if audit is not None:
                 audit.writelines(orjson.dumps(record) + b"\n"
                                  for _, record in audit_records([published], board.suppression_of))

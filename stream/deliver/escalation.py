@@ -25,7 +25,7 @@ from stream.models import DecodeError
 from stream.redact import mask_fields
 
 __all__ = ["TEXT_MAX_CHARS", "Escalation", "epoch_ms", "escalation_from_dict", "masked_event", "parse_escalation",
-           "suppression_note", "trace_links"]
+           "compliance_lines", "remediation_text", "suppression_note", "trace_links", "trace_url", "xray_trace_id"]
 # Hex ids: the escalation uid (a digest hotpath derives), trace ids (32 hex digits) and policy versions (64),
 # each checked by the model, leave no room for a credential, and masking a run of decimal digits inside one
 # would break it.
@@ -61,10 +61,22 @@ def escalation_from_dict(data: dict[str, Any]) -> Escalation:
         raise DecodeError(f"escalation event: {where}: {err['msg']}") from None
 
 
+def xray_trace_id(trace_id: str) -> str:
+    """A W3C trace id as AWS X-Ray writes it: ``1-``, its first 8 hex digits (X-Ray's epoch seconds), ``-``, rest."""
+    return f"1-{trace_id[:8]}-{trace_id[8:]}"
+
+
+def trace_url(url_template: str, trace_id: str) -> str:
+    """The trace UI's link to one trace: ``{trace_id}`` (Jaeger, Tempo) or ``{xray_trace_id}`` (X-Ray) filled in.
+
+    Plain replacement, not ``str.format``: a Grafana Explore link holds JSON braces of its own.
+    """
+    return url_template.replace("{trace_id}", trace_id).replace("{xray_trace_id}", xray_trace_id(trace_id))
+
+
 def trace_links(escalation: Escalation, url_template: str) -> list[tuple[str, str]]:
-    """``(url, text)`` for each sample trace, through the trace UI's URL template (``{trace_id}``)."""
-    return [(url_template.replace("{trace_id}", trace_id), f"Trace {trace_id}")
-            for trace_id in escalation.evidence.trace_ids]
+    """``(url, text)`` for each sample trace, through the trace UI's URL template (see :func:`trace_url`)."""
+    return [(trace_url(url_template, trace_id), f"Trace {trace_id}") for trace_id in escalation.evidence.trace_ids]
 
 
 def suppression_note(escalation: Escalation) -> str:
@@ -77,3 +89,16 @@ def suppression_note(escalation: Escalation) -> str:
     until = f"until {muted.expires}" if muted.expires else "without expiry"
     return (f"Suppressed by hotpath policy rule {muted.rule_id} ({muted.source}, policy {muted.policy_version[:12]}), "
             f"{until}: accepted by {muted.owner}: {muted.reason}{ticket}")
+
+
+def compliance_lines(escalation: Escalation) -> list[str]:
+    """One line per framework the finding fails, as a responder reads it: ``CIS-2.0: 2.1.5, 2.1.4``."""
+    return [f"{framework}: {', '.join(controls)}" for framework, controls in escalation.finding.compliance.items()]
+
+
+def remediation_text(escalation: Escalation) -> str | None:
+    """The source's advice and its first reference, one per line; None when it gave none."""
+    advice = escalation.finding.remediation
+    if advice is None:
+        return None
+    return "\n".join(part for part in (advice.description, *advice.references[:1]) if part)

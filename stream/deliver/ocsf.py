@@ -18,6 +18,18 @@ P4         2 Low                   1 Low                    info
 P5         1 Informational         0 Info                   info
 =========  ======================  =======================  =====================
 
+What the finding fails and how to fix it: ``remediation`` (``desc``, ``references``) is the source's
+advice. Detection Finding (OCSF 1.5) has no ``compliance`` attribute (Compliance Finding, class 2003,
+has it), and one compliance object names one framework's controls, so ``unmapped.compliance`` holds
+one OCSF ``compliance`` object per framework (``standards``, ``requirements``, ``control`` the check,
+``status_id`` 3 Fail while the escalation is open), as Prowler's own Detection Findings keep theirs in
+``unmapped.compliance``.
+
+A SIEM pivots on ``observables``: the resources (type 10 Resource UID), the calling services on the
+exposure path and the asset's service, the sample traces and the runtime alerts (type 99 Other, named
+by ``type``). ``evidences`` lists the traces that exercised the finding, each with its link in the
+trace UI (``HOTPATH_TRACE_URL_TEMPLATE``, :func:`stream.deliver.escalation.trace_url`), and the alerts.
+
 ``risk_score`` is the hotpath score (0..100) rounded; ``status_id`` is 1 New while the escalation is
 open, 3 Suppressed while a policy mutes it and 4 Resolved once it is resolved. A suppressed event is
 a Create when it is the finding's first event (muted from the start), else an Update; the SIEM keeps
@@ -48,13 +60,27 @@ from py_ocsf_models.events.findings.severity_id import SeverityID
 from py_ocsf_models.events.findings.status_id import StatusID
 from py_ocsf_models.objects.account import Account, TypeID
 from py_ocsf_models.objects.cloud import Cloud
+from py_ocsf_models.objects.compliance import Compliance
+from py_ocsf_models.objects.compliance_status import StatusID as ComplianceStatusID
+from py_ocsf_models.objects.evidence_artifacts import EvidenceArtifacts
 from py_ocsf_models.objects.finding_info import FindingInformation
 from py_ocsf_models.objects.metadata import Metadata
+from py_ocsf_models.objects.observable import Observable
+from py_ocsf_models.objects.observable import TypeID as ObservableTypeID
 from py_ocsf_models.objects.product import Product
 from py_ocsf_models.objects.related_event import RelatedEvent
+from py_ocsf_models.objects.remediation import Remediation
 from py_ocsf_models.objects.resource_details import ResourceDetails
+from py_ocsf_models.objects.url import URL
 
-from stream.deliver.escalation import TEXT_MAX_CHARS, Escalation, epoch_ms, escalation_from_dict, suppression_note
+from stream.deliver.escalation import (
+    TEXT_MAX_CHARS,
+    Escalation,
+    epoch_ms,
+    escalation_from_dict,
+    suppression_note,
+    trace_url,
+)
 from stream.deliver.http import truncate
 from stream.version import version
 
@@ -95,6 +121,14 @@ STATUS_BY_STATE: dict[str, StatusID] = {
 }
 TRACE_EVENT_TYPE = "OpenTelemetry trace"
 ALERT_EVENT_TYPE = "Runtime alert"
+SERVICE_PREFIX = "service:"  # the entity id of a calling service
+# Where in the record each kind of observable value sits (OCSF's observable ``name``), and its type name.
+RESOURCE_OBSERVABLE = "resources.uid"
+PATH_SERVICE_OBSERVABLE = "unmapped.hotpath.factors.exposure_path"
+ASSET_SERVICE_OBSERVABLE = "unmapped.hotpath.asset.service"
+RELATED_EVENT_OBSERVABLE = "finding_info.related_events.uid"
+RESOURCE_TYPE, SERVICE_TYPE, TRACE_TYPE, ALERT_TYPE = "Resource UID", "Service", "Trace ID", "Alert UID"
+REMEDIATION_WITHOUT_DESCRIPTION = "See the references."
 
 _ARN = re.compile(
     r"^arn:(?P<partition>[^:]+):(?P<service>[^:]*):(?P<region>[^:]*):(?P<account>[^:]*):(?P<resource>.+)$")
@@ -103,8 +137,12 @@ _UNTYPED_ARN_RESOURCES = {"s3": "bucket", "sqs": "queue", "sns": "topic"}
 _AWS_ACCOUNT = re.compile(r"^\d{12}$")
 
 
-def to_ocsf(event: dict[str, Any] | Escalation, product_version: str = PRODUCT_VERSION) -> dict[str, Any]:
-    """One escalation event as an OCSF Detection Finding, ready for JSON (``None`` fields left out)."""
+def to_ocsf(event: dict[str, Any] | Escalation, product_version: str = PRODUCT_VERSION,
+            trace_url_template: str | None = None) -> dict[str, Any]:
+    """One escalation event as an OCSF Detection Finding, ready for JSON (``None`` fields left out).
+
+    With ``trace_url_template`` each trace evidence links to the trace UI.
+    """
     escalation = event if isinstance(event, Escalation) else escalation_from_dict(event)
     finding = escalation.finding
     activity = _activity(escalation)
@@ -112,6 +150,7 @@ def to_ocsf(event: dict[str, Any] | Escalation, product_version: str = PRODUCT_V
     risk_level = RISK_LEVEL_BY_PRIORITY[escalation.priority]
     status = STATUS_BY_STATE[escalation.state]
     type_uid = DetectionFindingTypeID(ClassUID.DetectionFinding * 100 + activity.value)
+    resources = _resources(escalation)
     ocsf = DetectionFinding(
         activity_id=activity,
         activity_name=activity.name,
@@ -128,8 +167,11 @@ def to_ocsf(event: dict[str, Any] | Escalation, product_version: str = PRODUCT_V
         message=truncate(f"{escalation.priority} {finding.title} on {escalation.resource}", MESSAGE_MAX_CHARS),
         comment=truncate(suppression_note(escalation), COMMENT_MAX_CHARS) if escalation.state == "suppressed" else None,
         finding_info=_finding_info(escalation),
-        resources=_resources(escalation),
+        resources=resources,
         cloud=_cloud(escalation),
+        remediation=_remediation(escalation),
+        observables=_observables(escalation, resources),
+        evidences=_evidences(escalation, trace_url_template) or None,
         metadata=Metadata(
             product=Product(name=PRODUCT_NAME, uid=PRODUCT_NAME, vendor_name=PRODUCT_NAME, version=product_version),
             version=OCSF_SCHEMA_VERSION,
@@ -138,7 +180,7 @@ def to_ocsf(event: dict[str, Any] | Escalation, product_version: str = PRODUCT_V
             event_code=finding.check,
             profiles=["cloud"],
         ),
-        unmapped={"hotpath": _hotpath_details(escalation)},
+        unmapped={"hotpath": _hotpath_details(escalation), **_compliance(escalation)},
     )
     record = ocsf.model_dump(mode="json", exclude_none=True)
     size = len(orjson.dumps(record))
@@ -229,6 +271,55 @@ def _cloud(escalation: Escalation) -> Cloud:
         account=Account(uid=account, name=account, type_id=TypeID.AWS_Account, type="AWS Account")
         if account and provider == "aws" else None,
     )
+
+
+def _remediation(escalation: Escalation) -> Remediation | None:
+    advice = escalation.finding.remediation
+    if advice is None:
+        return None
+    return Remediation(desc=advice.description or REMEDIATION_WITHOUT_DESCRIPTION, references=advice.references or None)
+
+
+def _compliance(escalation: Escalation) -> dict[str, list[dict[str, Any]]]:
+    """``{"compliance": [one OCSF compliance object per framework]}``, or nothing when the finding names none."""
+    failing = ComplianceStatusID.Fail if escalation.state != "resolved" else None
+    objects = [
+        Compliance(standards=[framework], requirements=controls, control=escalation.finding.check, status_id=failing)
+        for framework, controls in escalation.finding.compliance.items()]
+    return {"compliance": [item.model_dump(mode="json", exclude_none=True) for item in objects]} if objects else {}
+
+
+def _other_observables(name: str, kind: str, values: list[str]) -> list[Observable]:
+    """Observables of a kind OCSF has no type id for (type 99 Other, ``type`` naming it)."""
+    return [Observable(name=name, type=kind, type_id=ObservableTypeID.Other, value=value) for value in values]
+
+
+def _observables(escalation: Escalation, resources: list[ResourceDetails]) -> list[Observable]:
+    """What a SIEM pivots on: resources, services, traces and alerts, each once, pointing at where it sits."""
+    path_services = [entity for entity in escalation.factors.exposure_path if entity.startswith(SERVICE_PREFIX)]
+    evidence = escalation.evidence
+    return [
+        *(Observable(name=RESOURCE_OBSERVABLE, type=RESOURCE_TYPE, type_id=ObservableTypeID.Resource_UID,
+                     value=resource.uid) for resource in resources),
+        *_other_observables(PATH_SERVICE_OBSERVABLE, SERVICE_TYPE, list(dict.fromkeys(path_services))),
+        *_other_observables(ASSET_SERVICE_OBSERVABLE, SERVICE_TYPE,
+                            [escalation.asset.service] if escalation.asset.service else []),
+        *_other_observables(RELATED_EVENT_OBSERVABLE, TRACE_TYPE, evidence.trace_ids),
+        *_other_observables(RELATED_EVENT_OBSERVABLE, ALERT_TYPE, evidence.alert_uids),
+    ]
+
+
+def _evidences(escalation: Escalation, trace_url_template: str | None) -> list[EvidenceArtifacts]:
+    """The traces that exercised the finding (linked to the trace UI when a template is set), then the alerts."""
+    evidence = escalation.evidence
+    traces = [EvidenceArtifacts(
+        name=f"{TRACE_EVENT_TYPE} {trace_id}", data={"trace_id": trace_id},
+        url=URL(url_string=trace_url(trace_url_template, trace_id)) if trace_url_template else None)
+        for trace_id in evidence.trace_ids]
+    alerts = [EvidenceArtifacts(name=truncate(f"{ALERT_EVENT_TYPE} {alert_uid}", TEXT_MAX_CHARS),
+                                data={"alert_uid": alert_uid})
+              for alert_uid in evidence.alert_uids]
+    return traces + alerts
 
 
 def _hotpath_details(escalation: Escalation) -> dict[str, Any]:

@@ -18,14 +18,16 @@ an Opsgenie team (``routing.opsgenie_team``), the create names it as the alert's
 
 Every field stays within the Alert API's documented limits: message 130 characters, alias 512,
 description 15000, tags 20 of at most 50 characters, details 8000 characters in all (keys and
-values), entity 512, source 100, note 25000, priority P1 to P5.
+values), entity 512, source 100, note 25000, priority P1 to P5. The details name the controls the
+finding fails (``compliance``, one line per framework) and the fix its source advises
+(``remediation``: the description and the first reference).
 """
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
-from stream.deliver.escalation import Escalation, suppression_note, trace_links
+from stream.deliver.escalation import Escalation, compliance_lines, remediation_text, suppression_note, trace_links
 from stream.deliver.http import HttpRequest, classify_response, json_request, truncate
 from stream.deliver.routing import CLOSING_STATES, Secret
 from stream.deliver.sink import SinkKind
@@ -84,6 +86,8 @@ def _alert(escalation: Escalation, trace_url_template: str) -> dict:
         "account": finding.account or "",
         "region": finding.region or "",
         "alert_uids": ", ".join(escalation.evidence.alert_uids),
+        "compliance": "\n".join(compliance_lines(escalation)),
+        "remediation": remediation_text(escalation) or "",
         **{f"trace_{index}": url for index, (url, _) in enumerate(links, start=1)},
     }
     tags = [f"priority:{escalation.priority}", f"check:{finding.check}"]

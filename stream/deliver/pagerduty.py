@@ -18,12 +18,14 @@ payload the API accepts on any action and keeps with the event in the alert's lo
 Limits (PagerDuty's documentation): ``summary`` 1024 characters, ``dedup_key`` 255, the whole
 event 512 KB. PagerDuty names none for ``source``, ``component``, ``group`` and ``class``: hotpath
 keeps them to 255 characters, and each ``custom_details`` entry to 32 KiB of JSON, so an event
-stays well within 512 KB whatever the escalation held.
+stays well within 512 KB whatever the escalation held. ``custom_details`` names the controls the
+finding fails (``compliance``, one line per framework) and the fix its source advises
+(``remediation``: the description and the first reference).
 """
 
 from __future__ import annotations
 
-from stream.deliver.escalation import Escalation, suppression_note, trace_links
+from stream.deliver.escalation import Escalation, compliance_lines, remediation_text, suppression_note, trace_links
 from stream.deliver.http import HttpRequest, classify_response, fit_json, json_request, truncate
 from stream.deliver.routing import Secret
 from stream.deliver.sink import SinkKind
@@ -91,7 +93,9 @@ def _payload(escalation: Escalation) -> dict:
         "state": escalation.state,
         "version": escalation.version,
         "finding_uid": escalation.finding_uid,
-        "finding": finding.model_dump(),
+        "finding": finding.model_dump(exclude={"compliance", "remediation"}),
+        "compliance": compliance_lines(escalation) or None,
+        "remediation": remediation_text(escalation),
         "reasons": escalation.reasons,
         "factors": escalation.factors.model_dump(),
         "evidence": escalation.evidence.model_dump(),

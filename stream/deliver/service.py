@@ -184,7 +184,7 @@ class DeliveryService:
             await self._dead_letter(record, f"cannot read escalation event: {exc.reason}", UNREADABLE)
             return
         try:
-            value = orjson.dumps(self._to_ocsf(escalation))
+            value = orjson.dumps(self._to_ocsf(escalation, trace_url_template=self._settings.trace_url_template))
         except ValueError as exc:
             await self._dead_letter(record, f"cannot build the OCSF finding: {exc}", SIEM)
             return

@@ -424,5 +424,14 @@ def send(request: HttpRequest) -> int:
         return error.code
 
 
+def with_compliance(event: dict[str, Any], compliance: dict[str, list[str]],
+                    remediation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``event`` with its finding failing ``compliance`` and, when given, the source's ``remediation``."""
+    event["finding"]["compliance"] = compliance
+    if remediation is not None:
+        event["finding"]["remediation"] = remediation
+    return event
+
+
 def load_schema(name: str) -> dict:
     return json.loads((SCHEMAS / name).read_text())

@@ -4,9 +4,10 @@ Each producer names them its own way (Prowler's ``unmapped.compliance``, ASFF's 
 ``Remediation.Recommendation``, Security Hub's OCSF ``compliance``, the AWS Config rule); the
 helpers here turn what they give into ``{framework: [control, ...]}`` and a remediation with a
 description and http(s) references, and keep both small whatever the record held: at most
-``MAX_FRAMEWORKS`` frameworks of ``MAX_CONTROLS`` controls, names cut to ``NAME_MAX_CHARS``, the
-description to ``DESCRIPTION_MAX_CHARS``, at most ``MAX_REFERENCES`` references. The entity state
-keeps them for every open finding, so the bounds are what one finding may cost there.
+``MAX_FRAMEWORKS`` frameworks of ``MAX_CONTROLS`` controls, names cut to ``NAME_MAX_CHARS`` and
+``COMPLIANCE_MAX_CHARS`` of names in all (Prowler's real findings take about 300), the description
+cut to ``DESCRIPTION_MAX_CHARS``, at most ``MAX_REFERENCES`` references. The entity state keeps them
+for every open finding, so the bounds are what one finding may cost there.
 
 ASFF's ``RelatedRequirements`` are strings that name framework and control together, as Security
 Hub writes them: ``"PCI DSS v4.0.1/1.3.1"`` (framework, slash, control) or ``"NIST.800-53.r5 AC-21"``
@@ -25,6 +26,7 @@ from stream.models import DecodeError
 MAX_FRAMEWORKS = 20
 MAX_CONTROLS = 20
 NAME_MAX_CHARS = 128
+COMPLIANCE_MAX_CHARS = 2048
 DESCRIPTION_MAX_CHARS = 1024
 MAX_REFERENCES = 5
 REFERENCE_MAX_CHARS = 512
@@ -48,17 +50,20 @@ def _cut(value: str, limit: int) -> str:
 def compliance_map(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """``(framework, control)`` pairs as ``{framework: [control, ...]}``, in order, de-duplicated and bounded."""
     controls: dict[str, list[str]] = {}
+    room = COMPLIANCE_MAX_CHARS
     for framework, control in pairs:
         framework, control = _cut(framework.strip(), NAME_MAX_CHARS), _cut(control.strip(), NAME_MAX_CHARS)
-        if not framework or not control:
+        listed = controls.get(framework)
+        cost = len(control) + (0 if listed is not None else len(framework))
+        if not framework or not control or cost > room:
             continue
-        if framework not in controls:
+        if listed is None:
             if len(controls) >= MAX_FRAMEWORKS:
                 continue
-            controls[framework] = []
-        listed = controls[framework]
+            listed = controls[framework] = []
         if control not in listed and len(listed) < MAX_CONTROLS:
             listed.append(control)
+            room -= cost
     return controls
 
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.ingest.router import merge_trace_batches
-from stream.models import Alert, AssetTags, Touch, TraceBatch
+from stream.models import Alert, AssetTags, Remediation, Touch, TraceBatch
 
 
 @pytest.fixture
@@ -54,6 +54,21 @@ def test_attack_on_the_resource_itself_escalates_without_traffic(estate):
                                 severity="high", entities=[VAULT], observed_at=at(30), subject="acme-kyc-archive")))
     event = h.latest("f-vault")
     assert event is not None and event["state"] == "escalated" and not event["factors"]["held"]
+
+
+def test_the_escalation_carries_the_latest_compliance_and_remediation_of_its_finding(estate):
+    h = estate
+    advice = Remediation(description="Encrypt the vault", references=["https://docs.aws.amazon.com/kms"])
+    newer = finding("f-vault", VAULT, severity="critical", when=20).model_copy(
+        update={"compliance": {"CIS-2.0": ["2.1.1"], "PCI DSS v4.0.1": ["3.5.1"]}, "remediation": advice})
+    h.feed(h.router.finding(newer))
+    h.feed(h.router.alert(Alert(uid="gd-1", source="guardduty", rule="Exfiltration:S3/AnomalousBehavior",
+                                severity="high", entities=[VAULT], observed_at=at(30), subject="acme-kyc-archive")))
+
+    event = h.latest("f-vault")
+    assert event["finding"]["compliance"] == {"CIS-2.0": ["2.1.1"], "PCI DSS v4.0.1": ["3.5.1"]}
+    assert event["finding"]["remediation"] == {"description": "Encrypt the vault",
+                                               "references": ["https://docs.aws.amazon.com/kms"]}
 
 
 def test_exercised_via_lets_database_traffic_exercise_the_security_group(estate):

@@ -81,3 +81,29 @@ def test_the_schema_keeps_the_values_hotpath_writes_that_readers_tolerate(demo_e
                    event | {"extra": 1}):
         assert not schema.is_valid(broken)
         escalation_from_dict(broken)  # a reader is tolerant, as it was
+
+
+def test_an_event_written_before_compliance_still_reads_and_validates(demo_events):
+    event = demo_events[1]
+    before = event | {"finding": {key: value for key, value in event["finding"].items()
+                                  if key not in ("compliance", "remediation")}}
+
+    schema_validator().validate(before)
+    finding = escalation_from_dict(before).finding
+    assert finding.compliance == {} and finding.remediation is None
+
+
+def test_a_reader_keeps_only_web_links_and_masks_the_advice(demo_events):
+    event = demo_events[1]
+    advice = {"description": "rotate api_key=AKIA0123456789ABCDEF now",
+              "references": ["file:///etc/passwd", "javascript:alert(1)", "https://docs.aws.amazon.com/fix"]}
+    read = escalation_from_dict(event | {"finding": event["finding"] | {"remediation": advice}}).finding.remediation
+
+    assert read.references == ["https://docs.aws.amazon.com/fix"]
+    assert "AKIA0123456789ABCDEF" not in read.description
+
+
+def test_every_demo_escalation_names_the_controls_its_finding_fails(demo_events):
+    assert all(event["finding"]["compliance"] for event in demo_events)
+    by_source = {event["finding"]["source"]: event["finding"] for event in demo_events}
+    assert by_source["securityhub"]["remediation"]["references"][0].startswith("https://docs.aws.amazon.com/")

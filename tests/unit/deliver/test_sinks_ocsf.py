@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from jsonschema import Draft202012Validator
 from py_ocsf_models.events.findings.detection_finding import DetectionFinding
-from receivers import escalation_event, load_schema
+from receivers import escalation_event, load_schema, with_compliance
 
 from stream.correlate.lifecycle import escalation_uid
 from stream.deliver.ocsf import OCSF_SCHEMA_VERSION, PRODUCT_VERSION, to_ocsf
@@ -16,10 +16,10 @@ ESCALATION_SCHEMA = Draft202012Validator(load_schema("escalation.schema.json"),
 OCSF_SCHEMA = Draft202012Validator(load_schema("ocsf-detection-finding.schema.json"))
 
 
-def validated_ocsf(event: dict) -> dict:
+def validated_ocsf(event: dict, trace_url_template: str | None = None) -> dict:
     """to_ocsf of a schema-valid event, checked against our schema and py-ocsf-models' model."""
     ESCALATION_SCHEMA.validate(event)
-    ocsf = to_ocsf(event)
+    ocsf = to_ocsf(event, trace_url_template=trace_url_template)
     OCSF_SCHEMA.validate(ocsf)
     # Re-reading through the model and dumping again must give the same object: nothing we emit
     # falls outside the OCSF model (pydantic would drop it) or has the wrong type (it would raise).
@@ -114,3 +114,76 @@ def test_an_event_that_breaks_the_escalation_schema_is_refused_with_a_reason():
 
     with pytest.raises(DecodeError, match="priority"):
         to_ocsf(event)
+
+
+def test_each_framework_the_finding_fails_is_an_ocsf_compliance_object_while_it_is_open():
+    event = with_compliance(escalation_event(), {"CIS-2.0": ["2.1.5", "2.1.4"], "PCI DSS v4.0.1": ["1.3.1"]})
+
+    compliance = validated_ocsf(event)["unmapped"]["compliance"]
+
+    assert compliance == [
+        {"standards": ["CIS-2.0"], "requirements": ["2.1.5", "2.1.4"], "control": "s3_bucket_public_access",
+         "status_id": 3},
+        {"standards": ["PCI DSS v4.0.1"], "requirements": ["1.3.1"], "control": "s3_bucket_public_access",
+         "status_id": 3}]
+    resolved = validated_ocsf(with_compliance(escalation_event(state="resolved"), {"CIS-2.0": ["2.1.5"]}))
+    assert "status_id" not in resolved["unmapped"]["compliance"][0]
+    assert "compliance" not in validated_ocsf(escalation_event())["unmapped"]  # an event from before, or none named
+
+
+def test_remediation_is_the_ocsf_remediation_object_masked():
+    event = with_compliance(escalation_event(), {}, remediation={
+        "description": "Block public access; test card 4111 1111 1111 1111 was found in the bucket policy",
+        "references": ["https://docs.aws.amazon.com/AmazonS3/latest/userguide/access-control-block-public-access.html",
+                       "aws s3api put-public-access-block --bucket payments-exports"]})
+
+    remediation = validated_ocsf(event)["remediation"]
+
+    assert remediation["desc"] == "Block public access; test card **** **** **** 1111 was found in the bucket policy"
+    assert remediation["references"] == [
+        "https://docs.aws.amazon.com/AmazonS3/latest/userguide/access-control-block-public-access.html"]
+    links_only = with_compliance(escalation_event(), {}, remediation={"description": "", "references": ["https://x.io"]})
+    assert validated_ocsf(links_only)["remediation"] == {"desc": "See the references.", "references": ["https://x.io"]}
+    assert "remediation" not in validated_ocsf(escalation_event())
+
+
+def test_observables_name_resources_services_traces_and_alerts_for_a_siem_to_pivot_on():
+    event = escalation_event(trace_ids=["4bf92f3577b34da6a3ce929d0e0e4736"], alert_uids=["gd-2"])
+    event["finding"]["resources"].append("arn:aws:dynamodb:eu-west-1:123456789012:table/ledger")
+
+    observables = validated_ocsf(event)["observables"]
+
+    assert [(o["type_id"], o["type"], o["value"], o["name"]) for o in observables] == [
+        (10, "Resource UID", "arn:aws:s3:::payments-exports", "resources.uid"),
+        (10, "Resource UID", "arn:aws:dynamodb:eu-west-1:123456789012:table/ledger", "resources.uid"),
+        (99, "Service", "service:edge-gateway", "unmapped.hotpath.factors.exposure_path"),
+        (99, "Service", "service:payments-api", "unmapped.hotpath.factors.exposure_path"),
+        (99, "Service", "payments-api", "unmapped.hotpath.asset.service"),
+        (99, "Trace ID", "4bf92f3577b34da6a3ce929d0e0e4736", "finding_info.related_events.uid"),
+        (99, "Alert UID", "gd-2", "finding_info.related_events.uid")]
+
+
+@pytest.mark.parametrize(("template", "link"), [
+    ("http://jaeger.internal:16686/trace/{trace_id}", "http://jaeger.internal:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736"),
+    ('https://grafana.internal/explore?left={"datasource":"tempo","queries":[{"query":"{trace_id}"}]}',
+     'https://grafana.internal/explore?left={"datasource":"tempo","queries":[{"query":"4bf92f3577b34da6a3ce929d0e0e4736"}]}'),
+    ("https://console.aws.amazon.com/xray/home?region=eu-west-1#/traces/{xray_trace_id}",
+     "https://console.aws.amazon.com/xray/home?region=eu-west-1#/traces/1-4bf92f35-77b34da6a3ce929d0e0e4736"),
+])
+def test_each_trace_evidence_links_to_the_trace_ui(template, link):
+    event = escalation_event(trace_ids=["4bf92f3577b34da6a3ce929d0e0e4736"], alert_uids=["gd-2"])
+
+    trace, alert = validated_ocsf(event, trace_url_template=template)["evidences"]
+
+    assert trace["url"] == {"url_string": link}
+    assert trace["data"] == {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}
+    assert alert["data"] == {"alert_uid": "gd-2"} and "url" not in alert
+
+
+def test_without_a_trace_ui_the_evidences_name_the_traces_without_links():
+    evidences = validated_ocsf(escalation_event(alert_uids=[]))["evidences"]
+
+    assert [e["data"]["trace_id"] for e in evidences] == ["4bf92f3577b34da6a3ce929d0e0e4736",
+                                                          "0af7651916cd43dd8448eb211c80319c"]
+    assert not any("url" in e for e in evidences)
+    assert "evidences" not in validated_ocsf(escalation_event(trace_ids=[], alert_uids=[]))

@@ -11,7 +11,7 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from receivers import OpsgenieReceiver, PagerDutyReceiver, WebhookReceiver, escalation_event
+from receivers import OpsgenieReceiver, PagerDutyReceiver, WebhookReceiver, escalation_event, with_compliance
 
 from stream.deliver import opsgenie, pagerduty, webhook
 from stream.deliver.escalation import escalation_from_dict
@@ -28,8 +28,23 @@ TEMPO = "https://grafana.example.com/explore?left=%7B%22queries%22:%5B%7B%22quer
 NOW = 1_741_943_700.0
 
 
+XRAY = "https://console.aws.amazon.com/xray/home?region=eu-west-1#/traces/{xray_trace_id}"
+COMPLIANCE = {"CIS-2.0": ["2.1.5", "2.1.4"], "PCI DSS v4.0.1": ["1.3.1"]}
+REMEDIATION = {"description": "Turn on S3 Block Public Access for the bucket.",
+               "references": ["https://docs.aws.amazon.com/AmazonS3/latest/userguide/access-control-block-public-access.html",
+                              "https://docs.prowler.com/checks/aws/s3"]}
+# As much as an escalation can carry: 20 frameworks of 20 controls, every text at the event's 1024-character cut.
+MOST_COMPLIANCE = {f"framework-{i:02}-" + "f" * 1010: [f"control-{j:02}-" + "c" * 1010 for j in range(20)]
+                   for i in range(20)}
+
+
 def escalation(**changes):
     return escalation_from_dict(escalation_event(**changes))
+
+
+def failing(compliance: dict, remediation: dict | None = None):
+    """An escalation whose finding fails ``compliance``, with the source's ``remediation``."""
+    return escalation_from_dict(with_compliance(escalation_event(), compliance, remediation))
 
 
 def sink(kind: str, **fields) -> SinkSettings:
@@ -82,6 +97,33 @@ def test_pagerduty_links_follow_any_trace_ui_template():
                                             sink("pagerduty"), Secret(ROUTING_KEY), trace_url_template=TEMPO)
 
     assert json.loads(body)["links"][0]["href"] == TEMPO.replace("{trace_id}", "4bf92f3577b34da6a3ce929d0e0e4736")
+
+
+def test_pagerduty_details_name_each_failing_framework_and_the_fix():
+    _, _, _, body = pagerduty.build_request(failing(COMPLIANCE, REMEDIATION), sink("pagerduty"), Secret(ROUTING_KEY),
+                                            trace_url_template=XRAY)
+
+    sent = json.loads(body)
+    details = sent["payload"]["custom_details"]
+    assert details["compliance"] == ["CIS-2.0: 2.1.5, 2.1.4", "PCI DSS v4.0.1: 1.3.1"]
+    assert details["remediation"] == ("Turn on S3 Block Public Access for the bucket.\n"
+                                      "https://docs.aws.amazon.com/AmazonS3/latest/userguide/"
+                                      "access-control-block-public-access.html")
+    assert "compliance" not in details["finding"]
+    assert sent["links"][0]["href"] == ("https://console.aws.amazon.com/xray/home?region=eu-west-1#/traces/"
+                                        "1-4bf92f35-77b34da6a3ce929d0e0e4736")
+
+
+def test_pagerduty_accepts_the_most_compliance_an_escalation_can_carry():
+    with PagerDutyReceiver(ROUTING_KEY) as receiver:
+        request = pagerduty.build_request(failing(MOST_COMPLIANCE, REMEDIATION),
+                                          sink("pagerduty", url=receiver.enqueue_url), Secret(ROUTING_KEY),
+                                          trace_url_template=JAEGER)
+        status, _ = send(request)
+
+    details = json.loads(request.body)["payload"]["custom_details"]
+    assert status == 202 and len(request.body) <= pagerduty.EVENT_MAX_BYTES
+    assert len(json.dumps(details["compliance"])) <= pagerduty.DETAIL_MAX_BYTES
 
 
 def test_pagerduty_resolve_names_only_the_alert():
@@ -155,6 +197,23 @@ def test_opsgenie_create_and_close():
                                                           trace_url_template=JAEGER)[0]
     assert close_url == f"https://api.eu.opsgenie.com/v2/alerts/{resolved.escalation_uid}/close?identifierType=alias"
     assert json.loads(close_body)["source"] == "hotpath"
+
+
+def test_opsgenie_details_name_each_failing_framework_and_the_fix_within_8000_characters():
+    ops_sink = sink("opsgenie")
+    alert = json.loads(opsgenie.build_requests(failing(COMPLIANCE, REMEDIATION), ops_sink, Secret(GENIE_KEY),
+                                               trace_url_template=JAEGER)[0].body)
+
+    assert alert["details"]["compliance"] == "CIS-2.0: 2.1.5, 2.1.4\nPCI DSS v4.0.1: 1.3.1"
+    assert alert["details"]["remediation"].startswith("Turn on S3 Block Public Access for the bucket.\nhttps://")
+    assert "compliance" not in json.loads(opsgenie.build_requests(escalation(), ops_sink, Secret(GENIE_KEY),
+                                                                  trace_url_template=JAEGER)[0].body)["details"]
+
+    with OpsgenieReceiver(GENIE_KEY) as receiver:
+        status, answer = send(opsgenie.build_requests(failing(MOST_COMPLIANCE, REMEDIATION),
+                                                      sink("opsgenie", url=receiver.url), Secret(GENIE_KEY),
+                                                      trace_url_template=JAEGER)[0])
+    assert (status, answer["result"]) == (202, "Request will be processed")
 
 
 def test_opsgenie_receiver_deduplicates_on_alias_and_refuses_a_bad_key():

@@ -10,6 +10,7 @@ import pytest
 from inputs import compliance_finding, config_event, needs_samples, sample, v2_event
 
 from stream.ingest.formats.compliance import (
+    COMPLIANCE_MAX_CHARS,
     DESCRIPTION_MAX_CHARS,
     MAX_CONTROLS,
     MAX_FRAMEWORKS,
@@ -128,17 +129,20 @@ def test_a_finding_whose_source_names_nothing_has_empty_compliance_and_no_remedi
 
 @needs_samples
 def test_hostile_compliance_and_remediation_are_bounded():
-    many = {f"framework-{i}": [f"control-{j}" for j in range(100)] for i in range(100)}
-    many["x" * 10_000] = ["y" * 10_000]
+    many = {"x" * 10_000: ["y" * 10_000]}
+    many |= {f"framework-{i}": [f"control-{j}" for j in range(100)] for i in range(100)}
     references = ["javascript:alert(1)", "ftp://files.example/fix", "https://", "https://ok.example/a b",
                   *(f"https://docs.example/{i}" for i in range(50)), "https://long.example/" + "a" * 5000]
     finding = prowler_finding(unmapped={"compliance": many},
                               remediation={"desc": "fix " * 10_000, "references": references})
     [decoded] = decode(finding)
 
-    assert len(decoded.compliance) == MAX_FRAMEWORKS
-    assert all(len(controls) == MAX_CONTROLS for controls in decoded.compliance.values())
-    assert max(len(name) for name in decoded.compliance) <= NAME_MAX_CHARS
+    assert len(decoded.compliance) <= MAX_FRAMEWORKS
+    assert max(len(controls) for controls in decoded.compliance.values()) == MAX_CONTROLS
+    assert list(decoded.compliance)[:2] == ["x" * (NAME_MAX_CHARS - 3) + "...", "framework-0"]
+    assert decoded.compliance["framework-0"] == [f"control-{j}" for j in range(MAX_CONTROLS)]
+    names = sum(len(framework) + sum(map(len, controls)) for framework, controls in decoded.compliance.items())
+    assert COMPLIANCE_MAX_CHARS - NAME_MAX_CHARS < names <= COMPLIANCE_MAX_CHARS
     assert len(decoded.remediation.description) == DESCRIPTION_MAX_CHARS
     assert decoded.remediation.references == [f"https://docs.example/{i}" for i in range(MAX_REFERENCES)]
 
