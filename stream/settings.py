@@ -220,7 +220,7 @@ class Settings(BaseSettings):
     asset_file: Path | None = None
     """A YAML or JSON asset file loaded at start, besides the asset topic."""
     policy_files: Annotated[list[Path], NoDecode] = []
-    """Policy files (Prowler mutelists or hotpath policies) the worker judges by, comma-separated or a JSON list."""
+    """Policy files (Prowler mutelists, hotpath policies) to judge by, comma-separated or JSON; replay: --policy."""
     web_host: str = "127.0.0.1"
     """Address of the worker's /health, /metrics and /escalations."""
     web_port: int = Field(default=6066, ge=0, le=65535)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from stream.correlate import windows
 from stream.correlate.event import (
@@ -37,10 +37,10 @@ from stream.correlate.lifecycle import EscalationState, Transition, Verdict, dec
 from stream.correlate.score import AlertEvidence, Evidence, Score, reasons, score
 from stream.correlate.state import AlertSeen, EntityState, FindingState
 from stream.entities.context import Context
-from stream.models import Asset, add_trace_ids, epoch_to_rfc3339, parse_rfc3339
+from stream.models import Asset, Severity, add_trace_ids, epoch_to_rfc3339, parse_rfc3339
 from stream.policy.rules import Decision, FindingFacts, Muting, Policy
 from stream.redact import mask
-from stream.settings import Settings
+from stream.settings import Priority, ScoreSettings, Settings
 
 MAX_CALLERS = 16
 MAX_ALERTS = 10
@@ -390,9 +390,9 @@ class Correlator:
             result = score(evidence, self.settings.score)
             decision = None
             if self.policy is not None:
-                evidence, result, decision = self._apply_policy(
-                    _facts(entity, finding, asset, result.priority, evidence.attacked_directly), policy_at,
-                    evidence_base, evidence, result)
+                facts = _facts(entity, finding, asset, result.priority, evidence.attacked_directly)
+                evidence, result, decision = judge_by_policy(self.policy, facts, policy_at, (evidence, result),
+                                                             evidence_base, self.settings.score)
             live = evidence.exercised or bool(evidence.alerts)
             priority = decision.priority if decision else result.priority
             verdict = Verdict(open=finding.status == "open", priority=priority,
@@ -401,27 +401,15 @@ class Correlator:
             transition, new = decide(prev, verdict, self.settings.escalation_threshold)
             if transition is None:
                 continue
-            why = reasons(evidence, result)
+            judged = Judged(transition, prev, new, evidence, result, decision)
+            why = policy_reasons(judged) + reasons(evidence, result)
             if transition == "resolved":
                 why = [self._resolution_reason(finding, stale)] + why
-            judged = Judged(transition, prev, new, evidence, result, decision)
-            decided.append((finding, new, self._event(uid, entity, finding, judged, policy_reasons(judged) + why,
-                                                      state, at)))
+            decided.append((finding, new, self._event(uid, entity, finding, judged, why, state, at)))
         # Every event is built: only now may the findings record the versions they report.
         for finding, new, _ in decided:
             finding.escalation = new
         return [escalation for _, _, escalation in decided]
-
-    def _apply_policy(self, facts: FindingFacts, at: datetime, evidence_base: Evidence, evidence: Evidence,
-                      result: Score) -> tuple[Evidence, Score, Decision]:
-        """The policy's decision; a severity override is scored again, and the priority it gives judged."""
-        assert self.policy is not None
-        decision = self.policy.decide(facts, at)
-        if decision.severity != evidence.severity:
-            evidence = _with_severity(evidence_base, decision.severity)
-            result = score(evidence, self.settings.score)
-            decision = self.policy.decide(replace(facts, priority=result.priority), at)
-        return evidence, result, decision
 
     def _resolution_reason(self, finding: FindingState, stale: bool) -> str:
         if finding.status == "resolved":
@@ -544,12 +532,24 @@ class Judged:
     decision: Decision | None
 
 
-def _facts(entity: str, finding: FindingState, asset: Asset | None, priority: str,
+def judge_by_policy(policy: Policy, facts: FindingFacts, at: datetime, scored: tuple[Evidence, Score],
+                    evidence_base: Evidence, weights: ScoreSettings) -> tuple[Evidence, Score, Decision]:
+    """The policy's decision on a finding ``scored`` with its scanner's severity; a severity override is
+    scored again, and the priority that gives is what the policy's floors, caps and routes judge."""
+    decision = policy.decide(facts, at)
+    if decision.severity == facts.severity:
+        return *scored, decision
+    evidence = _with_severity(evidence_base, decision.severity)
+    result = score(evidence, weights)
+    return evidence, result, policy.decide(replace(facts, priority=result.priority), at)
+
+
+def _facts(entity: str, finding: FindingState, asset: Asset | None, priority: Priority,
            attacked_directly: bool) -> FindingFacts:
     """What the policy reads of a finding: its own fields, and the tags, owner and environment of its asset."""
     tags = asset_tags(asset)
-    return FindingFacts(check=finding.check, resource=entity, severity=finding.severity,  # type: ignore[arg-type]
-                        priority=priority, account=finding.account, region=finding.region,  # type: ignore[arg-type]
+    return FindingFacts(check=finding.check, resource=entity, severity=cast(Severity, finding.severity),
+                        priority=priority, account=finding.account, region=finding.region,
                         tags=tags, environment=tags.get("environment"), owner=tags.get("owner"),
                         attacked_directly=attacked_directly)
 
@@ -585,7 +585,8 @@ def suppression_ended(judged: Judged) -> SuppressionEnded | None:
 
 
 def policy_reasons(judged: Judged) -> list[str]:
-    """The policy's part of an event's reasons, first: the mute, its end, and what the overrides changed."""
+    """The policy's part of an event's reasons, before the evidence's: the mute, its end (``removed`` when the
+    policy dropped the rule or it no longer matches), and what the overrides changed."""
     decision, out = judged.decision, []
     if decision is None:
         return out
@@ -596,7 +597,7 @@ def policy_reasons(judged: Judged) -> list[str]:
     ended = suppression_ended(judged)
     if ended is not None:
         out.append({"expired": f"mute rule {ended.rule_id} expired",
-                    "removed": f"mute rule {ended.rule_id} no longer applies (removed from the policy)",
+                    "removed": f"mute rule {ended.rule_id} no longer applies to it",
                     "attack": f"an attack on the resource itself broke through mute rule {ended.rule_id}"}[ended.why])
     return out + list(decision.notes)
 

@@ -22,6 +22,7 @@ owned by its file), so both kinds share one decision path: :meth:`Policy.decide`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -303,7 +304,7 @@ class Policy:
         self._overrides = tuple(overrides)
         self._routes = tuple(routes)
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         """One hash of every file's content, in order: which policy an escalation was judged by."""
         return hashlib.sha256("\n".join(source.sha256 for source in self.sources).encode()).hexdigest()

@@ -1,5 +1,7 @@
 """Each lifecycle transition, and the absence of one when nothing changed."""
 
+from dataclasses import replace
+
 from stream.correlate.lifecycle import EscalationState, Verdict, decide, escalation_uid
 
 NEW = EscalationState()
@@ -45,3 +47,37 @@ def test_resolved_at_source_or_stale_resolves_then_can_escalate_again():
 def test_escalation_uid_is_stable_per_finding():
     assert escalation_uid("f-1") == escalation_uid("f-1") != escalation_uid("f-2")
     assert escalation_uid("f-1").startswith("hp-") and len(escalation_uid("f-1")) == 35
+
+
+def muted(priority="P2", rule="accepted-risk", **changes):
+    return replace(verdict(priority, **changes), muted_by=rule)
+
+
+def test_a_mute_turns_a_first_escalation_into_suppressed_and_a_muted_finding_below_threshold_stays_quiet():
+    transition, suppressed = decide(NEW, muted("P2"), "P3")
+    assert (transition, suppressed.version, suppressed.muted_by, suppressed.suppressed) == (
+        "suppressed", 1, "accepted-risk", True)
+    assert decide(NEW, muted("P4", score=40), "P3") == (None, NEW)
+
+
+def test_a_suppressed_finding_stays_quiet_while_its_priority_moves_and_says_when_another_rule_takes_over():
+    _, suppressed = decide(NEW, muted("P2"), "P3")
+    assert decide(suppressed, muted("P1", score=90.0), "P3") == (None, suppressed)
+    transition, other = decide(suppressed, muted("P1", rule="another", score=90.0), "P3")
+    assert (transition, other.version, other.muted_by, other.priority) == ("suppressed", 2, "another", "P1")
+
+
+def test_the_end_of_a_mute_escalates_at_the_priority_last_seen_live_whatever_the_threshold():
+    _, suppressed = decide(NEW, muted("P2"), "P3")
+    transition, again = decide(suppressed, verdict("P4", score=40, live=False), "P3")
+    assert (transition, again.version, again.priority, again.muted_by) == ("escalated", 2, "P2", None)
+    transition, again = decide(suppressed, verdict("P4", score=40), "P3")
+    assert (transition, again.priority) == ("escalated", "P4")
+
+
+def test_a_mute_on_an_escalated_finding_suppresses_it_and_a_suppressed_one_resolves_when_stale():
+    _, escalated = decide(NEW, verdict("P1", score=90.0), "P3")
+    transition, suppressed = decide(escalated, muted("P1", live=False), "P3")
+    assert (transition, suppressed.version, suppressed.priority) == ("suppressed", 2, "P1")
+    transition, resolved = decide(suppressed, muted("P1", live=False, stale=True), "P3")
+    assert (transition, resolved.active, resolved.muted_by) == ("resolved", False, None)

@@ -268,3 +268,22 @@ def test_a_suppression_already_published_is_not_published_again_after_a_lost_sta
     assert h.engine.reconcile(0, [published], owns=lambda resource: True) == 1
     h.traces(touch(BUCKET, [], 10, spans=200, internet=200))
     assert events(h) == []
+
+
+def test_a_card_number_pasted_into_a_rule_never_leaves_in_the_event(tmp_path) -> None:
+    pasted = MUTE.replace("reason: statements", "reason: card 4111 1111 1111 1111 in a test, statements") \
+                 .replace("ticket: RISK-42", "ticket: token=ghp_0123456789abcdefghijABCDEFGHIJ012345")
+    h = Harness(policy=policy(tmp_path, pasted))
+    exercised(h)
+    text = json.dumps(h.latest("f-bucket"))
+    assert h.latest("f-bucket")["state"] == "suppressed"
+    assert "4111 1111 1111 1111" not in text and "ghp_0123456789abcdefghij" not in text
+
+
+def test_a_resolved_event_says_first_why_it_resolved_even_under_a_policy(tmp_path) -> None:
+    h = Harness(policy=policy(tmp_path, OVERRIDES))
+    h.asset(id=BUCKET, tags=AssetTags(environment="dev"))
+    exercised(h)
+    h.feed(h.router.finding(finding("f-bucket", BUCKET, status="resolved", when=60)))
+    assert h.latest("f-bucket")["reasons"][:2] == ["resolved at the source (prowler)",
+                                                   "priority capped at P3 by rule dev-cap"]
