@@ -119,6 +119,8 @@ STATUS_BY_STATE: dict[str, StatusID] = {
     "resolved": StatusID.Resolved,
     "suppressed": StatusID.Suppressed,
 }
+# What a policy decided, kept in unmapped.hotpath when the event carries it.
+POLICY_FIELDS = frozenset({"suppressed_by", "suppression_ended", "policy_version"})
 TRACE_EVENT_TYPE = "OpenTelemetry trace"
 ALERT_EVENT_TYPE = "Runtime alert"
 SERVICE_PREFIX = "service:"  # the entity id of a calling service
@@ -335,5 +337,5 @@ def _hotpath_details(escalation: Escalation) -> dict[str, Any]:
         "asset": escalation.asset.model_dump(),
         "finding": {"source": finding.source, "check": finding.check, "severity": finding.severity},
         "emitted_at": escalation.emitted_at,
-        **escalation.model_dump(include={"suppressed_by", "suppression_ended", "policy_version"}, exclude_none=True),
+        **{name: value for name, value in escalation.model_dump(include=POLICY_FIELDS).items() if value is not None},
     }

@@ -26,11 +26,13 @@ from receivers import (
     ACCEPT_THEN_DROP,
     DROP,
     HANG,
+    POLICY_VERSION,
     OpsgenieReceiver,
     PagerDutyReceiver,
     WebhookReceiver,
     escalation_event,
     load_schema,
+    suppressed_event,
 )
 
 from stream.deliver.backoff import backoff_delay
@@ -46,7 +48,9 @@ from stream.settings import Settings, SinkSettings
 ROUTING_KEY = "R0UT1NGK3Y0123456789abcdefabcdef"
 GENIE_KEY = "eb243592-faa2-4ba2-a551-1afdf565c889"
 HMAC_SECRET = "whsec-3a9c1f0e7d55"
-SECRETS = {"PD_ROUTING_KEY": ROUTING_KEY, "OG_GENIE_KEY": GENIE_KEY, "HOOK_SECRET": HMAC_SECRET}
+PLATFORM_ROUTING_KEY = "PL4TF0RMK3Y0123456789abcdefabcde"
+SECRETS = {"PD_ROUTING_KEY": ROUTING_KEY, "PD_PLATFORM_KEY": PLATFORM_ROUTING_KEY, "OG_GENIE_KEY": GENIE_KEY,
+           "HOOK_SECRET": HMAC_SECRET}
 OCSF_SCHEMA = Draft202012Validator(load_schema("ocsf-detection-finding.schema.json"))
 DLQ_SCHEMA = Draft202012Validator(load_schema("dlq.schema.json"), format_checker=Draft202012Validator.FORMAT_CHECKER)
 WAIT_S = 60.0
@@ -233,6 +237,54 @@ async def test_every_escalation_reaches_each_matching_sink_once_despite_failures
         OCSF_SCHEMA.validate(ocsf)
         assert key.decode() == ocsf["finding_info"]["uid"]
     assert sorted(o["activity_id"] for _, o in siem) == [1] * 7 + [3] * 3
+
+
+async def test_policy_routes_pick_the_receivers_and_a_muted_finding_never_pages(hotpath_settings):
+    to_payments = {"sinks": ["payments-pd", "audit-hook"], "opsgenie_team": None}
+    to_platform = {"sinks": ["platform-pd", "sre-opsgenie"], "opsgenie_team": "platform-oncall"}
+    judged = {"policy_version": POLICY_VERSION}
+    payments = escalation_event("prowler-routed-payments", priority="P1", routing=to_payments, **judged)
+    platform = escalation_event("prowler-routed-platform", priority="P1", routing=to_platform, **judged)
+    everyone = escalation_event("prowler-unrouted", priority="P1", **judged)
+    events = [payments, platform, everyone, suppressed_event("prowler-routed-payments", routing=to_payments),
+              suppressed_event("prowler-unrouted")]
+    pay, plat, every = (event["escalation_uid"] for event in (payments, platform, everyone))
+    with (PagerDutyReceiver(ROUTING_KEY) as pd_payments, PagerDutyReceiver(PLATFORM_ROUTING_KEY) as pd_platform,
+          OpsgenieReceiver(GENIE_KEY) as og, WebhookReceiver(HMAC_SECRET) as hook):
+        settings = delivery_settings(hotpath_settings, [
+            pagerduty_sink(pd_payments),
+            pagerduty_sink(pd_platform, "platform-pd", secret_env="PD_PLATFORM_KEY"),
+            {"name": "sre-opsgenie", "kind": "opsgenie", "url": og.url, "min_priority": "P2",
+             "secret_env": "OG_GENIE_KEY"},
+            {"name": "audit-hook", "kind": "webhook", "url": hook.url, "min_priority": "P5",
+             "secret_env": "HOOK_SECRET"},
+        ])
+        produce(settings, events)
+
+        def all_delivered() -> bool:
+            return (pd_payments.status(pay) == pd_payments.status(every) == "closed"
+                    and pd_platform.status(every) == og.status(every) == "closed"
+                    and pd_platform.status(plat) == og.status(plat) == "open"
+                    and hook.status(pay) == hook.status(every) == "closed"
+                    and not uncommitted(settings))
+
+        async with Running(settings) as service:
+            await wait_until(all_delivered, "every routed event is delivered and committed")
+        siem = read_topic(settings, settings.topic_siem, len(events))
+
+    assert pd_payments.actions.count(("trigger", pay)) == pd_payments.actions.count(("resolve", pay)) == 1
+    assert {key for _, key in pd_payments.actions} == {pay, every}, "payments' PagerDuty got another team's event"
+    assert {key for _, key in pd_platform.actions} == {plat, every}, "platform's PagerDuty got another team's event"
+    assert [action for action, key in pd_platform.actions if key == every] == ["trigger", "resolve"]
+    assert {request.json.get("alias") for request in og.requests if request.path == "/v2/alerts"} == {plat, every}
+    assert og.responders(plat) == [{"type": "team", "name": "platform-oncall"}] and og.responders(every) == []
+    assert plat not in hook.alerts and len(hook.requests) == 4
+    skipped = {sink: service.metrics.value("hotpath_deliver_skipped_total", sink=sink, reason="not_routed")
+               for sink in ("payments-pd", "platform-pd", "sre-opsgenie", "audit-hook")}
+    assert skipped == {"payments-pd": 1, "platform-pd": 2, "sre-opsgenie": 2, "audit-hook": 1}
+    for _, ocsf in siem:
+        OCSF_SCHEMA.validate(ocsf)
+    assert sorted(ocsf["status_id"] for _, ocsf in siem) == [1, 1, 1, 3, 3], "the SIEM feed did not take everything"
 
 
 async def test_permanent_failures_and_spent_budgets_land_in_the_dead_letter_topic(hotpath_settings, caplog):
@@ -485,6 +537,7 @@ def test_deliver_serves_the_catalog_metrics_and_process_metrics(hotpath_settings
     assert code == 0
     catalog = {"hotpath_deliver_records": "counter", "hotpath_deliver_delivered": "counter",
                "hotpath_deliver_retries": "counter", "hotpath_deliver_dead_lettered": "counter",
+               "hotpath_deliver_skipped": "counter",
                "hotpath_deliver_siem_published": "counter", "hotpath_deliver_request_seconds": "histogram",
                "hotpath_deliver_pending": "gauge", "hotpath_deliver_consumer_lag_records": "gauge",
                "hotpath_deliver_ready": "gauge"}

@@ -155,9 +155,12 @@ def test_the_webhook_delivers_a_suppressed_event_signed_with_its_state_and_rule(
     assert received.json["state"] == "suppressed" and received.json["suppressed_by"] == mute()
 
 
-@pytest.mark.parametrize(("version", "activity_id"), [(1, 1), (3, 2)])
-def test_the_siem_record_of_a_suppressed_event_has_status_suppressed_and_the_rule(version, activity_id):
-    event = suppressed_event(version=version)
+@pytest.mark.parametrize(("version", "activity_id", "rule"), [
+    (1, 1, mute()),
+    (3, 2, mute(ticket=None, expires=None)),
+])
+def test_the_siem_record_of_a_suppressed_event_has_status_suppressed_and_the_rule(version, activity_id, rule):
+    event = suppressed_event(version=version, suppressed_by=rule)
 
     ocsf = to_ocsf(event)
 
@@ -165,9 +168,9 @@ def test_the_siem_record_of_a_suppressed_event_has_status_suppressed_and_the_rul
     assert DetectionFinding.model_validate(ocsf).model_dump(mode="json", exclude_none=True) == ocsf
     assert (ocsf["status_id"], ocsf["status"]) == (3, "Suppressed")
     assert ocsf["activity_id"] == activity_id and ocsf["type_uid"] == 200400 + activity_id
-    assert ocsf["unmapped"]["hotpath"]["suppressed_by"] == mute()
+    assert ocsf["unmapped"]["hotpath"]["suppressed_by"] == rule
     assert ocsf["unmapped"]["hotpath"]["policy_version"] == POLICY_VERSION
-    assert "accept-exports-bucket" in ocsf["comment"] and "RISK-142" in ocsf["comment"]
+    assert "accept-exports-bucket" in ocsf["comment"] and "payments-security" in ocsf["comment"]
 
 
 def test_the_siem_record_after_a_suppression_ends_is_open_again_and_says_why():
