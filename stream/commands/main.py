@@ -28,7 +28,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("topics", "apply"), "stream.commands.topics", "create or update the topics declared in topics/"),
     (("inspect",), "stream.commands.inspect", "decode input files and print one normalized record per line"),
     (("replay",), "stream.commands.replay", "run the correlation offline over exported files"),
-    (("policy",), "stream.commands.policy", "check policy files (Prowler mutelists, hotpath policies)"),
+    (("policy",), "stream.commands.policy", "check, publish and explain policy files (Prowler mutelists, hotpath's)"),
     (("worker",), "stream.commands.worker", "run the streaming job (Faust worker)"),
     (("deliver",), "stream.commands.deliver", "deliver escalations to the SIEM topic and webhooks"),
     (("demo",), "stream.commands.demo", "play the fintech scenario through Kafka and show the result"),

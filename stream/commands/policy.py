@@ -83,10 +83,9 @@ def _user() -> str:
 def publish(settings: Settings, paths: list[Path], by: str) -> int:
     """Publish the files as the policy's new version, then its audit record; exit status 1 on a failure."""
     from stream.kafka.topics import BrokerAdmin, TopicsError
-    from stream.kafka.wholetopic import read_to_end
     from stream.policy.audit import MAX_BY_CHARS, published_record
-    from stream.policy.document import compile_policy, read_policy_file
-    from stream.policy.published import PublishedPolicy, publication
+    from stream.policy.document import compile_policy, read_policy_bytes
+    from stream.policy.published import publication
     from stream.sources.aws.publish import PublishError, TopicSink
 
     by = mask_cut(by, MAX_BY_CHARS)
@@ -95,9 +94,11 @@ def publish(settings: Settings, paths: list[Path], by: str) -> int:
         print("hotpath policy publish: two files have the same name; the topic keeps one record per name",
               file=sys.stderr)
         return 1
-    files = [read_policy_file(path) for path in paths]
-    version = compile_policy(files).digest
-    texts = {name: path.read_text(encoding="utf-8") for name, path in zip(names, paths, strict=True)}
+    # Read once: the version is the digest of exactly the bytes published (a CRLF file stays CRLF).
+    contents = [path.read_bytes() for path in paths]
+    version = compile_policy([read_policy_bytes(str(path), raw) for path, raw in zip(paths, contents, strict=True)]
+                             ).digest
+    texts = {name: raw.decode("utf-8") for name, raw in zip(names, contents, strict=True)}
     try:
         topics = BrokerAdmin(settings).metadata().topics
         missing = [t for t in (settings.topic_policy, settings.topic_audit) if t not in topics]
@@ -105,10 +106,7 @@ def publish(settings: Settings, paths: list[Path], by: str) -> int:
             print(f"hotpath policy publish: no topic {', '.join(missing)} on {settings.bootstrap_servers}: "
                   f"run `hotpath topics apply` first", file=sys.stderr)
             return 1
-        published = PublishedPolicy()
-        for _, _, _, key, value in read_to_end(settings, [settings.topic_policy]):
-            if key is not None:
-                published.apply(key, value)
+        published = _published(settings)
         previous = published.current()
         if previous is not None and previous.version == version:
             print(f"policy version {version[:12]} is already the published one: nothing to do")
@@ -124,6 +122,21 @@ def publish(settings: Settings, paths: list[Path], by: str) -> int:
         return 1
     print(mask(f"published policy version {version[:12]} ({', '.join(names)}) by {by}"))
     return 0
+
+
+def _published(settings: Settings):
+    """The policy as hotpath.policy holds it now; a record that is not a policy file is skipped, as workers do."""
+    from stream.kafka.wholetopic import read_to_end
+    from stream.policy.published import PublishedPolicy
+
+    published = PublishedPolicy()
+    for _, _, offset, key, value in read_to_end(settings, [settings.topic_policy]):
+        try:
+            published.apply(key, value)
+        except ValueError as exc:  # no key, not UTF-8, not a published file
+            print(mask_cut(f"hotpath policy publish: warning: skipped {settings.topic_policy}@{offset}: "
+                           f"{type(exc).__name__}: {exc}", 300), file=sys.stderr)
+    return published
 
 
 def _send(sink, records: list[tuple[bytes, bytes | None]]) -> None:

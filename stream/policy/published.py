@@ -83,8 +83,10 @@ class PublishedPolicy:
         self.files: dict[str, PublishedFile] = {}
         self._latest: PublishedFile | None = None
 
-    def apply(self, key: bytes, value: bytes | None) -> None:
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
         """One record, in the topic's order; ValueError (pydantic's included) for a record that is not one."""
+        if key is None:
+            raise ValueError("a record without a key names no policy file")
         name = key.decode()
         self.files.pop(name, None)
         if value is not None:

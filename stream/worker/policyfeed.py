@@ -37,8 +37,6 @@ class PolicyFeed(TopicFeed):
         """The last version that could not be applied."""
 
     def _apply_record(self, topic: str, key: bytes | None, value: bytes | None) -> bool:
-        if key is None:
-            return False
         self.published.apply(key, value)
         return True
 

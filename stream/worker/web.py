@@ -76,9 +76,11 @@ def _rank(event: dict[str, Any]) -> tuple[int, float]:
 
 def readiness(hotpath: Hotpath) -> tuple[bool, str]:
     app = hotpath.app
-    for feed, what in ((hotpath.feed, "the shared context"), (hotpath.policy_feed, "the published policy")):
+    feeds = ((hotpath.feed, "the shared context"), (hotpath.policy_feed, "the published policy"))
+    for feed, what in feeds:  # a feed that stopped is said first: it will not catch up by waiting
         if feed.failure is not None:
             return False, f"{what} is no longer read: {feed.failure}"
+    for feed, what in feeds:
         if not feed.caught_up.is_set():
             return False, f"reading {what}"
     if app.rebalancing or getattr(app, "in_recovery", False):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 from waiting import run_loop_until
 
 from stream.demo.ports import free_port
@@ -17,6 +18,7 @@ from stream.kafka.clients import producer
 from stream.settings import Settings
 from stream.worker.app import create_app
 from stream.worker.contextfeed import ContextFeed
+from stream.worker.policyfeed import PolicyFeed
 from stream.worker.web import readiness
 
 
@@ -55,18 +57,23 @@ def test_a_tombstone_with_a_non_utf8_key_costs_that_record_not_the_rest_of_its_b
     assert (feed.applied, feed.skipped, feed.failure) == (101, 2, None)  # both records with a non-text key
 
 
-def test_a_feed_that_stopped_makes_the_worker_unready_and_says_why(hotpath_settings):
+@pytest.mark.parametrize(("attribute", "build", "what"), [
+    ("feed", lambda settings, hotpath: ContextFeed(settings, hotpath.context), "the shared context"),
+    ("policy_feed", lambda settings, hotpath: PolicyFeed(settings), "the published policy"),
+])
+def test_a_feed_that_stopped_makes_the_worker_unready_and_says_why(hotpath_settings, attribute, build, what):
     hotpath = create_app(hotpath_settings)
     unreachable = hotpath_settings.model_copy(update={"bootstrap_servers": f"127.0.0.1:{free_port()}"})
-    hotpath.feed = ContextFeed(unreachable, hotpath.context)  # its broker is gone: nothing listens there
+    feed = build(unreachable, hotpath)  # its broker is gone: nothing listens there
+    setattr(hotpath, attribute, feed)
     loop = asyncio.new_event_loop()
-    hotpath.feed.start(loop)
+    feed.start(loop)
     try:
-        run_loop_until(loop, lambda: hotpath.feed.failure is not None, "the feed gives up", timeout_s=90)
+        run_loop_until(loop, lambda: feed.failure is not None, "the feed gives up", timeout_s=90)
     finally:
-        hotpath.feed.stop()
+        feed.stop()
         loop.close()
 
     ready, why = readiness(hotpath)
     assert not ready
-    assert why.startswith("the shared context is no longer read: KafkaException") and "_TRANSPORT" in why, why
+    assert why.startswith(f"{what} is no longer read: KafkaException") and "_TRANSPORT" in why, why
