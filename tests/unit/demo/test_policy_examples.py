@@ -6,24 +6,40 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 from paths import ROOT
 
 from stream.commands.main import main
+from stream.deliver.escalation import escalation_from_dict
+from stream.deliver.routing import skip_reason
+from stream.demo.scenario import build_scenario
 from stream.policy.document import load_policy
 from stream.policy.rules import FindingFacts, Policy
+from stream.settings import SinkSettings
 
 ACCOUNT = "482916305771"
 SECTION = "## Policy as code"
 
 
-def readme_yaml(opening: str) -> str:
-    """The README's first YAML block in its policy section that starts with ``opening``."""
+def readme_blocks(language: str) -> list[str]:
+    """The README's code blocks in ``language`` in its policy section."""
     text = (ROOT / "README.md").read_text()
     section = text[text.index(SECTION):]
     section = section[: section.find("\n## ", len(SECTION))]
-    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
-    return next(block for block in blocks if block.startswith(opening))
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.DOTALL)
+
+
+def readme_yaml(opening: str) -> str:
+    """The README's first YAML block in its policy section that starts with ``opening``."""
+    return next(block for block in readme_blocks("yaml") if block.startswith(opening))
+
+
+def readme_sinks() -> list[SinkSettings]:
+    """The sinks of the README's ``export HOTPATH_SINKS='...'`` beside the worked example."""
+    [value] = [re.search(r"HOTPATH_SINKS='(.*?)'", block, flags=re.DOTALL).group(1)
+               for block in readme_blocks("sh") if "HOTPATH_SINKS=" in block]
+    return [SinkSettings(**sink) for sink in orjson.loads(value)]
 
 
 def example(tmp_path: Path, opening: str) -> Path:
@@ -87,3 +103,25 @@ def test_the_mutelist_example_mutes_as_prowler_would(mutelist):
     assert mutelist.decide(facts(resource="arn:aws:s3:::finpay-sandbox-ledger", tags=sandbox), at).muted_by is None
     root = facts(check="iam_root_mfa_enabled", resource=f"arn:aws:iam::{ACCOUNT}:root", account="111122223333")
     assert mutelist.decide(root, at).muted_by is not None
+
+
+def test_on_the_demo_scenario_the_example_pages_the_ledger_team_apart_and_mutes_the_website_bucket(tmp_path):
+    files = build_scenario(seed=11, minutes=4).write_files(tmp_path)
+    out = tmp_path / "escalations.ndjson"
+    argv = ["replay", "--policy", str(example(tmp_path, "version: 1")), "--out", str(out)]
+    for name, paths in files.items():
+        argv += [f"--{name}", *map(str, paths)]
+    assert main(argv) == 0
+    events = [escalation_from_dict(orjson.loads(line)) for line in out.read_bytes().splitlines()]
+    sinks = readme_sinks()
+    paged = {event.resource: {sink.name for sink in sinks if skip_reason(sink, event) is None}
+             for event in events if event.state == "escalated"}
+    owners = {event.resource: event.asset.owner for event in events}
+    assert {resource for resource, owner in owners.items() if owner == "ledger-team"} >= {
+        "arn:aws:rds:us-east-1:482916305771:db:ledger-prod", "arn:aws:s3:::finpay-prod-statements"}
+    assert {frozenset(names) for names in paged.values()} == {frozenset({"pagerduty-ledger"}),
+                                                              frozenset({"pagerduty-secops"})}
+    assert all(names == ({"pagerduty-ledger"} if owners[resource] == "ledger-team" else {"pagerduty-secops"})
+                         for resource, names in paged.items())
+    website = [event for event in events if event.resource == "arn:aws:s3:::finpay-www"]
+    assert website and {event.state for event in website} == {"suppressed"}
