@@ -5,7 +5,9 @@
 (Prowler OCSF and Security Hub ASFF in EventBridge events), OTLP trace batches made by the real
 opentelemetry-sdk and encoded as the Collector's Kafka exporter writes them, and runtime alerts
 (Falco through falcosidekick, GuardDuty in EventBridge events), each list in event-time order, plus
-:class:`Expected`: which findings escalate at which priority, and which are held back.
+:class:`Expected`: which findings escalate at which priority, and which are held back. One finding
+is an accepted risk that the demo's policy (``policy.yaml``, dated for the scenario by
+:meth:`Scenario.policy_text`) suppresses; :meth:`Expected.under_demo_policy` is the outcome with it.
 
 Time line (``minutes`` of event time from ``start``): traffic flows throughout; the CSPM scan's
 findings arrive over the first fifth; Falco fires on a ``kyc`` pod and then a ``payments-api`` pod,
