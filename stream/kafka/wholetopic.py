@@ -9,7 +9,8 @@ topics held then, and then follows what arrives.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from stream.kafka.clients import consumer
 from stream.settings import Settings
@@ -23,9 +24,10 @@ Record = tuple[str, int, int, bytes | None, bytes | None]
 
 
 class WholeTopics:
-    """A consumer assigned every partition of ``topics`` from the beginning (absent topics are skipped)."""
+    """A consumer assigned every partition of ``topics`` from the beginning (absent topics are skipped);
+    ``warn`` is told of each error the consumer reports along the way."""
 
-    def __init__(self, settings: Settings, topics: Sequence[str], warn=None) -> None:
+    def __init__(self, settings: Settings, topics: Sequence[str], warn: Callable[[Any], None] | None = None) -> None:
         self.settings = settings
         self.topics = tuple(topics)
         self.warn = warn

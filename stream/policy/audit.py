@@ -94,12 +94,13 @@ def audit_records(events: Iterable[Mapping[str, Any]], suppression_of: Suppressi
         before = in_force[uid] if uid in in_force else suppression_of(uid)
         suppressed_by = event.get("suppressed_by")
         ended = event.get("suppression_ended")
-        if suppressed_by is not None and (before is None or before.get("rule_id") != suppressed_by["rule_id"]):
-            records.append((uid, _change(event, "suppressed", suppressed_by)))
-        elif ended is not None:
+        if ended is not None:  # first: one rule's mute may end as another's begins
             rule = before if before is not None and before.get("rule_id") == ended["rule_id"] else {}
             kind = "expired" if ended["why"] == "expired" else "unsuppressed"
             records.append((uid, _change(event, kind, {**rule, "rule_id": ended["rule_id"]}, ended["why"])))
+            before = None
+        if suppressed_by is not None and (before is None or before.get("rule_id") != suppressed_by["rule_id"]):
+            records.append((uid, _change(event, "suppressed", suppressed_by)))
         in_force[uid] = suppressed_by
     return records
 

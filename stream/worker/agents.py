@@ -244,7 +244,7 @@ class Agents:
             log.warning("recovered state of partition %s raised to %s escalations published before a crash",
                         partition, raised)
 
-    # -- timer, rebalance, feeds ---------------------------------------------------------
+    # -- timer, rebalance, feeds ----------------------------------------------------------------
 
     async def send_ticks(self, app) -> None:
         """A tick into each entity partition this worker owns: re-scoring runs inside the stream."""

@@ -80,6 +80,16 @@ def test_a_suppression_and_its_end_in_one_batch_are_both_recorded_and_the_end_kn
     assert records[1]["owner"] == "payments-team"
 
 
+def test_a_mute_that_expires_as_another_rule_mutes_the_finding_records_both_in_that_order():
+    in_force = {"finding-1": mute("until-june")}
+    event = judged(state="suppressed", suppressed_by=mute("until-december"), ended=("until-june", "expired"))
+
+    records = [record for _, record in audit_records([event], in_force.get)]
+
+    assert [(record["kind"], record["rule_id"]) for record in records] == [
+        ("expired", "until-june"), ("suppressed", "until-december")]
+
+
 def test_an_end_whose_suppression_is_no_longer_known_is_still_recorded_without_the_rules_details():
     (_, record), = audit_records([judged(ended=("exports-accepted", "removed"))], nothing_known)
 
