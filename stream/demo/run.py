@@ -302,7 +302,8 @@ class Demo:
         if result.returncode != 0:
             raise DemoError(f"hotpath policy publish {path} failed (exit code {result.returncode}): "
                             f"{(result.stderr or result.stdout).strip()}")
-        self.say(f"  policy: {result.stdout.strip()}, muting one accepted risk ({path})")
+        published = result.stdout.strip().splitlines()[-1]  # after the check's line per file
+        self.say(f"  policy: {published}, muting one accepted risk ({path})")
 
     def start_children(self) -> None:
         started = time.monotonic()
