@@ -103,11 +103,14 @@ def decode(data: bytes) -> EntityState:
 
 
 def _escalation_fields(escalation: EscalationState) -> list[Any]:
-    """Nothing for a finding never escalated (most of them), else version, active, priority, score, and the
-    mute rule of a suppressed one (absent otherwise, so states written before mutes read the same)."""
+    """Nothing for a finding never escalated (most of them), else version, active, priority, score, then the
+    mute rule of a suppressed one and whether an attack lifted a mute, when set (so states written before
+    mutes read the same)."""
     if escalation == EscalationState():
         return []
     fields = [escalation.version, escalation.active, escalation.priority, escalation.score]
+    if escalation.lifted:
+        return fields + [escalation.muted_by, True]
     return fields + [escalation.muted_by] if escalation.muted_by is not None else fields
 
 
