@@ -79,18 +79,6 @@ def trace_links(escalation: Escalation, url_template: str) -> list[tuple[str, st
     return [(trace_url(url_template, trace_id), f"Trace {trace_id}") for trace_id in escalation.evidence.trace_ids]
 
 
-def suppression_note(escalation: Escalation) -> str:
-    """What a paging sink records when it closes an incident for a mute: the rule, who accepted the risk, why, until
-    when. The texts come from the masked event."""
-    muted = escalation.suppressed_by
-    if muted is None:
-        return f"Suppressed by hotpath (version {escalation.version})"
-    ticket = f"; ticket {muted.ticket}" if muted.ticket else ""
-    until = f"until {muted.expires}" if muted.expires else "without expiry"
-    return (f"Suppressed by hotpath policy rule {muted.rule_id} ({muted.source}, policy {muted.policy_version[:12]}), "
-            f"{until}: accepted by {muted.owner}: {muted.reason}{ticket}")
-
-
 def compliance_lines(escalation: Escalation) -> list[str]:
     """One line per framework the finding fails, as a responder reads it: ``CIS-2.0: 2.1.5, 2.1.4``."""
     return [f"{framework}: {', '.join(controls)}" for framework, controls in escalation.finding.compliance.items()]
@@ -102,3 +90,15 @@ def remediation_text(escalation: Escalation) -> str | None:
     if advice is None:
         return None
     return "\n".join(part for part in (advice.description, *advice.references[:1]) if part)
+
+
+def suppression_note(escalation: Escalation) -> str:
+    """What a paging sink records when it closes an incident for a mute: the rule, who accepted the risk, why, until
+    when. The texts come from the masked event."""
+    muted = escalation.suppressed_by
+    if muted is None:
+        return f"Suppressed by hotpath (version {escalation.version})"
+    ticket = f"; ticket {muted.ticket}" if muted.ticket else ""
+    until = f"until {muted.expires}" if muted.expires else "without expiry"
+    return (f"Suppressed by hotpath policy rule {muted.rule_id} ({muted.source}, policy {muted.policy_version[:12]}), "
+            f"{until}: accepted by {muted.owner}: {muted.reason}{ticket}")

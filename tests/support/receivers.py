@@ -395,6 +395,13 @@ def escalation_event(finding_uid: str = "prowler-aws-s3_bucket_public_access-123
     }
 
 
+def with_compliance(event: dict[str, Any], compliance: dict[str, list[str]],
+                    remediation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``event`` with its finding failing ``compliance`` and, when given, the source's ``remediation``."""
+    event["finding"]["compliance"] = compliance
+    if remediation is not None:
+        event["finding"]["remediation"] = remediation
+    return event
 POLICY_VERSION = "3f0c9a51d2e84b7c6a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b"
 
 
@@ -422,15 +429,6 @@ def send(request: HttpRequest) -> int:
             return answer.status
     except urllib.error.HTTPError as error:
         return error.code
-
-
-def with_compliance(event: dict[str, Any], compliance: dict[str, list[str]],
-                    remediation: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``event`` with its finding failing ``compliance`` and, when given, the source's ``remediation``."""
-    event["finding"]["compliance"] = compliance
-    if remediation is not None:
-        event["finding"]["remediation"] = remediation
-    return event
 
 
 def load_schema(name: str) -> dict:
