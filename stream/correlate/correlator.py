@@ -245,7 +245,8 @@ class Correlator:
         for event in published:
             key = event["escalation_uid"]
             esc = EscalationState(event["version"], event["state"] != "resolved", event["priority"], event["score"],
-                                  (event.get("suppressed_by") or {}).get("rule_id"))
+                                  (event.get("suppressed_by") or {}).get("rule_id"),
+                                  (event.get("suppression_ended") or {}).get("why") == "attack")
             if key in ours:
                 entity, uid = ours[key]
                 state = self.store[entity]
@@ -395,9 +396,9 @@ class Correlator:
                                                              evidence_base, self.settings.score)
             live = evidence.exercised or bool(evidence.alerts)
             priority = decision.priority if decision else result.priority
-            verdict = Verdict(open=finding.status == "open", priority=priority,
-                              score=result.value, live=live, stale=stale and not evidence.attacked_directly,
-                              muted_by=decision.muted_by.rule.id if decision and decision.muted_by else None)
+            verdict = Verdict(open=finding.status == "open", priority=priority, score=result.value, live=live,
+                              stale=stale and not evidence.attacked_directly, muted_by=_mute_in_force(decision, prev),
+                              lifted=bool(decision and decision.broken_through))
             transition, new = decide(prev, verdict, self.settings.escalation_threshold)
             if transition is None:
                 continue
@@ -542,6 +543,15 @@ def judge_by_policy(policy: Policy, facts: FindingFacts, at: datetime, scored: t
     evidence = _with_severity(evidence_base, decision.severity)
     result = score(evidence, weights)
     return evidence, result, policy.decide(replace(facts, priority=result.priority), at)
+
+
+def _mute_in_force(decision: Decision | None, prev: EscalationState) -> str | None:
+    """The id of the mute that suppresses the finding now, if any. An escalation an attack lifted a mute for
+    keeps it lifted while it lasts (see :mod:`stream.correlate.lifecycle`), from every mute that yields to attacks."""
+    muting = decision.muted_by if decision else None
+    if muting is None or (prev.active and prev.lifted and muting.rule.break_on_attack):
+        return None
+    return muting.rule.id
 
 
 def _facts(entity: str, finding: FindingState, asset: Asset | None, priority: Priority,

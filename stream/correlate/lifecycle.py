@@ -20,6 +20,9 @@ learns it closed). ``suppressed`` is emitted when a mute starts to apply (to a f
 escalate, or to one already escalated) or another rule takes over; when no mute applies any more
 (expired, removed, or an attack broke through) the finding is ``escalated`` again at its current
 priority (the last one seen live, as for a lull), whatever the threshold: it had earned a page.
+An escalation an attack lifted a mute for (``Verdict.lifted``) keeps ``lifted`` until it resolves: the
+caller then ignores mutes that yield to attacks, so the page an attack caused is not closed by the
+mute coming back when the alerts age out of the window while the incident is still being handled.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class EscalationState:
     priority: Priority | None = None
     score: float = 0.0
     muted_by: str | None = None  # the id of the mute rule the last event (suppressed) was muted by
+    lifted: bool = False  # an attack lifted a mute for this escalation: mutes that yield to attacks keep yielding
 
     @property
     def suppressed(self) -> bool:
@@ -62,6 +66,7 @@ class Verdict:
     live: bool  # exercised or attacked in the current window
     stale: bool  # unexercised for stale_windows windows
     muted_by: str | None = None  # the id of the policy's mute rule that applies now
+    lifted: bool = False  # an attack on the resource lifts a mute that would apply now
 
 
 def decide(prev: EscalationState, verdict: Verdict, threshold: Priority) -> tuple[Transition | None, EscalationState]:
@@ -72,11 +77,14 @@ def decide(prev: EscalationState, verdict: Verdict, threshold: Priority) -> tupl
         priority, value = (verdict.priority, verdict.score) if verdict.live else (prev.priority, prev.score)
         if verdict.muted_by != prev.muted_by:
             transition: Transition = "escalated" if verdict.muted_by is None else "suppressed"
-            return transition, EscalationState(prev.version + 1, True, priority, value, verdict.muted_by)
+            return transition, EscalationState(prev.version + 1, True, priority, value, verdict.muted_by,
+                                               verdict.lifted and verdict.muted_by is None)
         if verdict.muted_by is None and verdict.live and verdict.priority != prev.priority:
-            return "updated", EscalationState(prev.version + 1, True, verdict.priority, verdict.score)
+            return "updated", EscalationState(prev.version + 1, True, verdict.priority, verdict.score,
+                                              lifted=prev.lifted or verdict.lifted)
         return None, prev
     if verdict.open and verdict.live and PRIORITY_RANK[verdict.priority] <= PRIORITY_RANK[threshold]:
         transition = "escalated" if verdict.muted_by is None else "suppressed"
-        return transition, EscalationState(prev.version + 1, True, verdict.priority, verdict.score, verdict.muted_by)
+        return transition, EscalationState(prev.version + 1, True, verdict.priority, verdict.score, verdict.muted_by,
+                                           verdict.lifted and verdict.muted_by is None)
     return None, prev

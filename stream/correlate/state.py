@@ -114,11 +114,14 @@ def _finding(fields: list[Any], fmt: int) -> FindingState:
 
 
 def _escalation_fields(escalation: EscalationState) -> list[Any]:
-    """Nothing for a finding never escalated (most of them), else version, active, priority, score, and the
-    mute rule of a suppressed one (absent otherwise, so states written before mutes read the same)."""
+    """Nothing for a finding never escalated (most of them), else version, active, priority, score, then the
+    mute rule of a suppressed one and whether an attack lifted a mute, when set (so states written before
+    mutes read the same)."""
     if escalation == EscalationState():
         return []
     fields = [escalation.version, escalation.active, escalation.priority, escalation.score]
+    if escalation.lifted:
+        return fields + [escalation.muted_by, True]
     return fields + [escalation.muted_by] if escalation.muted_by is not None else fields
 
 

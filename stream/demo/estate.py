@@ -3,7 +3,9 @@
 Services, cloud resources with their asset context, and the CSPM findings that sit on them, each
 with the outcome the story promises: the findings that live internet traffic exercises come first,
 internal-only traffic gives a lower priority, and findings on resources nothing touches are held
-however severe. :mod:`.records` turns this into wire formats and :mod:`.traffic` into spans.
+however severe. One finding is an accepted risk: the public bucket the marketing website is served
+from, which internet traffic exercises and which would escalate, muted by the demo's policy
+(``policy.yaml``). :mod:`.records` turns this into wire formats and :mod:`.traffic` into spans.
 
 ``scale`` grows the estate: every unit adds untouched resources with findings, inventory assets
 without findings, and (from the second unit on) internal services with their own table and bucket.
@@ -27,6 +29,8 @@ REGION = "us-east-1"
 CLUSTER = "finpay-prod"
 COMPANY = "finpay"
 
+# The id of the demo policy's mute rule (stream/demo/policy.yaml) that accepts the public website bucket.
+MARKETING_SITE_RULE = "marketing-site-public-bucket"
 Outcome = Literal["P1", "P2", "P3", "quiet", "held"]
 Kind = Literal["bucket", "rds", "table", "queue", "role", "sg", "instance", "account"]
 # Kubernetes' "safe" alphabet for generated name suffixes (no vowels, no look-alikes).
@@ -76,6 +80,7 @@ class PlannedFinding:
     resource: Resource
     outcome: Outcome
     internet: bool = False  # exercised by traffic that comes in from the internet
+    accepted_by: str | None = None  # the demo policy's mute rule that accepts this risk (it escalates without it)
 
 
 @dataclass(frozen=True)
@@ -305,6 +310,13 @@ def build_estate(rng: random.Random, scale: int) -> Estate:
                   ("argocd", f"argocd-repo-server-{k8s_suffix(rng, 9)}-{k8s_suffix(rng, 5)}"),
                   ("kube-system", f"aws-node-{k8s_suffix(rng, 5)}")]
     unrelated = instance("vpn-gateway", rng, owner="platform-team", criticality="low")
+    # Last, so every draw above is the same as without the website.
+    services["website"] = service("website", "web", rng, criticality="medium", data_classification="public",
+                                  owner="marketing-team", internet_facing=True)
+    resources["website_assets"] = bucket(f"{COMPANY}-www", "website", criticality="low",
+                                         data_classification="public", owner="marketing-team")
+    findings.append(PlannedFinding(p["s3_bucket_public_access"], resources["website_assets"], "P2", internet=True,
+                                   accepted_by=MARKETING_SITE_RULE))
     return Estate(services, resources, findings, internal, inventory, unrelated, noise_pods)
 
 

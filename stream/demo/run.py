@@ -9,13 +9,16 @@
    app id (``hotpath-demo-<id>``), so repeated demos, or a broker shared with tests, never mix state.
    The run's topics are deleted at the end (``--keep-topics`` keeps them); what came out is copied to
    ``<run-dir>/<id>/`` (escalations, the SIEM feed, what PagerDuty received, the workers' logs).
-4. Starts ``hotpath worker`` and ``hotpath deliver`` as child processes, and a local receiver that
-   answers like PagerDuty's Events API v2 (the one webhook sink, threshold P3).
+4. Publishes the demo's policy (``stream/demo/policy.yaml``: one accepted risk, muted until a year
+   after the day it plays) with ``hotpath policy publish``, as an operator would, which records the
+   publication on the audit topic. Starts ``hotpath worker`` and ``hotpath deliver`` as child processes,
+   and a local receiver that answers like PagerDuty's Events API v2 (the one webhook sink, threshold P3).
 5. Produces the assets, then findings, trace batches and alerts in event-time order, compressing
    the scenario's event time into ``--play-seconds`` of wall time, with a progress line.
 6. Waits until the worker has consumed everything and no escalation or webhook arrived for
-   ``--settle-seconds`` (bounded by ``--timeout``), prints the final screen, and shuts everything it
-   started down (:meth:`Demo.shutdown`, which the command calls also after Ctrl-C or SIGTERM).
+   ``--settle-seconds`` (bounded by ``--timeout``), prints the final screen (the escalations, the
+   accepted risk "suppressed by" its rule, the audit trail), and shuts everything it started down
+   (:meth:`Demo.shutdown`, which the command calls also after Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ LAUNCHER = ROOT / "deploy" / "kafka" / "launcher.py"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 DEFAULT_KAFKA_PORT = "9092"
 PAGERDUTY_KEY_ENV = "HOTPATH_DEMO_PAGERDUTY_ROUTING_KEY"
+PUBLISHER = "hotpath demo"  # who publishes the demo's policy, as the audit trail names them
 STOP_TIMEOUT_S = 20.0
+OCSF_SUPPRESSED = 3  # OCSF status_id of a suppressed Detection Finding
 PROGRESS_EVERY_S = 0.25
 PLAIN_PROGRESS_EVERY_S = 5.0
 
@@ -185,6 +190,7 @@ class Demo:
         self.broker_command: list[str] = []
         self.broker_dir: Path | None = None
         self.topics_created = False
+        self.env: dict[str, str] = {}
         self.progress = Progress()
 
     def say(self, text: str) -> None:
@@ -209,6 +215,8 @@ class Demo:
         self.ensure_broker()
         url = self.receiver.start()
         self.create_topics(url)
+        self.env = self.child_env()
+        self.publish_policy(scenario)
         self.start_children()
         self.watcher = Watcher(self.settings, self.settings.topic_escalations)
         self.watcher.start()
@@ -285,11 +293,22 @@ class Demo:
         })
         return env
 
+    def publish_policy(self, scenario: Scenario) -> None:
+        """``hotpath policy publish`` of the demo's policy, before the worker starts, so it judges every finding."""
+        path = scenario.write_policy(self.out)
+        command = [sys.executable, "-m", "stream.commands.main", "policy", "publish", str(path), "--by", PUBLISHER]
+        result = subprocess.run(command, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                timeout=self.options.timeout)
+        if result.returncode != 0:
+            raise DemoError(f"hotpath policy publish {path} failed (exit code {result.returncode}): "
+                            f"{(result.stderr or result.stdout).strip()}")
+        published = result.stdout.strip().splitlines()[-1]  # after the check's line per file
+        self.say(f"  policy: {published}, muting one accepted risk ({path})")
+
     def start_children(self) -> None:
-        env = self.child_env()
         started = time.monotonic()
         for name, command in (("worker", ["worker"]), ("deliver", ["deliver"])):
-            self.children.append(Child(name, command, env, (self.out / f"{name}.log").resolve()))
+            self.children.append(Child(name, command, self.env, (self.out / f"{name}.log").resolve()))
         health = f"http://{self.settings.web_host}:{self.settings.web_port}/health"
         deadline = started + self.options.timeout
         while True:
@@ -398,22 +417,31 @@ class Demo:
     def final_screen(self, scenario: Scenario, receiver_url: str) -> bool:
         events = self.watcher.snapshot() if self.watcher else []
         current = screen.latest(events)
-        rows = screen.ranked(current)
+        rows, muted = screen.ranked(current), screen.muted(current)
+        expected = scenario.expected.under_demo_policy()
         width = max(100, shutil.get_terminal_size((120, 40)).columns)
         _write_ndjson(self.out / "escalations.ndjson", events)
         siem = _read_all(self.settings, self.settings.topic_siem)
         _write_ndjson(self.out / "siem.ocsf.ndjson", siem)
+        audit = _read_all(self.settings, self.settings.topic_audit)
+        _write_ndjson(self.out / "audit.ndjson", audit)
         received = self.receiver.received()
         _write_ndjson(self.out / "pagerduty.ndjson", received)
         names = screen.display_names(scenario.assets)
         lines = ["", "Escalations, most urgent first:", *screen.table(rows, width, names), ""]
-        lines += screen.held_back(len(scenario.findings), rows, scenario.expected)
+        lines += ["Accepted risks, muted by the policy (scored and sent to the SIEM, paging no one):",
+                  *(screen.accepted_risks(muted, width, names) or ["  none"]), ""]
+        lines += screen.held_back(len(scenario.findings), rows, expected, suppressed=len(muted))
         story = len(scenario.expected.story_alerts)
         lines.append(f"Runtime alerts in: {len(scenario.alerts)} ({story} on services that touch misconfigured "
                      f"resources); traffic: {scenario.span_count:,} spans in {len(scenario.trace_batches)} "
                      f"OTLP records")
-        lines.append(f"SIEM: {len(siem)} OCSF Detection Findings on topic {self.settings.topic_siem} "
-                     f"(copy: {self.out / 'siem.ocsf.ndjson'})")
+        suppressed_in_siem = sum(record.get("status_id") == OCSF_SUPPRESSED for record in siem)
+        lines.append(f"SIEM: {len(siem)} OCSF Detection Findings on topic {self.settings.topic_siem}, "
+                     f"{suppressed_in_siem} with status Suppressed (copy: {self.out / 'siem.ocsf.ndjson'})")
+        lines.append(f"Audit trail: {len(audit)} records on topic {self.settings.topic_audit} "
+                     f"(copy: {self.out / 'audit.ndjson'})")
+        lines += screen.audit_trail(audit, width)
         incidents = self.receiver.incidents()
         actions = Counter(event["event_action"] for event in received)
         lines.append(f"PagerDuty (local Events API v2 receiver at {receiver_url}): {len(received)} events "
@@ -423,13 +451,14 @@ class Demo:
         if example is not None:
             lines.append(f"  e.g. the top one, {example.severity}: {example.summary}")
             lines.append(f"       dedup_key {example.dedup_key}, {example.triggers} trigger(s)")
-        problems = screen.story_problems(scenario.expected, current)
+        problems = screen.story_problems(expected, current, paged=incidents.keys())
         if problems:
             lines.append(f"Story check: {len(problems)} difference(s) from the scenario's expectation:")
             lines += [f"  - {problem}" for problem in problems[:10]]
         else:
             lines.append(f"Story check: the ranking matches the scenario's expectation ({len(rows)} escalated, "
-                         f"internet-reached findings on top, {len(scenario.findings) - len(rows)} held back).")
+                         f"internet-reached findings on top, {len(muted)} accepted risk suppressed and not "
+                         f"paged, {len(scenario.findings) - len(rows) - len(muted)} held back).")
         lines.append(f"Logs and outputs: {self.out}")
         self.say("\n".join(lines))
         return not problems

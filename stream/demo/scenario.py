@@ -5,7 +5,9 @@
 (Prowler OCSF and Security Hub ASFF in EventBridge events), OTLP trace batches made by the real
 opentelemetry-sdk and encoded as the Collector's Kafka exporter writes them, and runtime alerts
 (Falco through falcosidekick, GuardDuty in EventBridge events), each list in event-time order, plus
-:class:`Expected`: which findings escalate at which priority, and which are held back.
+:class:`Expected`: which findings escalate at which priority, and which are held back. One finding
+is an accepted risk that the demo's policy (``policy.yaml``, dated for the scenario by
+:meth:`Scenario.policy_text`) suppresses; :meth:`Expected.under_demo_policy` is the outcome with it.
 
 Time line (``minutes`` of event time from ``start``): traffic flows throughout; the CSPM scan's
 findings arrive over the first fifth; Falco fires on a ``kyc`` pod and then a ``payments-api`` pod,
@@ -23,6 +25,7 @@ import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -39,21 +42,34 @@ SCAN_SHARE = 0.2  # findings arrive over this first share of the scenario
 FRESH_ALERT_S = 7 * 60  # story alerts fire no earlier than this before the end
 STREAMS = ("findings", "traces", "alerts")
 PARALLEL_FROM = 40  # scale x minutes from which worker processes build the traffic
+DEMO_POLICY = Path(__file__).with_name("policy.yaml")  # the accepted risk, muted (hotpath's policy format)
+EXPIRES_KEY = "expires:"
 
 
 @dataclass(frozen=True)
 class Expected:
-    """What hotpath should make of the scenario by its end (finding uids)."""
+    """What hotpath should make of the scenario by its end (finding uids).
+
+    As built, without a policy: the accepted risks escalate like any finding. :meth:`under_demo_policy`
+    is the expectation with the demo's policy in force, which suppresses them instead.
+    """
 
     escalated: dict[str, Priority]  # finding uid -> priority of its escalation at the end
     internet_reached: frozenset[str]  # escalated findings that traffic from the internet exercises
     quiet: frozenset[str]  # exercised, but not enough to escalate
     held: frozenset[str]  # on resources nothing touches: never escalated, however severe
     story_alerts: frozenset[str] = frozenset()  # uids of the alerts on services that touch misconfigured resources
+    accepted: dict[str, str] = field(default_factory=dict)  # finding uid -> the demo policy's rule that mutes it
+    suppressed: dict[str, str] = field(default_factory=dict)  # the accepted risks muted in this run, by rule
 
     @property
     def total(self) -> int:
-        return len(self.escalated) + len(self.quiet) + len(self.held)
+        return len(self.escalated) + len(self.quiet) + len(self.held) + len(self.suppressed)
+
+    def under_demo_policy(self) -> Expected:
+        """The outcome with the demo's policy in force: each accepted risk suppressed by its rule, never escalated."""
+        return replace(self, escalated={uid: p for uid, p in self.escalated.items() if uid not in self.accepted},
+                       internet_reached=self.internet_reached - self.accepted.keys(), suppressed=dict(self.accepted))
 
 
 @dataclass
@@ -112,6 +128,34 @@ class Scenario:
                 path.write_bytes(value)
                 traces.append(path)
         return {"assets": [assets], "findings": [findings], "traces": traces, "alerts": [alerts]}
+
+
+    def policy_text(self) -> str:
+        """The demo's policy file with every mute accepted until a year after the scenario's day.
+
+        The shipped file is dated for the scenario's default day; the demo plays a scenario ending now,
+        so the risk it accepts must not have expired already. Comments and layout are kept as written.
+        """
+        until = a_year_after(datetime.fromtimestamp(self.start, UTC).date()).isoformat()
+        lines = []
+        for line in DEMO_POLICY.read_text().splitlines(keepends=True):
+            indent, key, _ = line.partition(EXPIRES_KEY)
+            lines.append(f"{indent}{EXPIRES_KEY} {until}\n" if key and not indent.strip() else line)
+        return "".join(lines)
+
+    def write_policy(self, folder: str | Path) -> Path:
+        """Write :meth:`policy_text` as ``policy.yaml`` in ``folder`` (for ``hotpath replay --policy``)."""
+        path = Path(folder) / DEMO_POLICY.name
+        path.write_text(self.policy_text())
+        return path
+
+
+def a_year_after(day: date) -> date:
+    """The same day a year later (29 February: 28 February)."""
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:
+        return day + timedelta(days=365)
 
 
 def workers_for(scale: int, minutes: int) -> int:
@@ -179,6 +223,7 @@ def _findings(estate: Estate, rng: random.Random, start: float, minutes: int
     step = (last - first) / max(1, len(planned) - 1)
     values, times = [], []
     escalated: dict[str, Priority] = {}
+    accepted: dict[str, str] = {}
     internet, quiet, held = set(), set(), set()
     for index, finding in enumerate(planned):
         ts = round(first + index * step, 3)
@@ -193,7 +238,10 @@ def _findings(estate: Estate, rng: random.Random, start: float, minutes: int
             escalated[uid] = finding.outcome
             if finding.internet:
                 internet.add(uid)
-    return values, times, Expected(escalated, frozenset(internet), frozenset(quiet), frozenset(held))
+            if finding.accepted_by:
+                accepted[uid] = finding.accepted_by
+    return values, times, Expected(escalated, frozenset(internet), frozenset(quiet), frozenset(held),
+                                   accepted=accepted)
 
 
 def _alerts(estate: Estate, rng: random.Random, start: float, end: float, scale: int

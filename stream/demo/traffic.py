@@ -4,8 +4,9 @@ The story the spans tell: internet clients (some through the ALB, seen in ``X-Fo
 ``payments-api``, which calls ``fraud-scoring`` (DynamoDB) and ``ledger`` (the RDS ledger database
 through its endpoint alias, the statements bucket, the ``ledger-events`` queue); back-office staff
 on private addresses use ``kyc`` (the KYC documents bucket, virtual-hosted S3 addresses); the nightly
-``reporting`` job reads the ledger database and writes the exports bucket. Scale adds internal
-services, each reading its own table and bucket.
+``reporting`` job reads the ledger database and writes the exports bucket; internet visitors load
+the marketing ``website``, which renders its pages from the public ``finpay-www`` bucket. Scale adds
+internal services, each reading its own table and bucket.
 
 Spans reach the Collector when their trace ends, so traces are emitted in end-time order; a batch
 never splits a trace (the tail of a request is in the same Kafka record as its head), holds 256 to
@@ -45,7 +46,9 @@ HTTPX = "opentelemetry.instrumentation.httpx"
 BOTOCORE = "opentelemetry.instrumentation.botocore"
 PSYCOPG = "opentelemetry.instrumentation.psycopg"
 # Requests per minute per unit of scale, by kind.
-RATES = {"payment": 45, "statement": 25, "balance": 35, "probe": 12, "kyc_verification": 8, "kyc_document": 6}
+RATES = {"payment": 45, "statement": 25, "balance": 35, "probe": 12, "kyc_verification": 8, "kyc_document": 6,
+         "page_view": 30}
+WEBSITE_PAGES = ("/", "/pricing", "/about", "/careers", "/blog/{slug}")
 INTERNAL_RATE = 20
 REPORT_QUERIES = 20
 REPORT_FILES = 30
@@ -236,6 +239,17 @@ class Traffic:
         root = self.builder.server_span("kyc", "GET /v1/documents/{document_id}", start=t, duration=fetch + 0.02,
                                         client_address=self._back_office())
         self._kyc_object("S3.GetObject", f"documents/{self.rng.getrandbits(64):016x}.pdf", t + 0.01, fetch, root)
+
+    def page_view(self, t: float) -> None:
+        """A visitor from the internet loads a page of the marketing site, rendered from the public bucket."""
+        site = self.svc["website"]
+        fetch = self._duration(0.005, 0.03)
+        route = self.rng.choice(WEBSITE_PAGES)
+        address, forwarded = self._front_door()
+        root = self.builder.server_span(site.name, f"GET {route}", start=t, duration=fetch + 0.015,
+                                        client_address=address, forwarded_for=forwarded)
+        self._aws(site.name, "S3.GetObject", {"aws.s3.bucket": self.res["website_assets"].name}, t + 0.005, fetch,
+                  root)
 
     def report(self, t: float) -> None:
         """One run of the nightly job: read the ledger, write export files, about half a minute."""

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -22,10 +23,13 @@ import psutil
 from paths import ROOT
 
 from stream.demo.receiver import PagerDutyReceiver
+from stream.demo.scenario import a_year_after
 from stream.kafka.clients import admin
 from stream.settings import load_settings
 
 ROUTING_KEY = "r" * 32
+RULE = "marketing-site-public-bucket"
+WEBSITE_BUCKET = "arn:aws:s3:::finpay-www"
 
 
 def demo(kafka_bootstrap: str, run_dir: Path, *arguments: str) -> subprocess.Popen:
@@ -119,8 +123,35 @@ def test_demo_plays_the_scenario_and_shows_the_ranked_escalations(kafka_bootstra
     assert {event["dedup_key"] for event in pagerduty} and re.search(rf"PagerDuty .*: {len(pagerduty)} events", output)
     siem = [orjson.loads(line) for line in (tmp_path / run_id / "siem.ocsf.ndjson").read_bytes().splitlines()]
     assert siem and {event["class_uid"] for event in siem} == {2004}
+    accepted_risk_is_muted_paged_to_no_one_and_audited(output, tmp_path / run_id, pagerduty, siem)
     assert gone(children)
     assert demo_topics(kafka_bootstrap, run_id) == []
+
+
+def accepted_risk_is_muted_paged_to_no_one_and_audited(output: str, outputs: Path, pagerduty: list[dict],
+                                                       siem: list[dict]) -> None:
+    """The public website bucket: suppressed by the demo policy's rule, never paged, in the SIEM and the audit trail."""
+    today = datetime.now(UTC).date()
+    # accepted until a year after the day the scenario starts: today, or yesterday just after midnight
+    until = {a_year_after(day).isoformat() for day in (today, today - timedelta(days=1))}
+    assert f"suppressed by {RULE} (marketing-team, SEC-1042, until " in output
+    escalations = [orjson.loads(line) for line in (outputs / "escalations.ndjson").read_bytes().splitlines()]
+    muted = [event for event in escalations if event["resource"] == WEBSITE_BUCKET]
+    assert muted and {event["state"] for event in muted} == {"suppressed"}
+    assert {event["suppressed_by"]["expires"] for event in muted} <= until
+    escalation_uid = muted[0]["escalation_uid"]
+    assert not [event for event in pagerduty if event["dedup_key"] == escalation_uid
+                and event["event_action"] == "trigger"], "the accepted risk paged someone"
+    assert [record["status_id"] for record in siem if record["finding_info"]["uid"] == escalation_uid] == [3]
+    audit = [orjson.loads(line) for line in (outputs / "audit.ndjson").read_bytes().splitlines()]
+    published = [record for record in audit if record["kind"] == "policy_published"]
+    assert len(published) == 1 and published[0]["by"] == "hotpath demo"
+    assert [(record["kind"], record["rule_id"], record["owner"], record["ticket"]) for record in audit
+            if record.get("finding_uid") == muted[0]["finding_uid"]] == [("suppressed", RULE, "marketing-team",
+                                                                           "SEC-1042")]
+    assert re.search(r"policy_published .* by hotpath demo", output)
+    assert re.search(rf"suppressed +s3 finpay-www, policy version [0-9a-f]{{12}}\n +by {RULE} \(marketing-team, "
+                     rf"SEC-1042, until ", output)
 
 
 def test_ctrl_c_stops_the_demo_and_everything_it_started(kafka_bootstrap, tmp_path):

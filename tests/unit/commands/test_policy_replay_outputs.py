@@ -15,6 +15,7 @@ from stream.policy.document import load_policy
 LEDGER_DB = "arn:aws:rds:us-east-1:482916305771:db:ledger-prod"
 LEDGER_FINDING = "prowler-aws-rds_instance_storage_encrypted-482916305771-us-east-1-ledger-prod"
 STATEMENTS_FINDING = "prowler-aws-s3_bucket_public_access-482916305771-us-east-1-finpay-prod-statements"
+WEBSITE_FINDING = "prowler-aws-s3_bucket_public_access-482916305771-us-east-1-finpay-www"
 # Mutes the ledger database's encryption finding, caps the S3 buckets at P3, pages the ledger team's P1s.
 POLICY = """\
 version: 1
@@ -46,14 +47,16 @@ def test_explain_prints_per_finding_what_the_policy_mutes_caps_and_reroutes(inpu
     assert f"{STATEMENTS_FINDING} on arn:aws:s3:::finpay-prod-statements: priority P1 -> P3" in lines
     routed = [line for line in lines if line.endswith(": routed to pagerduty-ledger")]
     assert len(routed) == 1 and LEDGER_DB in routed[0]  # Security Hub's RDS.2 on the same database: not muted
-    assert len(lines) == 4
-    assert f"policy version {load_policy([policy]).digest[:12]} changes 4 of 9 escalated findings" in err
+    assert f"{WEBSITE_FINDING} on arn:aws:s3:::finpay-www: priority P2 -> P3" in lines  # the marketing site's bucket
+    assert len(lines) == 5
+    assert f"policy version {load_policy([policy]).digest[:12]} changes 5 of 10 escalated findings" in err
+
 
 def test_explain_with_a_policy_that_changes_nothing_prints_no_finding(inputs, tmp_path, capsys):
     assert main(["policy", "explain", str(policy_file(tmp_path, "empty.yaml", "version: 1\n")), *inputs]) == 0
 
     out, err = capsys.readouterr()
-    assert out == "" and "changes 0 of 9 escalated findings" in err
+    assert out == "" and "changes 0 of 10 escalated findings" in err
 
 
 def test_explain_refuses_a_policy_that_is_not_valid_with_its_line(inputs, tmp_path, capsys):

@@ -81,3 +81,13 @@ def test_a_mute_on_an_escalated_finding_suppresses_it_and_a_suppressed_one_resol
     assert (transition, suppressed.version, suppressed.priority) == ("suppressed", 2, "P1")
     transition, resolved = decide(suppressed, muted("P1", live=False, stale=True), "P3")
     assert (transition, resolved.active, resolved.muted_by) == ("resolved", False, None)
+
+
+def test_an_escalation_an_attack_lifted_a_mute_for_stays_lifted_until_it_resolves():
+    _, suppressed = decide(NEW, muted("P2"), "P3")
+    transition, lifted = decide(suppressed, replace(verdict("P1", score=90.0), lifted=True), "P3")
+    assert (transition, lifted.lifted, lifted.muted_by) == ("escalated", True, None)
+    transition, updated = decide(lifted, verdict("P2"), "P3")
+    assert (transition, updated.lifted) == ("updated", True)
+    transition, resolved = decide(updated, verdict("P2", open_=False), "P3")
+    assert (transition, resolved.lifted) == ("resolved", False)

@@ -152,6 +152,23 @@ def test_an_attack_on_the_muted_resource_breaks_through_the_mute(tmp_path) -> No
     assert event["priority"] == "P1"
 
 
+def test_the_page_an_attack_caused_is_not_closed_by_the_mute_when_the_alert_ages_out(tmp_path) -> None:
+    h = Harness(policy=policy(tmp_path, MUTE))
+    exercised(h)
+    h.feed(h.router.alert(guardduty_on_the_bucket(when=30)))
+    aged_out = 30 + h.settings.window_size_s + h.settings.allowed_lateness_s + 60
+    h.traces(touch(BUCKET, [], aged_out, spans=200, internet=200))
+    h.tick()
+    assert "GuardDuty" not in " ".join(h.latest("f-bucket")["reasons"])  # the alert is no longer evidence
+    assert [state for state, _ in events(h)][:2] == ["suppressed", "escalated"]
+    assert "suppressed" not in [state for state, _ in events(h)][2:]
+    # Once that escalation has ended, the mute applies again to the finding's next one.
+    h.feed(h.router.finding(finding("f-bucket", BUCKET, status="resolved", when=aged_out + 10)))
+    h.feed(h.router.finding(finding("f-bucket", BUCKET, when=aged_out + 20)))
+    h.traces(touch(BUCKET, [], aged_out + 30, spans=200, internet=200))
+    assert [state for state, _ in events(h)][-2:] == ["resolved", "suppressed"]
+
+
 def test_a_rule_that_says_so_holds_through_an_attack(tmp_path) -> None:
     h = Harness(policy=policy(tmp_path, MUTE.replace("    match:", "    break_on_attack: false\n    match:")))
     exercised(h)

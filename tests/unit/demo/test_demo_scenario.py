@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -15,8 +16,8 @@ from paths import SAMPLES
 
 from stream.commands.main import main
 from stream.demo import screen
-from stream.demo.estate import INVENTORY_PER_UNIT
-from stream.demo.scenario import STREAMS, build_scenario, start_ending_at
+from stream.demo.estate import INVENTORY_PER_UNIT, MARKETING_SITE_RULE
+from stream.demo.scenario import DEMO_POLICY, STREAMS, build_scenario, start_ending_at
 from stream.entities.context import Context
 from stream.entities.resolve import EntityResolver, service_entity
 from stream.ingest.decode import Ingest
@@ -25,6 +26,8 @@ from stream.ingest.formats.findings import decode_findings
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.formats.otlp import decode_traces
 from stream.ingest.router import Router
+from stream.policy.document import load_policy, read_policy_file
+from stream.policy.rules import FindingFacts
 from stream.settings import load_settings
 
 STATEMENTS = "arn:aws:s3:::finpay-prod-statements"
@@ -33,6 +36,7 @@ EXPORTS = "arn:aws:s3:::finpay-prod-exports"
 LEDGER_DB = "arn:aws:rds:us-east-1:482916305771:db:ledger-prod"
 FRAUD_TABLE = "arn:aws:dynamodb:us-east-1:482916305771:table/fraud-features"
 LEDGER_QUEUE = "arn:aws:sqs:us-east-1:482916305771:ledger-events"
+WEBSITE_ASSETS = "arn:aws:s3:::finpay-www"
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +63,10 @@ def records(values: list[bytes], marker: bytes) -> list[dict]:
     return [orjson.loads(value) for value in values if marker in value]
 
 
-def replay_events(scenario, folder: Path) -> list[dict]:
+def replay_events(scenario, folder: Path, *options: str) -> list[dict]:
     files = scenario.write_files(folder)
     out = folder / "escalations.ndjson"
-    argv = ["replay", "--out", str(out)]
+    argv = ["replay", "--out", str(out), *options]
     for name, paths in files.items():
         argv += [f"--{name}", *map(str, paths)]
     assert main(argv) == 0
@@ -192,7 +196,7 @@ def test_traffic_tells_the_story(scenario, resolver):
         for touch in decode_traces(value, resolver).touches:
             callers.setdefault(touch.entity, set()).update(touch.services)
             internet[touch.entity] += touch.internet_spans
-    assert set(internet.elements()) == {service_entity("payments-api")}
+    assert set(internet.elements()) == {service_entity("payments-api"), service_entity("website")}
     assert callers[service_entity("ledger")] == {service_entity("payments-api")}
     assert callers[service_entity("fraud-scoring")] == {service_entity("payments-api")}
     assert callers[STATEMENTS] == callers[LEDGER_QUEUE] == {service_entity("ledger")}
@@ -200,6 +204,7 @@ def test_traffic_tells_the_story(scenario, resolver):
     assert callers[FRAUD_TABLE] == {service_entity("fraud-scoring")}
     assert callers[KYC_DOCUMENTS] == {service_entity("kyc")}
     assert callers[EXPORTS] == {service_entity("reporting")}
+    assert callers[WEBSITE_ASSETS] == {service_entity("website")}
     assert callers[service_entity("kyc")] == set()  # back-office staff on private addresses
 
 
@@ -255,3 +260,85 @@ def test_scale_grows_traffic_and_entities_and_keeps_the_story(tmp_path):
 def test_a_scenario_needs_a_scale_and_enough_minutes(arguments):
     with pytest.raises(ValueError):
         build_scenario(**arguments)
+
+
+def facts_of(finding) -> FindingFacts:
+    return FindingFacts(check=finding.check, resource=finding.resources[0], severity=finding.severity, priority="P2",
+                        account=finding.account, region=finding.region)
+
+
+def at_end(scenario) -> datetime:
+    return datetime.fromtimestamp(scenario.end, UTC)
+
+
+def test_the_accepted_risk_is_a_public_bucket_internet_traffic_exercises_that_escalates_without_a_policy(scenario):
+    expected = scenario.expected
+    [(uid, rule)] = expected.accepted.items()
+    assert rule == MARKETING_SITE_RULE
+    assert expected.escalated[uid] == "P2" and uid in expected.internet_reached
+    [finding] = [f for value in scenario.findings for f in decode_findings(value) if f.uid == uid]
+    assert (finding.check, finding.resources, finding.severity) == ("s3_bucket_public_access", [WEBSITE_ASSETS],
+                                                                     "critical")
+    muted = expected.under_demo_policy()
+    assert muted.suppressed == {uid: rule} and uid not in muted.escalated and uid not in muted.internet_reached
+    assert muted.total == expected.total
+
+
+def test_the_demo_policy_mutes_the_accepted_risk_and_nothing_else(scenario, tmp_path):
+    shipped = read_policy_file(DEMO_POLICY)
+    assert shipped.source.kind == "hotpath" and shipped.warnings == ()
+    policy = load_policy([scenario.write_policy(tmp_path)])
+    decided = {f.uid: policy.decide(facts_of(f), at_end(scenario))
+               for value in scenario.findings for f in decode_findings(value)}
+    muted = {uid: decision.muted_by for uid, decision in decided.items() if decision.muted_by}
+    assert muted.keys() == scenario.expected.accepted.keys()
+    [muting] = muted.values()
+    assert (muting.rule.id, muting.rule.owner, muting.rule.ticket) == (MARKETING_SITE_RULE, "marketing-team",
+                                                                        "SEC-1042")
+    assert muting.rule.reason.startswith("Serves the public marketing website")
+
+
+def test_the_risk_the_demo_plays_today_is_accepted_for_a_year_from_today(tmp_path):
+    now = time.time()
+    recent = build_scenario(seed=3, minutes=2, start=start_ending_at(now, 2))
+    policy_file = read_policy_file(recent.write_policy(tmp_path))
+    [rule] = policy_file.document.mute
+    today = datetime.fromtimestamp(recent.start, UTC).date()
+    assert rule.expires == today.replace(year=today.year + 1)
+    assert policy_file.warnings == ()
+    policy = load_policy([Path(policy_file.source.path)])
+    [finding] = [f for value in recent.findings for f in decode_findings(value) if f.uid in recent.expected.accepted]
+    assert policy.decide(facts_of(finding), datetime.fromtimestamp(now, UTC)).muted_by is not None
+    after = datetime.combine(rule.expires + timedelta(days=1), datetime.min.time(), UTC)
+    assert policy.decide(facts_of(finding), after).muted_by is None, "the mute ends after its expiry day"
+    # The file in the repository, dated for the default day, differs only in that date.
+    assert recent.policy_text().replace(str(rule.expires), "") == DEMO_POLICY.read_text().replace(
+        str(read_policy_file(DEMO_POLICY).document.mute[0].expires), "")
+
+
+def test_under_the_demo_policy_the_accepted_risk_is_suppressed_never_escalated_and_the_rest_unchanged(scenario,
+                                                                                                    tmp_path):
+    without = screen.latest(replay_events(scenario, tmp_path / "without"))
+    audit_out = tmp_path / "audit.ndjson"
+    events = replay_events(scenario, tmp_path / "with", "--policy", str(scenario.write_policy(tmp_path)),
+                           "--audit-out", str(audit_out))
+    current = screen.latest(events)
+    expected = scenario.expected.under_demo_policy()
+    assert screen.story_problems(expected, current) == []
+    [(uid, rule)] = expected.suppressed.items()
+    assert {event["state"] for event in events if event["finding_uid"] == uid} == {"suppressed"}
+    assert current[uid]["priority"] == scenario.expected.escalated[uid], "muted, but scored as before"
+    assert [row["finding_uid"] for row in screen.ranked(current)] == [
+        row["finding_uid"] for row in screen.ranked(without) if row["finding_uid"] != uid]
+    shown = "\n".join(screen.accepted_risks(screen.muted(current)))
+    assert "s3 finpay-www" in shown
+    assert f"suppressed by {rule} (marketing-team, SEC-1042, until 2026-06-03)" in shown
+    escalation = current[uid]["escalation_uid"]
+    assert screen.story_problems(expected, current, paged={escalation}) == [
+        f"paged although the policy accepts the risk: {uid}"]
+    assert {f"escalated at P2 but should stay suppressed: {uid}",
+            f"not suppressed, expected muted by {rule}: {uid}"} <= set(screen.story_problems(expected, without))
+    [audit] = [orjson.loads(line) for line in audit_out.read_bytes().splitlines()]
+    assert (audit["kind"], audit["finding_uid"], audit["rule_id"], audit["expires"]) == ("suppressed", uid, rule,
+                                                                                         "2026-06-03")
+    assert screen.audit_trail([audit])[1].strip() == f"by {rule} (marketing-team, SEC-1042, until 2026-06-03)"
