@@ -65,6 +65,10 @@ class Metrics:
                                   ["topic", "partition"], registry=registry)
         self.ready = Gauge("hotpath_worker_ready", "1 when the worker is ready (as /health/ready says), else 0",
                            registry=registry)
+        self.feed_records = Counter("hotpath_feed_records_total",
+                                    "Records of the topics every worker reads in full (the shared context, the "
+                                    "policy), by outcome: applied, unused or skipped (could not be applied)",
+                                    ["feed", "outcome"], registry=registry)
         self.context_entries = Gauge("hotpath_context_entries",
                                      "Facts in the shared context: assets, call edges, internet entries, alerts",
                                      registry=registry)

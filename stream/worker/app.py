@@ -57,7 +57,9 @@ def create_app(settings: Settings) -> Hotpath:
     if settings.asset_file:
         for asset in load_asset_file(settings.asset_file, settings.max_record_bytes, settings.max_json_depth):
             engine.route("assets", asset)
-    hotpath = Hotpath(settings, app, engine, Metrics(), ContextFeed(settings, engine.context), PolicyFeed(settings))
+    metrics = Metrics()
+    hotpath = Hotpath(settings, app, engine, metrics, ContextFeed(settings, engine.context, metrics.feed_records),
+                      PolicyFeed(settings, metrics.feed_records))
     Agents(hotpath, EntityPartitioner(partitions)).register()
     register_views(hotpath)
     return hotpath

@@ -8,6 +8,7 @@ event loop. A record that cannot be applied (a non-UTF-8 key, a malformed fact) 
 from __future__ import annotations
 
 import orjson
+from prometheus_client import Counter
 
 from stream.entities.context import Context
 from stream.ingest.formats.assets import decode_assets
@@ -19,8 +20,8 @@ from stream.worker.topicfeed import TopicFeed
 class ContextFeed(TopicFeed):
     name = "context"
 
-    def __init__(self, settings: Settings, context: Context) -> None:
-        super().__init__(settings, (settings.topic_context, settings.topic_assets))
+    def __init__(self, settings: Settings, context: Context, records: Counter) -> None:
+        super().__init__(settings, (settings.topic_context, settings.topic_assets), records)
         self.context = context
 
     def _apply_record(self, topic: str, key: bytes | None, value: bytes | None) -> bool:

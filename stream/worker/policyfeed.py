@@ -15,6 +15,8 @@ name) is logged with the file and line of each problem and skipped: the version 
 
 from __future__ import annotations
 
+from prometheus_client import Counter
+
 from stream.policy.check import problem_line
 from stream.policy.document import PolicyFileError
 from stream.policy.published import PublishedPolicy
@@ -26,8 +28,8 @@ from stream.worker.topicfeed import TopicFeed
 class PolicyFeed(TopicFeed):
     name = "policy"
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, (settings.topic_policy,))
+    def __init__(self, settings: Settings, records: Counter) -> None:
+        super().__init__(settings, (settings.topic_policy,), records)
         self.published = PublishedPolicy()
         self.pending: Policy | None = None
         """The newest version read and not yet taken by the engine."""

@@ -17,6 +17,8 @@ import logging
 import threading
 from collections.abc import Sequence
 
+from prometheus_client import Counter
+
 from stream.kafka.wholetopic import Record, WholeTopics
 from stream.redact import mask_cut
 from stream.settings import Settings
@@ -29,15 +31,14 @@ class TopicFeed:
 
     name = "topic"
 
-    def __init__(self, settings: Settings, topics: Sequence[str]) -> None:
+    def __init__(self, settings: Settings, topics: Sequence[str], records: Counter) -> None:
         self.settings = settings
         self.topics = tuple(topics)
         self.log = logging.getLogger(f"hotpath.{self.name}")
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.applied = 0
-        self.skipped = 0
+        self.records = records  # hotpath_feed_records_total, labelled by feed and outcome
         self.failure: str | None = None
         """Why the feed stopped reading (masked, one line); None while it runs."""
 
@@ -67,11 +68,12 @@ class TopicFeed:
     def _apply(self, batch: list[Record]) -> None:
         for topic, partition, offset, key, value in batch:
             try:
-                self.applied += self._apply_record(topic, key, value)
+                outcome = "applied" if self._apply_record(topic, key, value) else "unused"
             except Exception as exc:  # one bad record costs that record, not the rest of the batch
-                self.skipped += 1
+                outcome = "skipped"
                 self.log.warning("%s feed: skipped %s[%d]@%d: %s", self.name, topic, partition, offset,
                                  mask_cut(f"{type(exc).__name__}: {exc}", MAX_FAILURE_CHARS))
+            self.records.labels(self.name, outcome).inc()
         self._applied_batch()
 
     def _apply_record(self, topic: str, key: bytes | None, value: bytes | None) -> bool:

@@ -15,6 +15,7 @@ from waiting import run_loop_until
 from stream.demo.ports import free_port
 from stream.entities.context import Context
 from stream.kafka.clients import producer
+from stream.metrics import Metrics
 from stream.settings import Settings
 from stream.worker.app import create_app
 from stream.worker.contextfeed import ContextFeed
@@ -44,7 +45,8 @@ def test_a_tombstone_with_a_non_utf8_key_costs_that_record_not_the_rest_of_its_b
     records.append((settings.topic_context, edge_key.encode(), orjson.dumps(edge_value)))
     produce(settings, records)
     context = Context()
-    feed = ContextFeed(settings, context)
+    metrics = Metrics()
+    feed = ContextFeed(settings, context, metrics.feed_records)
     loop = asyncio.new_event_loop()
     feed.start(loop)
     try:
@@ -54,12 +56,17 @@ def test_a_tombstone_with_a_non_utf8_key_costs_that_record_not_the_rest_of_its_b
         feed.stop()
         loop.close()
 
-    assert (feed.applied, feed.skipped, feed.failure) == (101, 2, None)  # both records with a non-text key
+    counted = {outcome: metrics.registry.get_sample_value("hotpath_feed_records_total",
+                                                          {"feed": "context", "outcome": outcome})
+               for outcome in ("applied", "skipped")}
+    assert (counted, feed.failure) == ({"applied": 101, "skipped": 2}, None)  # both records with a non-text key
 
 
 @pytest.mark.parametrize(("attribute", "build", "what"), [
-    ("feed", lambda settings, hotpath: ContextFeed(settings, hotpath.context), "the shared context"),
-    ("policy_feed", lambda settings, hotpath: PolicyFeed(settings), "the published policy"),
+    ("feed", lambda settings, hotpath: ContextFeed(settings, hotpath.context, hotpath.metrics.feed_records),
+     "the shared context"),
+    ("policy_feed", lambda settings, hotpath: PolicyFeed(settings, hotpath.metrics.feed_records),
+     "the published policy"),
 ])
 def test_a_feed_that_stopped_makes_the_worker_unready_and_says_why(hotpath_settings, attribute, build, what):
     hotpath = create_app(hotpath_settings)

@@ -14,6 +14,7 @@ from workers import run_hotpath
 
 from stream.kafka.clients import producer
 from stream.kafka.wholetopic import read_to_end
+from stream.metrics import Metrics
 from stream.policy.document import load_policy
 from stream.policy.published import PublishedFile
 from stream.policy.rules import FindingFacts
@@ -93,7 +94,7 @@ def test_the_feed_hands_on_each_complete_version_and_skips_one_that_is_not_valid
     first = [policy_file(tmp_path, "payments.yaml", EXPORTS_MUTED.replace("\n", "\r\n")),
              policy_file(tmp_path, "iam.yaml", IAM_MUTELIST)]
     assert run_hotpath(["policy", "publish", *map(str, first)], settings, tmp_path)[0] == 0
-    feed = PolicyFeed(settings)
+    feed = PolicyFeed(settings, Metrics().feed_records)
     loop = asyncio.new_event_loop()
     feed.start(loop)
     try:

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from stream.entities.context import Context
+from stream.metrics import Metrics
 from stream.settings import load_settings
 from stream.worker.contextfeed import ContextFeed
 
@@ -32,16 +33,28 @@ def fact_record(key: str, value: bytes | None, offset: int = 0) -> tuple:
 
 
 @pytest.fixture
-def feed() -> ContextFeed:
-    return ContextFeed(SETTINGS, Context())
+def metrics() -> Metrics:
+    return Metrics()
 
 
-def test_assets_and_facts_are_applied_to_the_context(feed):
+@pytest.fixture
+def feed(metrics) -> ContextFeed:
+    return ContextFeed(SETTINGS, Context(), metrics.feed_records)
+
+
+def outcomes(metrics: Metrics) -> tuple[int, int]:
+    """(applied, skipped) as the worker's /metrics shows them (hotpath_feed_records_total)."""
+    return tuple(int(metrics.registry.get_sample_value("hotpath_feed_records_total",
+                                                       {"feed": "context", "outcome": outcome}) or 0)
+                 for outcome in ("applied", "skipped"))
+
+
+def test_assets_and_facts_are_applied_to_the_context(feed, metrics):
     feed._apply([asset_record(LEDGER, "ledger-exports"), fact_record(EDGE_KEY, orjson.dumps(EDGE_VALUE), 1)])
 
     assert feed.context.resolver.resolve("ledger-exports") == LEDGER
     assert feed.context.size()["edges"] == 1
-    assert (feed.applied, feed.skipped) == (2, 0)
+    assert outcomes(metrics) == (2, 0)
 
 
 def test_an_asset_tombstone_forgets_the_asset(feed):
@@ -53,7 +66,7 @@ def test_an_asset_tombstone_forgets_the_asset(feed):
     assert feed.context.size()["assets"] == 0
 
 
-def test_records_the_context_has_no_use_for_are_neither_applied_nor_skipped(feed):
+def test_records_the_context_has_no_use_for_are_neither_applied_nor_skipped(feed, metrics):
     feed._apply([
         (FACTS, 0, 0, None, orjson.dumps(EDGE_VALUE)),  # no key
         fact_record(EDGE_KEY, None, 1),  # a fact tombstone: facts age out by time instead
@@ -61,10 +74,10 @@ def test_records_the_context_has_no_use_for_are_neither_applied_nor_skipped(feed
     ])
 
     assert feed.context.size() == Context().size()
-    assert (feed.applied, feed.skipped) == (0, 0)
+    assert outcomes(metrics) == (0, 0)
 
 
-def test_hostile_records_are_skipped_with_the_reason_and_the_rest_of_the_batch_applied(feed, caplog):
+def test_hostile_records_are_skipped_with_the_reason_and_the_rest_of_the_batch_applied(feed, caplog, metrics):
     hostile = [
         (ASSETS, 3, 7, b"\xff\xfe not text", None),
         (FACTS, 1, 8, b"\xff\xfe not text", orjson.dumps(EDGE_VALUE)),
@@ -76,7 +89,7 @@ def test_hostile_records_are_skipped_with_the_reason_and_the_rest_of_the_batch_a
     with caplog.at_level(logging.WARNING, logger="hotpath.context"):
         feed._apply([asset_record(LEDGER, "ledger-exports"), *hostile, fact_record(EDGE_KEY, orjson.dumps(EDGE_VALUE))])
 
-    assert (feed.applied, feed.skipped) == (2, 5)
+    assert outcomes(metrics) == (2, 5)
     assert feed.context.resolver.resolve("ledger-exports") == LEDGER and feed.context.size()["edges"] == 1
     reasons = [record.getMessage() for record in caplog.records]
     assert reasons[0].startswith(f"context feed: skipped {ASSETS}[3]@7: UnicodeDecodeError")
