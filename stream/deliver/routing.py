@@ -105,9 +105,12 @@ CLOSING_STATES = frozenset({"resolved", "suppressed"})
 
 
 def skip_reason(sink: SinkSettings, escalation: Escalation) -> str | None:
-    """Why ``escalation`` does not go to ``sink`` (one of :data:`SKIP_REASONS`), or None when it does."""
-    if escalation.routing is not None and sink.name not in escalation.routing.sinks:
-        return NOT_ROUTED
+    """Why ``escalation`` does not go to ``sink`` (one of :data:`SKIP_REASONS`), or None when it does.
+
+    A closing event (resolved, suppressed) reaches every sink whose owner and environment match, whatever
+    its priority and its route: the route may have changed since the sink paged, and closing an incident
+    a sink never opened is harmless, while leaving one open is not.
+    """
     asset = escalation.asset
     if sink.match_owner is not None and asset.owner != sink.match_owner:
         return OWNER_MISMATCH
@@ -115,4 +118,6 @@ def skip_reason(sink: SinkSettings, escalation: Escalation) -> str | None:
         return ENVIRONMENT_MISMATCH
     if escalation.state in CLOSING_STATES:
         return None
+    if escalation.routing is not None and sink.name not in escalation.routing.sinks:
+        return NOT_ROUTED
     return BELOW_MIN_PRIORITY if PRIORITY_RANK[escalation.priority] > PRIORITY_RANK[sink.min_priority] else None

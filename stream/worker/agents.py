@@ -180,10 +180,11 @@ class Agents:
         events = [masked_event(escalation.record()) for escalation in settlement.escalations]
         records = [(self.escalations, {"key": mask(escalation.finding_uid).encode(), "value": orjson.dumps(event)})
                    for escalation, event in zip(settlement.escalations, events, strict=True)]
-        await self._publish(records + [(self.dlq, self._letter(p, "correlate")) for p in settlement.parked])
-        # The audit trail of what the broker now has; the board still holds each finding's escalation before.
-        audit = audit_records(events, self.hotpath.board.suppression_of)
-        await self._publish([(self.audit, {"key": key.encode(), "value": orjson.dumps(value)}) for key, value in audit])
+        # The audit trail goes out with the escalations it records, so neither is acknowledged without the
+        # other; the board still holds each finding's escalation before these.
+        audit = [(self.audit, {"key": key.encode(), "value": orjson.dumps(value)})
+                 for key, value in audit_records(events, self.hotpath.board.suppression_of)]
+        await self._publish(records + audit + [(self.dlq, self._letter(p, "correlate")) for p in settlement.parked])
         for event in events:  # recorded once sent: a view may lag the stream, never lose from it
             self.metrics.escalations.labels(event["priority"], event["state"]).inc()
             self._show(event)

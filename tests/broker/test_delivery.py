@@ -274,14 +274,17 @@ async def test_policy_routes_pick_the_receivers_and_a_muted_finding_never_pages(
 
     assert pd_payments.actions.count(("trigger", pay)) == pd_payments.actions.count(("resolve", pay)) == 1
     assert {key for _, key in pd_payments.actions} == {pay, every}, "payments' PagerDuty got another team's event"
-    assert {key for _, key in pd_platform.actions} == {plat, every}, "platform's PagerDuty got another team's event"
+    # another team's finding reaches platform's PagerDuty only as the close of its suppression (closing events
+    # ignore routes, which may have moved since a sink paged): never as a page
+    assert {key for _, key in pd_platform.actions} == {plat, every, pay}
+    assert [action for action, key in pd_platform.actions if key == pay] == ["resolve"]
     assert [action for action, key in pd_platform.actions if key == every] == ["trigger", "resolve"]
     assert {request.json.get("alias") for request in og.requests if request.path == "/v2/alerts"} == {plat, every}
     assert og.responders(plat) == [{"type": "team", "name": "platform-oncall"}] and og.responders(every) == []
     assert plat not in hook.alerts and len(hook.requests) == 4
     skipped = {sink: service.metrics.value("hotpath_deliver_skipped_total", sink=sink, reason="not_routed")
                for sink in ("payments-pd", "platform-pd", "sre-opsgenie", "audit-hook")}
-    assert skipped == {"payments-pd": 1, "platform-pd": 2, "sre-opsgenie": 2, "audit-hook": 1}
+    assert skipped == {"payments-pd": 1, "platform-pd": 1, "sre-opsgenie": 1, "audit-hook": 1}
     for _, ocsf in siem:
         OCSF_SCHEMA.validate(ocsf)
     assert sorted(ocsf["status_id"] for _, ocsf in siem) == [1, 1, 1, 3, 3], "the SIEM feed did not take everything"
