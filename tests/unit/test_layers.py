@@ -14,9 +14,10 @@ PACKAGE = ROOT / "stream"
 # Each layer may import its own modules and those of the layers listed before it.
 LAYERS = [
     ("foundation", ["stream.settings", "stream.redact", "stream.models", "stream.version", "stream.logs",
-                    "stream.metrics", "stream"]),
+                    "stream.metrics"]),
     ("kafka", ["stream.kafka"]),
     ("entities", ["stream.entities"]),
+    ("policy", ["stream.policy"]),
     ("ingest", ["stream.ingest"]),
     ("correlate", ["stream.correlate"]),
     ("deliver", ["stream.deliver"]),
@@ -26,7 +27,10 @@ LAYERS = [
 
 
 def layer_of(module: str) -> int:
-    """The index of the layer a dotted module name belongs to (the longest matching prefix wins)."""
+    """The index of the layer a dotted module name belongs to (the longest matching prefix wins); the
+    package's own ``__init__`` is foundation."""
+    if module == "stream":
+        return 0
     best, best_length = -1, -1
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
