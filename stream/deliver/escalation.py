@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from stream import jsonsafe
 from stream.correlate.event import TEXT_MAX_CHARS, Escalation, epoch_ms
-from stream.ingest.formats import jsonsafe
 from stream.models import DecodeError
 from stream.redact import mask_fields
 

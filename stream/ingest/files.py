@@ -21,9 +21,9 @@ from stream.entities.resolve import EntityResolver
 from stream.ingest.formats.alerts import alerts_from_document, is_alert_document
 from stream.ingest.formats.assets import assets_from_document, is_asset_document, load_asset_file
 from stream.ingest.formats.findings import findings_from_document, is_finding_document
-from stream.ingest.formats.jsonsafe import loads
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.formats.otlp import OtlpDecoder
+from stream.jsonsafe import loads
 from stream.models import Alert, Asset, DecodeError, Finding, Touch
 from stream.settings import Settings
 

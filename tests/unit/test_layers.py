@@ -14,7 +14,7 @@ PACKAGE = ROOT / "stream"
 # Each layer may import its own modules and those of the layers listed before it.
 LAYERS = [
     ("foundation", ["stream.settings", "stream.redact", "stream.models", "stream.version", "stream.logs",
-                    "stream.metrics"]),
+                    "stream.metrics", "stream.jsonsafe"]),
     ("kafka", ["stream.kafka"]),
     ("entities", ["stream.entities"]),
     ("policy", ["stream.policy"]),

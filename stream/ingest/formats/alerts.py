@@ -15,7 +15,7 @@ from stream.ingest.formats.eventtime import ANY_TIME, TimeBounds
 from stream.ingest.formats.falco import falco_alert, is_falco
 from stream.ingest.formats.findings import build, each, within
 from stream.ingest.formats.guardduty import EVENT_DETAIL_TYPE, guardduty_alert, is_guardduty
-from stream.ingest.formats.jsonsafe import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, expect_dict, loads
+from stream.jsonsafe import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, expect_dict, loads
 from stream.models import Alert, DecodeError
 
 

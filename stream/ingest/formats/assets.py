@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from stream.ingest.formats.findings import build, each
-from stream.ingest.formats.jsonsafe import (
+from stream.jsonsafe import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DEPTH,
     expect_dict,

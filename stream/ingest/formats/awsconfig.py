@@ -28,7 +28,7 @@ from stream.entities.resolve import (
     sqs_queue_arn,
 )
 from stream.ingest.formats.compliance import compliance_map
-from stream.ingest.formats.jsonsafe import expect_dict, text
+from stream.jsonsafe import expect_dict, text
 from stream.models import DecodeError
 
 DETAIL_TYPE = "Config Rules Compliance Change"

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from stream.ingest.formats.jsonsafe import expect_dict, expect_list, text
+from stream.jsonsafe import expect_dict, expect_list, text
 from stream.models import DecodeError
 
 MAX_FRAMEWORKS = 20

@@ -20,7 +20,7 @@ import hashlib
 from typing import Any
 
 from stream.entities.resolve import EntityResolver, pod_entity
-from stream.ingest.formats.jsonsafe import expect_dict, text
+from stream.jsonsafe import expect_dict, text
 from stream.models import DecodeError
 
 PRIORITY_SEVERITY = {

@@ -22,14 +22,14 @@ from pydantic import BaseModel, ValidationError
 
 from stream.ingest.formats import awsconfig, securityhub
 from stream.ingest.formats.eventtime import ANY_TIME, TimeBounds, check_representable, check_times
-from stream.ingest.formats.jsonsafe import (
+from stream.ingest.formats.prowler import PROWLER_PRODUCT, product_of, prowler_finding
+from stream.jsonsafe import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DEPTH,
     expect_dict,
     expect_list,
     loads,
 )
-from stream.ingest.formats.prowler import PROWLER_PRODUCT, product_of, prowler_finding
 from stream.models import Alert, DecodeError, Finding
 
 Model = TypeVar("Model", bound=BaseModel)

@@ -32,7 +32,7 @@ from stream.entities.resolve import (
     pod_entity,
     s3_bucket_arn,
 )
-from stream.ingest.formats.jsonsafe import expect_dict, expect_list, text
+from stream.jsonsafe import expect_dict, expect_list, text
 from stream.models import DecodeError
 
 EVENT_DETAIL_TYPE = "GuardDuty Finding"

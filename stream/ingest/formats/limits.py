@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from stream.ingest.formats.eventtime import ANY_TIME, TimeBounds, wall_clock_bounds
-from stream.ingest.formats.jsonsafe import DEFAULT_MAX_DEPTH
+from stream.jsonsafe import DEFAULT_MAX_DEPTH
 from stream.settings import Settings
 
 

@@ -34,7 +34,7 @@ from typing import Any
 from stream.entities.resolve import pod_entity
 from stream.ingest.formats.awsconfig import aws_resource_entity
 from stream.ingest.formats.compliance import by_framework, compliance_map, ocsf_remediation
-from stream.ingest.formats.jsonsafe import expect_dict, expect_list, text
+from stream.jsonsafe import expect_dict, expect_list, text
 from stream.models import SEVERITIES, DecodeError
 
 PROWLER_PRODUCT = "prowler"

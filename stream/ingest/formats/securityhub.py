@@ -39,8 +39,8 @@ from typing import Any
 
 from stream.ingest.formats.awsconfig import aws_resource_entity
 from stream.ingest.formats.compliance import compliance_map, remediation, requirement, standard_name, strings
-from stream.ingest.formats.jsonsafe import expect_dict, expect_list, text
 from stream.ingest.formats.prowler import integer, ocsf_closed, ocsf_finding_fields, section
+from stream.jsonsafe import expect_dict, expect_list, text
 from stream.models import SEVERITIES, DecodeError
 
 ASFF_EVENT = "Security Hub Findings - Imported"

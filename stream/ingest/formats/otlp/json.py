@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from stream.ingest.formats import jsonsafe
+from stream import jsonsafe
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.formats.otlp.fold import MessageFold, SpanRow, check_span_count, too_many_attributes
 from stream.ingest.formats.otlp.semconv import (
