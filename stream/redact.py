@@ -101,6 +101,11 @@ def mask_fields(value: Any, keep: frozenset[tuple[str, ...]] = frozenset(), path
     return value
 
 
+def truncate(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, ending in ``...`` when cut (fields of bounded length: events, APIs)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def mask_cut(text: str, limit: int) -> str:
     """``text`` masked, then cut to ``limit`` characters (an ellipsis marks the cut).
 

@@ -18,7 +18,7 @@ caller's (it needs Kafka); :meth:`Engine.reconcile` takes what it read.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,6 @@ import orjson
 from stream.correlate.correlator import Correlator, PolicyTime
 from stream.correlate.event import Escalation
 from stream.correlate.recovery import HeldWrites
-from stream.correlate.state import decode, encode
 from stream.entities.context import Context
 from stream.ingest.decode import Ingest
 from stream.ingest.entity_events import event_position, read_entity_events
@@ -60,29 +59,6 @@ class Settlement:
     escalations: list[Escalation] = field(default_factory=list)
     parked: list[Parked] = field(default_factory=list)
     failures: list[tuple[str, int]] = field(default_factory=list)  # (reason, events parked) per failed entity
-
-
-class EncodedStates(MutableMapping):
-    """Entity states kept encoded, as the worker's table keeps them: each read is a copy, so a held
-    write that is dropped (the entity failed) leaves the stored state exactly as it was."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def __getitem__(self, key: str) -> Any:
-        return decode(self.data[key])
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.data[key] = encode(value)
-
-    def __delitem__(self, key: str) -> None:
-        del self.data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.data)
-
-    def __len__(self) -> int:
-        return len(self.data)
 
 
 class Engine:

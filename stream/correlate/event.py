@@ -20,17 +20,13 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from stream.models import Criticality, DataClassification, Severity
+from stream.redact import truncate
 from stream.settings import Priority
 
 State = Literal["escalated", "updated", "resolved", "suppressed"]
 TEXT_MAX_CHARS = 1024
 LIST_MAX_ITEMS = 20
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "topics" / "schemas" / "escalation.schema.json"
-
-
-def _cut(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, ending in ``...`` when cut."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _rfc3339(timestamp: str) -> str:
@@ -54,7 +50,7 @@ def _web_links(urls: list[str]) -> list[str]:
     return [url for url in urls if url.startswith(("https://", "http://"))][:LIST_MAX_ITEMS]
 
 
-Text = Annotated[str, AfterValidator(lambda text: _cut(text, TEXT_MAX_CHARS))]
+Text = Annotated[str, AfterValidator(lambda text: truncate(text, TEXT_MAX_CHARS))]
 Texts = Annotated[list[Text], AfterValidator(_first_items)]
 WebLinks = Annotated[list[Text], AfterValidator(_web_links)]
 TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from stream.correlate.engine import CHUNK_RECORDS, EncodedStates, Engine
+from stream.correlate.engine import CHUNK_RECORDS, Engine
+from stream.correlate.state import EncodedStates
 from stream.ingest.formats.assets import load_asset_file
 from stream.ingest.merge import Progress, merged_records
 from stream.policy.rules import Policy

@@ -10,6 +10,7 @@ and the states of format 1, whose findings kept no compliance or remediation (th
 from __future__ import annotations
 
 import binascii
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,3 +150,27 @@ def _from_json(data: dict[str, Any]) -> EntityState:
             **{k: v for k, v in finding.items() if k != "esc"}, escalation=EscalationState(*(finding["esc"] or ())))
             for uid, finding in data["findings"].items()},
         partition=data["p"], position=data["pos"])
+
+
+class EncodedStates(MutableMapping):
+    """Entity states kept encoded in ``data`` (a dict for replay and the tests, the Faust table's store in
+    the worker: stream.worker.table): each read is a copy, so a held write that is dropped (the entity
+    failed) leaves the stored state exactly as it was."""
+
+    def __init__(self, data: MutableMapping[str, bytes] | None = None) -> None:
+        self.data = {} if data is None else data
+
+    def __getitem__(self, key: str) -> Any:
+        return decode(self.data[key])
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.data[key] = encode(value)
+
+    def __delitem__(self, key: str) -> None:
+        del self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)

@@ -86,11 +86,6 @@ def error_detail(body: bytes) -> str:
     return mask(" ".join(text.split())) or "(empty body)"
 
 
-def truncate(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, ending in ``...`` when cut (the APIs refuse longer fields)."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def fit_json(value: object, max_bytes: int) -> object:
     """``value`` when its JSON takes at most ``max_bytes``, else the start of that JSON as a string that takes no more.
 

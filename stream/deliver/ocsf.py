@@ -81,7 +81,7 @@ from stream.deliver.escalation import (
     suppression_note,
     trace_url,
 )
-from stream.deliver.http import truncate
+from stream.redact import truncate
 from stream.version import version
 
 OCSF_SCHEMA_VERSION = "1.5.0"

@@ -28,9 +28,10 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from stream.deliver.escalation import Escalation, compliance_lines, remediation_text, suppression_note, trace_links
-from stream.deliver.http import HttpRequest, classify_response, json_request, truncate
+from stream.deliver.http import HttpRequest, classify_response, json_request
 from stream.deliver.routing import CLOSING_STATES, Secret
 from stream.deliver.sink import SinkKind
+from stream.redact import truncate
 from stream.settings import SinkSettings
 
 DEFAULT_URL = "https://api.opsgenie.com"

@@ -26,9 +26,10 @@ finding fails (``compliance``, one line per framework) and the fix its source ad
 from __future__ import annotations
 
 from stream.deliver.escalation import Escalation, compliance_lines, remediation_text, suppression_note, trace_links
-from stream.deliver.http import HttpRequest, classify_response, fit_json, json_request, truncate
+from stream.deliver.http import HttpRequest, classify_response, fit_json, json_request
 from stream.deliver.routing import Secret
 from stream.deliver.sink import SinkKind
+from stream.redact import truncate
 from stream.settings import SinkSettings
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"

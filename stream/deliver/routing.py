@@ -30,8 +30,8 @@ from collections.abc import Mapping
 
 from stream.correlate.lifecycle import PRIORITY_RANK
 from stream.deliver.escalation import Escalation
-from stream.deliver.http import REASON_MAX_CHARS, truncate
-from stream.redact import mask
+from stream.deliver.http import REASON_MAX_CHARS
+from stream.redact import mask, truncate
 from stream.settings import ConfigError, SinkSettings
 
 # Shorter tails of the secret are too likely to be ordinary text to be worth removing.

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from stream.correlate.state import EntityState, decode, encode
+from stream.correlate.state import EncodedStates, EntityState
 
 
-class EntityTable(MutableMapping):
+class EntityTable(EncodedStates):
     """The ``entity-state`` table, written outside the context of one event, holding serialized states.
 
     Faust sends a table write to the changelog partition of the event being processed; the correlate
@@ -23,22 +22,14 @@ class EntityTable(MutableMapping):
     """
 
     def __init__(self, table: Any) -> None:
+        super().__init__(table.data)
         self.table = table
 
-    def __getitem__(self, key: str) -> EntityState:
-        return decode(self.table.data[key])
-
     def __setitem__(self, key: str, value: EntityState) -> None:
-        encoded = self.table.data[key] = encode(value)
-        self.table.send_changelog(value.partition, key, encoded)
+        super().__setitem__(key, value)
+        self.table.send_changelog(value.partition, key, self.data[key])
 
     def __delitem__(self, key: str) -> None:
         partition = self[key].partition
-        del self.table.data[key]
+        super().__delitem__(key)
         self.table.send_changelog(partition, key, None)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.table.data)
-
-    def __len__(self) -> int:
-        return len(self.table.data)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from stream.correlate.engine import EncodedStates, Engine
+from stream.correlate.engine import Engine
+from stream.correlate.state import EncodedStates
 from stream.ingest.entity_events import event_position
 from stream.ingest.router import Routed
 from stream.models import Asset, Finding, Touch, TraceBatch

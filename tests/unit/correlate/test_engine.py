@@ -12,9 +12,10 @@ from engine_harness import BUCKET, T0, VAULT, Harness, at, finding, touch
 from hostile import YEAR_10000_IN_UTC, alert_record
 from workers import final_states
 
-from stream.correlate.engine import SWEEP_EVERY_TICKS, EncodedStates, Engine
+from stream.correlate.engine import SWEEP_EVERY_TICKS, Engine
 from stream.correlate.lifecycle import escalation_uid
 from stream.correlate.replay import replay
+from stream.correlate.state import EncodedStates
 from stream.demo.scenario import build_scenario
 from stream.ingest.entity_events import TICK, encode_events
 from stream.models import Alert, TraceBatch
