@@ -15,6 +15,7 @@ bounded: at most ``size/step`` buckets, a few trace ids, callers and alerts.
 from __future__ import annotations
 
 import heapq
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, replace
@@ -99,6 +100,9 @@ class Correlator:
         """
         if entity in self.failures:
             return []
+        # Each event brings its own copy of the id; the store keeps the first, and the bookkeeping below
+        # (unclaimed, live, deferred) would keep the latest: one copy serves them all.
+        entity = sys.intern(entity)
         try:
             return self._apply(entity, record, partition, position, defer)
         except Exception as exc:  # a hostile or corrupt event: parked with the reason, the others go on

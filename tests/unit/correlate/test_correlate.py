@@ -112,6 +112,17 @@ def test_after_the_partitions_are_raised_an_entity_counts_the_events_of_its_new_
     assert sum(bucket.spans for bucket in h.store[BUCKET].buckets) == 12
 
 
+def test_the_correlator_keeps_one_copy_of_an_entity_id_however_many_records_name_it():
+    """Each entity-events record decodes its own copy of every id: a worker holding the traffic of 100k
+    resources without findings kept two copies of each (the store's, and the latest in its eviction order)."""
+    h = Harness()
+    for when in (10, 70, 130):
+        h.traces(touch("".join(["arn:aws:s3:::acme-", "statements"]), ["service:payments-api"], when))  # a new copy
+    stored = next(key for key in h.store if key == BUCKET)
+    remembered = next(key for key in h.correlator.unclaimed if key == BUCKET)
+    assert remembered is stored
+
+
 def test_finding_goes_stale_after_configured_windows_without_traffic():
     h = Harness(window_size_s=300, window_step_s=60, stale_windows=2)
     h.feed(h.router.finding(finding("f-1", BUCKET)))
