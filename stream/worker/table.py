@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from stream.correlate.state import EncodedStates, EntityState
+from stream.jsonsafe import dumps_kept
 
 
 class EntityTable(EncodedStates):
@@ -42,6 +41,6 @@ class EntityTable(EncodedStates):
 
 def changelog_key(key: str) -> bytes:
     """The key as the table's JSON key serializer writes it (Faust passes bytes through), in a bytes object of
-    its own size: orjson (3.12 on) returns small outputs in a 4 KB allocation, and a chunk's thousands of
-    changelog writes wait in the producer's buffer, so the worker's memory grew by that per entity written."""
-    return bytes(memoryview(orjson.dumps(key)))
+    its own size: a chunk's thousands of changelog writes wait in the producer's buffer, and with Faust's codec
+    (orjson) each held a 4 KB allocation."""
+    return dumps_kept(key)
