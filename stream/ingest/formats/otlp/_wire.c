@@ -186,18 +186,21 @@ static int as_int32(uint64_t number, int *value) {
 
 /* A message of a string (field 1, strict UTF-8) and one more length-delimited field, as protobuf reads it: the
  * last of each is kept in `text` and `other`; `check_other`, when given, checks every `other` (a message field
- * merges its occurrences). 0, or -1 when malformed. */
+ * merges its occurrences). 0, or -1 when malformed. A map entry (`check_other` NULL) must hold nothing else and
+ * each field once: protobuf keeps an entry with unknown fields out of the map, and this walk does not guess. */
 static int read_text_and(const uint8_t *p, const uint8_t *end, uint32_t other_field, Slice *text, Slice *other,
                          int (*check_other)(Slice, int), int depth) {
     uint32_t field;
-    int wire_type, found;
+    int wire_type, found, seen = 0;
     *text = *other = (Slice){p, 0};
     while ((found = read_tag(&p, end, &field, &wire_type)) > 0) {
         Slice slice;
         if (field != 1 && field != other_field) {
-            if (skip_field(&p, end, wire_type) < 0) return -1;
+            if (check_other == NULL || skip_field(&p, end, wire_type) < 0) return -1;
             continue;
         }
+        if (check_other == NULL && (seen & (1 << (field == 1)))) return -1;
+        seen |= 1 << (field == 1);
         if (wire_type != 2 || read_bytes(&p, end, &slice) < 0) return -1;
         if (field == other_field) {
             if (check_other != NULL && check_other(slice, depth) < 0) return -1;
