@@ -14,12 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from otlp_messages import PROTO_MESSAGES, damaged_proto, json_bytes, otlp_requests, proto_bytes
 
+from stream.commands.main import otlp_decoder_description
 from stream.entities.resolve import EntityResolver
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.formats.otlp import OtlpDecoder, decoder_name
 from stream.ingest.formats.otlp.protobuf import COMPILED_WALK
 from stream.models import Asset, DecodeError
-from stream.settings import ConfigError
+from stream.settings import ConfigError, unknown_variables
 
 pytestmark = pytest.mark.skipif(
     COMPILED_WALK is None,
@@ -106,8 +107,11 @@ def test_real_sdk_messages_are_summed_by_the_compiled_walk_not_handed_back():
 def test_the_decoder_in_use_is_named_and_can_be_forced(monkeypatch):
     monkeypatch.setenv("HOTPATH_OTLP_DECODER", "python")
     assert decoder_name() == "python" and not OtlpDecoder(resolver()).compiled
+    assert otlp_decoder_description() == "pure Python (HOTPATH_OTLP_DECODER=python)"
+    assert unknown_variables({"HOTPATH_OTLP_DECODER": "python"}) == []
     monkeypatch.setenv("HOTPATH_OTLP_DECODER", "auto")
     assert decoder_name() == "compiled" and OtlpDecoder(resolver()).compiled
+    assert otlp_decoder_description() == "compiled C extension"
     monkeypatch.setenv("HOTPATH_OTLP_DECODER", "fastest")
     with pytest.raises(ConfigError, match="HOTPATH_OTLP_DECODER must be auto, compiled or python, got 'fastest'"):
         OtlpDecoder(resolver())
