@@ -4,6 +4,6 @@ hotpath decodes with its pure-Python walk). Everything else is declared in pypro
 from setuptools import Extension, setup
 
 setup(ext_modules=[
-    Extension("stream.ingest.formats.otlp._wire", ["stream/ingest/formats/otlp/_wire.c"], optional=True,
+    Extension("stream.ingest.formats.otlp.wire", ["stream/ingest/formats/otlp/wire.c"], optional=True,
               extra_compile_args=["-O2", "-std=c11"]),
 ])

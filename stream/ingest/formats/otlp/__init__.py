@@ -7,7 +7,7 @@ one :class:`~stream.models.Touch` per entity the message reaches (:mod:`.touches
 touches, :mod:`.semconv` which attributes are read), so downstream cost follows entities per
 message, not spans.
 
-``otlp_proto`` is walked by a compiled extension (``_wire.c``) where ``pip install`` could build it:
+``otlp_proto`` is walked by a compiled extension (``wire.c``) where ``pip install`` could build it:
 it sums the spans per group in one pass over the wire bytes, so Python works per group, not per span.
 Whatever it is unsure of (a limit, malformed bytes) it leaves to the pure-Python walk, which remains the
 fallback where no C compiler was at hand; ``HOTPATH_OTLP_DECODER=python|compiled|auto`` forces one

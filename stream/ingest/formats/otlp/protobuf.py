@@ -52,18 +52,18 @@ _SPAN_FIELDS = operator.attrgetter("kind", "end_time_unix_nano", "status", "trac
 
 
 def _compiled_walk():
-    """The compiled walk (``_wire.c``) told which keys and kinds matter, or None where it was not built."""
+    """The compiled walk (``wire.c``) told which keys and kinds matter, or None where it was not built."""
     try:
-        from stream.ingest.formats.otlp import _wire
+        from stream.ingest.formats.otlp import wire
     except ImportError:
         return None
-    # its flags: read on inbound, outbound, other spans; a caller, a URL, a host (as _wire.c numbers them)
+    # its flags: read on inbound, outbound, other spans; a caller, a URL, a host (as wire.c numbers them)
     flags = {1: INBOUND_WANTED, 2: OUTBOUND_WANTED, 4: INTERNAL_WANTED, 8: CALLER_KEY_SET, 16: URL_KEYS, 32: HOST_KEYS}
     span_keys = [(key, sum(flag for flag, keys in flags.items() if key in keys))
                  for key in sorted(INBOUND_WANTED | OUTBOUND_WANTED | INTERNAL_WANTED)]
-    _wire.configure(span_keys, [(key, 1) for key in sorted(RESOURCE_KEYS)], sorted(INBOUND), sorted(OUTBOUND),
-                    STATUS_CODE_ERROR, int.from_bytes(os.urandom(8), "little"))
-    return _wire
+    wire.configure(span_keys, [(key, 1) for key in sorted(RESOURCE_KEYS)], sorted(INBOUND), sorted(OUTBOUND),
+                   STATUS_CODE_ERROR, int.from_bytes(os.urandom(8), "little"))
+    return wire
 
 
 COMPILED_WALK = _compiled_walk()

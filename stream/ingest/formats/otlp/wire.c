@@ -913,7 +913,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         return NULL;
     if (!config.configured) {
         PyBuffer_Release(&message);
-        PyErr_SetString(PyExc_RuntimeError, "_wire.configure() was not called");
+        PyErr_SetString(PyExc_RuntimeError, "wire.configure() was not called");
         return NULL;
     }
     const uint8_t *start = message.buf, *end = start + message.len;
@@ -951,10 +951,10 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef wire_module = {
-    PyModuleDef_HEAD_INIT, "_wire",
+    PyModuleDef_HEAD_INIT, "wire",
     "The compiled otlp_proto walk (see stream.ingest.formats.otlp.protobuf).", -1, methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__wire(void) {
+PyMODINIT_FUNC PyInit_wire(void) {
     return PyModule_Create(&wire_module);
 }
