@@ -486,7 +486,7 @@ typedef struct {
 
 typedef struct {
     KeySet keys;
-    Slice values[MAX_KEYS];
+    Py_ssize_t first; /* the value of each key, in key order, from Walk.slices[first] on */
 } FoundValues;
 
 typedef struct {
@@ -497,6 +497,8 @@ typedef struct {
     Py_ssize_t group_count, group_capacity;
     FoundValues *value_sets;   /* each group's wanted values, and the distinct callers of its inbound spans */
     Py_ssize_t value_set_count, value_set_capacity;
+    Slice *slices;             /* the raw values of the value sets (each set takes its keys' count) */
+    Py_ssize_t slice_count, slice_capacity;
     InboundSpan *inbound;
     Py_ssize_t inbound_count, inbound_capacity;
     InboundRow *rows;
@@ -547,13 +549,14 @@ static int read_entry(Walk *walk, Slice entry, const KeyTable *keys) {
     return 0;
 }
 
-/* ((key, raw value), ...) of `keys`, in key order. */
+/* ((key, raw value), ...) of `keys`, in key order; `values` holds their raw values in the same order. */
 static PyObject *values_tuple(const KeyTable *table, KeySet keys, const Slice *values) {
     PyObject *tuple = PyTuple_New(__builtin_popcountll(keys));
     Py_ssize_t position = 0;
     if (tuple == NULL) return NULL;
     FOR_EACH_KEY(i, keys) {
-        PyObject *pair = Py_BuildValue("(Oy#)", table->keys[i].name, (const char *)values[i].start, values[i].size);
+        const Slice *value = &values[position];
+        PyObject *pair = Py_BuildValue("(Oy#)", table->keys[i].name, (const char *)value->start, value->size);
         if (pair == NULL) {
             Py_DECREF(tuple);
             return NULL;
@@ -563,15 +566,17 @@ static PyObject *values_tuple(const KeyTable *table, KeySet keys, const Slice *v
     return tuple;
 }
 
-/* The key of a group in the scratch buffer: its numbers, then (key index, size, bytes) per key of `keys`. */
+/* The key of a group in the scratch buffer: its numbers, then (key index, 4-byte size, bytes) per key of `keys`
+ * (a value is shorter than the message, whose size the caller bounds to 32 bits). */
 static Py_ssize_t scratch_key(Walk *walk, const int64_t *numbers, int number_count, KeySet keys) {
     uint8_t *out = walk->scratch;
     memcpy(out, numbers, sizeof(int64_t) * (size_t)number_count);
     out += sizeof(int64_t) * (size_t)number_count;
     FOR_EACH_KEY(i, keys) {
-        int64_t header[2] = {i, walk->found[i].size};
-        memcpy(out, header, sizeof(header));
-        out += sizeof(header);
+        uint32_t size = (uint32_t)walk->found[i].size;
+        *out++ = (uint8_t)i;
+        memcpy(out, &size, sizeof(size));
+        out += sizeof(size);
         memcpy(out, walk->found[i].start, (size_t)walk->found[i].size);
         out += walk->found[i].size;
     }
@@ -598,8 +603,12 @@ static Py_ssize_t keep_values(Walk *walk, KeySet keys) {
     FoundValues *sets = GROW(walk, value_sets, value_set);
     if (sets == NULL) return -1;
     walk->value_sets = sets;
-    sets[walk->value_set_count].keys = keys;
-    memcpy(sets[walk->value_set_count].values, walk->found, sizeof(walk->found));
+    /* room for every key at once: grow() doubles, and a set holds at most MAX_KEYS, no more than the 64 it starts at */
+    Slice *slices = grow(walk->slices, &walk->slice_capacity, walk->slice_count + MAX_KEYS - 1, sizeof(Slice));
+    if (slices == NULL) return -1;
+    walk->slices = slices;
+    sets[walk->value_set_count] = (FoundValues){keys, walk->slice_count};
+    FOR_EACH_KEY(i, keys) slices[walk->slice_count++] = walk->found[i];
     return walk->value_set_count++;
 }
 
@@ -797,7 +806,10 @@ static PyObject *resource_values(Walk *walk, Slice resource_spans) {
         Slice text;
         if (check_attribute_value(walk->found[i], &text) < 0) return Py_None;
     }
-    return values_tuple(&config.resource_keys, walk->present, walk->found);
+    Slice values[MAX_KEYS];
+    int count = 0;
+    FOR_EACH_KEY(i, walk->present) values[count++] = walk->found[i];
+    return values_tuple(&config.resource_keys, walk->present, values);
 }
 
 /* The inbound spans summed per (group, callers, resource of the parent span), in order of first appearance;
@@ -831,7 +843,8 @@ static PyObject *inbound_rows(Walk *walk) {
     for (Py_ssize_t i = 0; rows != NULL && i < walk->row_count; i++) {
         InboundRow *row = &walk->rows[i];
         const FoundValues *found = row->callers < 0 ? NULL : &walk->value_sets[row->callers];
-        PyObject *callers = found ? values_tuple(&config.span_keys, found->keys, found->values) : PyTuple_New(0);
+        PyObject *callers = found ? values_tuple(&config.span_keys, found->keys, &walk->slices[found->first])
+                                  : PyTuple_New(0);
         PyObject *item = callers ? Py_BuildValue("(nNnn)", row->group, callers, row->parent_resource, row->spans)
                                  : NULL;
         if (item == NULL) Py_CLEAR(rows);
@@ -845,7 +858,7 @@ static PyObject *group_rows(Walk *walk) {
     for (Py_ssize_t i = 0; rows != NULL && i < walk->group_count; i++) {
         Group *group = &walk->groups[i];
         const FoundValues *found = &walk->value_sets[group->values];
-        PyObject *values = values_tuple(&config.span_keys, found->keys, found->values);
+        PyObject *values = values_tuple(&config.span_keys, found->keys, &walk->slices[found->first]);
         PyObject *row = values ? Py_BuildValue("(niNKKKKO)", group->resource, group->kind, values,
                                                (unsigned long long)group->spans, (unsigned long long)group->errors,
                                                (unsigned long long)group->first, (unsigned long long)group->last,
@@ -869,6 +882,7 @@ static void free_walk(Walk *walk) {
     for (Py_ssize_t i = 0; i < walk->group_count; i++) Py_XDECREF(walk->groups[i].sample);
     PyMem_Free(walk->groups);
     PyMem_Free(walk->value_sets);
+    PyMem_Free(walk->slices);
     PyMem_Free(walk->inbound);
     PyMem_Free(walk->rows);
     PyMem_Free(walk->scratch);
@@ -919,10 +933,10 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     const uint8_t *start = message.buf, *end = start + message.len;
     PyObject *result = NULL, *resources = NULL;
     int outcome = 1;
-    state.resource_count = count_resource_spans(start, end);
+    state.resource_count = message.len > UINT32_MAX ? -1 : count_resource_spans(start, end);
     if (state.resource_count < 0) goto done;
-    /* a key holds two numbers, then per key at most its header and its value, all within the message */
-    state.scratch = PyMem_Malloc((size_t)message.len + (MAX_KEYS * 2 + 2) * sizeof(int64_t));
+    /* a key holds two numbers, then per key at most its 5-byte header and its value, all within the message */
+    state.scratch = PyMem_Malloc((size_t)message.len + 2 * sizeof(int64_t) + MAX_KEYS * 5);
     resources = PyList_New(0);
     if (state.scratch == NULL || resources == NULL) {
         if (state.scratch == NULL) PyErr_NoMemory();
