@@ -593,7 +593,7 @@ static Py_ssize_t scratch_key(Walk *walk, const int64_t *numbers, int number_cou
 }
 
 /* The number `table` gives the scratch key, with `make` run for a new one; -1 on an exception, -2 when the
- * table gave up probing. */
+ * table gave up probing or `make` refused the span. */
 static Py_ssize_t number_of(Walk *walk, Table *table, Py_ssize_t size, Py_ssize_t (*make)(Walk *, void *),
                             void *context) {
     Entry *entry = table_entry(table, walk->scratch, size, 1);
@@ -607,8 +607,14 @@ typedef struct {
     KeySet keys;
 } GroupShape;
 
-/* The current span's values of `keys` (slices of the message), kept as a new value set; -1 on an exception. */
+/* The current span's values of `keys` (slices of the message), kept as a new value set; -1 on an exception, -2
+ * when one is not a value the pure-Python walk reads. Values are checked here, once per distinct set: a span whose
+ * group or callers are known carries the same bytes. */
 static Py_ssize_t keep_values(Walk *walk, KeySet keys) {
+    FOR_EACH_KEY(i, keys) {
+        Slice text;
+        if (check_attribute_value(walk->found[i], &text) < 0) return -2;
+    }
     FoundValues *sets = GROW(walk, value_sets, value_set);
     if (sets == NULL) return -1;
     walk->value_sets = sets;
@@ -627,7 +633,7 @@ static Py_ssize_t make_group(Walk *walk, void *context) {
     if (groups == NULL) return -1;
     walk->groups = groups;
     Py_ssize_t values = keep_values(walk, shape->keys);
-    if (values < 0) return -1;
+    if (values < 0) return values;
     Py_ssize_t number = walk->group_count;
     Group *group = &groups[walk->group_count++];
     memset(group, 0, sizeof(Group));
@@ -661,7 +667,7 @@ static int sample_trace_id(Walk *walk, Group *group, Slice trace_id) {
 }
 
 /* Whether the span's URL can change what it touches: only when no host is named, or one is an AWS endpoint
- * (any host value that is not one string counts as none named). Host values were checked by the caller. */
+ * (any host value that is not one string counts as none named); -1 when a host value is not valid. */
 static int url_needed(Walk *walk) {
     static const char suffix[] = ".amazonaws.com";
     const Py_ssize_t suffix_size = sizeof(suffix) - 1;
@@ -669,7 +675,7 @@ static int url_needed(Walk *walk) {
     if (!hosts) return 1;
     FOR_EACH_KEY(i, hosts) {
         Slice text;
-        check_attribute_value(walk->found[i], &text);
+        if (check_attribute_value(walk->found[i], &text) < 0) return -1;
         if (text.size == 0) return 1;
         if (text.size < suffix_size) continue;
         const uint8_t *tail = text.start + text.size - suffix_size;
@@ -757,11 +763,11 @@ static int walk_span(Walk *walk, Slice span) {
     KeySet wanted = inbound ? config.inbound_keys
         : is_kind(kind, config.outbound_kinds, config.outbound_count) ? config.outbound_keys : config.internal_keys;
     walk->present &= wanted;
-    FOR_EACH_KEY(i, walk->present) {
-        Slice text;
-        if (check_attribute_value(walk->found[i], &text) < 0) return 1;
+    if (!inbound && (walk->present & config.url_keys)) {
+        int needed = url_needed(walk);
+        if (needed < 0) return 1;
+        if (!needed) walk->present &= ~config.url_keys;
     }
-    if (!inbound && (walk->present & config.url_keys) && !url_needed(walk)) walk->present &= ~config.url_keys;
     int64_t numbers[2] = {walk->resource, kind};
     GroupShape shape = {kind, walk->present & ~config.caller_keys};
     Py_ssize_t size = scratch_key(walk, numbers, 2, shape.keys);
