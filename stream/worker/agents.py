@@ -22,7 +22,7 @@ from stream.correlate.engine import CHUNK_RECORDS, Engine, Parked
 from stream.correlate.recovery import CLOCK_SKEW_S, emitted_since
 from stream.deliver.escalation import masked_event
 from stream.ingest.entity_events import TICK, EntityPartitioner, encode_events
-from stream.ingest.router import Routed, merge_trace_batches
+from stream.ingest.router import Routed, TraceParts
 from stream.kafka.deadletter import dead_letter, dead_letter_key
 from stream.models import DecodeError
 from stream.policy.audit import audit_records
@@ -37,9 +37,6 @@ CHUNK_WAIT_S = 0.05
 PUBLISH_RETRY_S = 1.0
 PUBLISH_RETRY_MAX_S = 30.0
 TRACE_CHUNK_RECORDS = 64
-# A chunk of trace messages is routed in parts of at most TRACE_ROUTE_MAX_TOUCHES touches, which bounds
-# the memory one chunk takes when every message reaches thousands of entities.
-TRACE_ROUTE_MAX_TOUCHES = 1024
 FETCH_MAX_WAIT_MS = 50
 INGEST_STREAMS = ("findings", "alerts", "assets")
 
@@ -88,23 +85,22 @@ class Agents:
         return agent
 
     async def ingest_traces(self, stream) -> None:
-        # Trace messages are taken a few at a time and routed as one batch (merge_trace_batches): the
-        # entities they share cost one entity event each, not one per message.
+        # Trace messages are taken a few at a time and routed together (TraceParts): the entities they
+        # share cost one entity event each, not one per message.
+        parts = TraceParts(self.engine.router, self.settings.window_step_s, self.settings.max_trace_ids)
         async for chunk in stream.take_events(TRACE_CHUNK_RECORDS, within=CHUNK_WAIT_S):
-            batches, touches = [], 0
             for event in chunk:
                 batch = await self._decoded(event, self.engine.ingest.decode_traces)
-                if batch is not None:
-                    if batch.over_cap:  # what is within the caps is routed; the message says what was not
-                        await self._dead_letter(batch.over_cap, event.message)
-                    batches.append(batch)
-                    touches += len(batch.touches)
-                if batches and (touches >= TRACE_ROUTE_MAX_TOUCHES or event is chunk[-1]):
-                    merged = merge_trace_batches(batches, self.settings.window_step_s, self.settings.max_trace_ids)
-                    # Trace events fit a record by the entity caps; were one not to, the record completing
-                    # the part is its origin.
-                    await self._send_routed("traces", self.engine.router.traces(merged), event.message)
-                    batches, touches = [], 0
+                if batch is None:
+                    continue
+                if batch.over_cap:  # what is within the caps is routed; the message says what was not
+                    await self._dead_letter(batch.over_cap, event.message)
+                # Trace events fit a record by the entity caps; were one not to, the record completing
+                # the part is its origin.
+                if (routed := parts.add(batch)) is not None:
+                    await self._send_routed("traces", routed, event.message)
+            if (routed := parts.flush()) is not None:
+                await self._send_routed("traces", routed, chunk[-1].message)
 
     async def _decoded(self, event, decode):
         """``decode(value)`` of one input record, or None once a bad record is in the dead-letter topic."""
