@@ -161,7 +161,8 @@ def table(wall: dict[str, float], cpu: dict[str, float], spans: int) -> str:
 
 def sampler(pid: int, path: Path, idle: bool) -> subprocess.Popen:
     """py-spy recording ``pid`` into ``path`` until it is sent SIGINT (non-blocking: the worker is never paused)."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    beside = Path(sys.executable).with_name("py-spy")  # the test extra's, in the interpreter's environment
+    spy = str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
     command = [spy, "record", "--pid", str(pid), "--rate", str(RATE_HZ), "--format", "raw", "--threads",
                "--full-filenames", "--nonblocking", "--output", str(path)] + (["--idle"] if idle else [])
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -194,12 +195,14 @@ def main(argv: list[str] | None = None) -> int:
             cpu_before = thread_cpu(worker.proc.pid)
             spies = [sampler(worker.proc.pid, path, idle) for idle, path in paths.items()]
             say(f"profiling worker pid {worker.proc.pid}: {spans:,} spans ({times} passes over the trace batches)")
-            started = time.monotonic()
-            publish(settings, finding_records(settings, scenario) + repeated_traffic(settings, scenario, times))
-            finished = wait_until(lambda: caught_up([metrics(worker)], wanted), TIMEOUT_S, "done with the traffic",
-                                  [worker])
-            for spy in spies:
-                stop(spy)
+            try:
+                started = time.monotonic()
+                publish(settings, finding_records(settings, scenario) + repeated_traffic(settings, scenario, times))
+                finished = wait_until(lambda: caught_up([metrics(worker)], wanted), TIMEOUT_S,
+                                      "done with the traffic", [worker])
+            finally:
+                for spy in spies:
+                    stop(spy)
             cpu_after = thread_cpu(worker.proc.pid)
     seconds = finished - started
     used = {thread: spent - cpu_before.get(thread, 0.0) for thread, spent in cpu_after.items()}
