@@ -29,13 +29,15 @@ help:
 
 setup: $(SETUP_STAMP)
 
-$(SETUP_STAMP): pyproject.toml
+# setup.py and the C source too: editing the compiled OTLP decoder rebuilds it; the last line says which decoder runs.
+$(SETUP_STAMP): pyproject.toml setup.py stream/ingest/formats/otlp/wire.c
 	@if [ -z "$(PYTHON)" ]; then \
 	  echo "make: no Python 3.11+ found (tried python3.13, python3.12, python3.11, python3); run make PYTHON=/path/to/python3.11" >&2; \
 	  exit 1; fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,demo,aws]'
+	@$(BIN)/hotpath --version
 	@touch $@
 
 kafka-up:
