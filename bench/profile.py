@@ -89,8 +89,9 @@ def samples(lines: Iterable[str]) -> list[Sample]:
         if not stack.startswith("thread ("):
             continue
         thread, *stack_frames = stack.split(";")
-        thread_id, _, name = thread[len("thread ("):].partition("): ")
-        parsed.append(Sample(int(thread_id), name, tuple(stack_frames), int(count)))
+        # "thread (id): name", or "thread (id)" when py-spy could not read the name (a thread ending)
+        thread_id, _, name = thread[len("thread ("):].partition(")")
+        parsed.append(Sample(int(thread_id), name.removeprefix(": "), tuple(stack_frames), int(count)))
     return parsed
 
 

@@ -36,20 +36,27 @@ RAW = [
     "thread (13): hotpath-context;_run (/repo/stream/worker/topicfeed.py:58);"
     "batches (/repo/stream/kafka/wholetopic.py:52) 4",
     "thread (14): asyncio_0;_worker (/py/concurrent/futures/thread.py:81) 1",
+    # a thread py-spy saw ending: its name could no longer be read
+    "thread (15);_worker (/py/concurrent/futures/thread.py:81) 2",
 ]
 
 
 def test_each_sample_is_in_the_stage_of_its_thread_and_innermost_known_frame():
     stages = [stage(sample) for sample in samples(RAW)]
     assert stages == ["OTLP decode", "Faust/aiokafka plumbing", "routing, resolution, entity-event encoding",
-                      LOOP_IDLE, CONSUMER_THREAD, FEED_THREAD, OTHER]
+                      LOOP_IDLE, CONSUMER_THREAD, FEED_THREAD, OTHER, OTHER]
 
 
 def test_wall_shares_are_the_event_loop_threads_samples_waiting_included():
     shares = wall_shares(samples(RAW))
-    assert shares["OTLP decode"] == 0.6 and shares[LOOP_IDLE] == 0.1
+    assert shares["OTLP decode"] == 0.6 and shares[LOOP_IDLE] == 0.1  # 6 and 1 of the loop's 10 samples
     assert shares[CONSUMER_THREAD] == shares[FEED_THREAD] == 0.0  # other threads do not hold up the loop
     assert abs(sum(shares.values()) - 1.0) < 1e-9
+
+
+def test_a_thread_without_a_name_is_still_read():
+    (unnamed,) = samples(["thread (15);_worker (/py/concurrent/futures/thread.py:81) 2"])
+    assert (unnamed.thread_id, unnamed.thread_name, unnamed.count) == (15, "", 2)
 
 
 def test_cpu_time_is_each_threads_own_split_by_its_samples_and_unsampled_threads_are_native():
