@@ -49,7 +49,7 @@ SEED = 7
 RATE_HZ = 200
 TIMEOUT_S = 900
 # (scale, passes over the trace batches): at least ten seconds of traffic for one worker (with the compiled walk)
-QUICK = (5, 20)
+QUICK = (5, 36)
 FULL = (50, 3)
 LOOP_IDLE = "event loop idle (waiting for records or the broker)"
 FEED_THREAD = "context and policy feed threads"
@@ -179,7 +179,7 @@ def stop(spy: subprocess.Popen) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick benchmark's scenario")
-    parser.add_argument("--times", type=int, help="passes over the trace batches (default: 20 quick, 3 full)")
+    parser.add_argument("--times", type=int, help="passes over the trace batches (default: 36 quick, 3 full)")
     args = parser.parse_args(argv)
     scale, times = QUICK if args.quick else FULL
     times = args.times or times
