@@ -161,8 +161,8 @@ class Agents:
                 message = event.message
                 if self.engine.needs_reconcile(message.partition):
                     await self._reconcile(message.partition, message.timestamp)
-                for _ in range(self.engine.apply(message.partition, message.offset, event.value, message)):
-                    self.metrics.observe_correlated(message.timestamp)
+                applied = self.engine.apply(message.partition, message.offset, event.value, message)
+                self.metrics.observe_correlated(message.timestamp, applied)
                 if self.engine.full:
                     await self._settle()
             await self._settle()
