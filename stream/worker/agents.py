@@ -13,6 +13,7 @@ escalations already published when a partition is newly assigned.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from stream.models import DecodeError
 from stream.policy.audit import audit_records
 from stream.redact import mask
 from stream.worker.faust_private import shorten_fetch_wait
+from stream.worker.heap import freeze_start_up_heap
 
 if TYPE_CHECKING:
     from stream.worker.app import Hotpath
@@ -71,6 +73,7 @@ class Agents:
         app.on_partitions_assigned.connect(self.on_assigned)
         app.on_partitions_revoked.connect(self.on_revoked)
         app.task(self.start_feeds)
+        app.task(self.freeze_heap_once_read)
 
     # -- ingest ---------------------------------------------------------------------------------
 
@@ -258,3 +261,10 @@ class Agents:
     async def start_feeds(self) -> None:
         self.hotpath.feed.start(asyncio.get_running_loop())
         self.hotpath.policy_feed.start(asyncio.get_running_loop())
+
+    async def freeze_heap_once_read(self) -> None:
+        """Once the shared context and the policy are read, what start-up built is frozen (stream.worker.heap)."""
+        while not (self.hotpath.feed.caught_up.is_set() and self.hotpath.policy_feed.caught_up.is_set()):
+            await asyncio.sleep(0.05)
+        freeze_start_up_heap()
+        log.info("start-up heap frozen: %s objects out of the garbage collector's walks", gc.get_freeze_count())
