@@ -12,7 +12,15 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from otlp_messages import PROTO_MESSAGES, damaged_proto, json_bytes, otlp_requests, proto_bytes
+from otlp_messages import (
+    PROTO_MESSAGES,
+    TRACE_IDS,
+    damaged_proto,
+    inbound_request,
+    json_bytes,
+    otlp_requests,
+    proto_bytes,
+)
 
 from stream.commands.main import otlp_decoder_description
 from stream.entities.resolve import EntityResolver
@@ -94,6 +102,14 @@ def test_a_stream_of_messages_decodes_the_same_with_what_each_decoder_keeps(requ
     for request in requests:
         value = proto_bytes(request)
         assert outcome(compiled, value) == outcome(pure, value)
+
+
+def test_the_trace_ids_kept_are_the_first_distinct_ones_in_message_order():
+    a, b, c = TRACE_IDS[:3]
+    value = inbound_request("orders", [a, a, b, a, c])
+    compiled, pure = both(value, DecodeLimits(max_trace_ids=2))
+    assert compiled == pure
+    assert compiled[0][0]["trace_ids"] == [a.hex(), b.hex()]
 
 
 def test_real_sdk_messages_are_summed_by_the_compiled_walk_not_handed_back():

@@ -158,12 +158,16 @@ class MessageFold:
 
     def resource_groups(self, resource: ResourceFacts) -> LazyTable[int, SpanGroups]:
         """Span groups of one resource of this message by kind; learns the resource's pod on the way."""
+        self.learn_pod(resource)
+        return LazyTable(lambda kind: LazyTable(partial(self.new_group, resource, kind)))
+
+    def learn_pod(self, resource: ResourceFacts) -> None:
+        """The resource's pod runs its service, within the message's cap on pods."""
         if resource.pod and resource.service:
             if len(self.pods) < self.max_entities_per_message or resource.pod in self.pods:
                 self.pods[resource.pod] = resource.service
             else:
                 self.dropped_pods += 1
-        return LazyTable(lambda kind: LazyTable(partial(self._group, resource, kind)))
 
     def url_unneeded(self, hits: Collection[str], value_of: Callable[[str], Any]) -> bool:
         """True when the span's URL cannot change what it touches, so its (per-request) value is left out.
@@ -246,14 +250,19 @@ class MessageFold:
                 if trace_id not in kept:
                     kept.append(trace_id)
 
-    def add_inbound(self, group: SpanGroup, callers: Found, parent_service: str | None, spans: int) -> None:
-        """``spans`` inbound spans of ``group`` with the same caller attributes and parent service."""
-        caller = None
-        if callers:
-            caller = self.caches.callers.get(callers) or self._caller(callers)
-            if caller.public and group.server:
-                group.internet += spans
-        self.inbound_services.append((parent_service, group, caller))
+    def add_inbound(self, groups: list[SpanGroup], rows: list[tuple[int, Found, int, int]],
+                    services: list[str | None]) -> None:
+        """The compiled walk's inbound spans, counted per group (its number in ``groups``), caller attributes and
+        resource of the parent span (its number in ``services``, -1 when not in the message)."""
+        callers_seen = self.caches.callers
+        for number, callers, parent_resource, spans in rows:
+            group = groups[number]
+            caller = None
+            if callers:
+                caller = callers_seen.get(callers) or self._caller(callers)
+                if caller.public and group.server:
+                    group.internet += spans
+            self.inbound_services.append((None if parent_resource < 0 else services[parent_resource], group, caller))
 
     def batch(self) -> TraceBatch:
         """The touches the folded spans add up to, within the message's caps."""
@@ -283,7 +292,7 @@ class MessageFold:
                           over_cap=self._over_cap_reason(dropped) if dropped else None,
                           last_seen=None if last is None else last / _NS_PER_S)
 
-    def _group(self, resource: ResourceFacts, kind: int, found: Found) -> SpanGroup:
+    def new_group(self, resource: ResourceFacts, kind: int, found: Found) -> SpanGroup:
         """The message's group for spans of this resource, kind and values, with the asset aliases as they are now."""
         targets = self._targets(resource, kind, found)
         entities = targets.fixed

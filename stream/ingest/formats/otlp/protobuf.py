@@ -229,13 +229,12 @@ class ProtobufWalk:
         for number, found in enumerate(resources):
             resource = self._resource(found)
             services.append(resource.service)
-            groups_by_kind = fold.resource_groups(resource)
-            while row is not None and row[0] == number:  # the walk lists groups in message order
-                groups.append(groups_by_kind[row[1]][row[2]])
+            fold.learn_pod(resource)
+            while row is not None and row[0] == number:  # the walk lists each group once, in message order
+                groups.append(fold.new_group(resource, row[1], row[2]))
                 row = next(rows, None)
         fold.add_sums(groups, sums)
-        for group, callers, parent_resource, spans in inbound:
-            fold.add_inbound(groups[group], callers, None if parent_resource < 0 else services[parent_resource], spans)
+        fold.add_inbound(groups, inbound, services)
         return True
 
     def _resource(self, found: Found) -> ResourceFacts:

@@ -549,14 +549,23 @@ static int read_entry(Walk *walk, Slice entry, const KeyTable *keys) {
     return 0;
 }
 
+/* (first, bytes of `second`): `first` borrowed, or made from `number` when NULL. */
+static PyObject *pair_of(PyObject *first, const Py_ssize_t *number, Slice second) {
+    PyObject *made = first == NULL ? PyLong_FromSsize_t(*number) : NULL;
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)second.start, second.size);
+    PyObject *pair = (first || made) && bytes ? PyTuple_Pack(2, first ? first : made, bytes) : NULL;
+    Py_XDECREF(made);
+    Py_XDECREF(bytes);
+    return pair;
+}
+
 /* ((key, raw value), ...) of `keys`, in key order; `values` holds their raw values in the same order. */
 static PyObject *values_tuple(const KeyTable *table, KeySet keys, const Slice *values) {
     PyObject *tuple = PyTuple_New(__builtin_popcountll(keys));
     Py_ssize_t position = 0;
     if (tuple == NULL) return NULL;
     FOR_EACH_KEY(i, keys) {
-        const Slice *value = &values[position];
-        PyObject *pair = Py_BuildValue("(Oy#)", table->keys[i].name, (const char *)value->start, value->size);
+        PyObject *pair = pair_of(table->keys[i].name, NULL, values[position]);
         if (pair == NULL) {
             Py_DECREF(tuple);
             return NULL;
@@ -643,8 +652,8 @@ static int sample_trace_id(Walk *walk, Group *group, Slice trace_id) {
         PyObject *seen = PyTuple_GET_ITEM(PyList_GET_ITEM(group->sample, i), 1);
         if (memcmp(PyBytes_AS_STRING(seen), trace_id.start, TRACE_ID_SIZE) == 0) return 0;
     }
-    PyObject *entry = Py_BuildValue("(ny#)", walk->spans - 1, (const char *)trace_id.start,
-                                    (Py_ssize_t)TRACE_ID_SIZE);
+    Py_ssize_t span_number = walk->spans - 1;
+    PyObject *entry = pair_of(NULL, &span_number, trace_id);
     if (entry == NULL) return -1;
     int failed = PyList_Append(group->sample, entry);
     Py_DECREF(entry);
