@@ -23,6 +23,7 @@ help:
 	@echo "make lint         ruff check"
 	@echo "make demo         play the seeded fintech scenario through a local broker and show its escalations"
 	@echo "make bench        throughput, latency, memory and scale-out (QUICK=1: a reduced run, under two minutes)"
+	@echo "make profile      py-spy on one worker under the benchmark's traffic: wall and CPU time per stage (QUICK=1)"
 	@echo "make fuzz         coverage-guided fuzzing of every decoder (FUZZ_SECONDS=60)"
 	@echo "make clean        stop local brokers, remove run state and tool caches (keeps $(VENV) and jars)"
 
@@ -80,3 +81,8 @@ fuzz: setup
 .PHONY: bench
 bench: setup kafka-up
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
+
+# Issue 16: where one worker's wall and CPU time go, per stage (py-spy); raw profiles land in .run/profile/.
+.PHONY: profile
+profile: setup kafka-up
+	$(BIN)/python -m bench.profile $(if $(QUICK),--quick)

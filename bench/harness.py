@@ -118,6 +118,13 @@ def traffic_records(settings: Settings, scenario: Scenario) -> list[Record]:
     return [(topics[stream], key, value) for _, stream, key, value in scenario.timeline() if stream in topics]
 
 
+def repeated_traffic(settings: Settings, scenario: Scenario, times: int) -> list[Record]:
+    """The traffic, then its trace batches ``times - 1`` more times over: long enough to measure or profile
+    a worker past its start-up, with the same entities and so the same escalations (alerts go once)."""
+    traces = [(settings.topic_traces, key, value) for key, value in scenario.trace_batches]
+    return traffic_records(settings, scenario) + traces * (times - 1)
+
+
 def metrics(worker: HotpathProcess) -> dict[str, float]:
     """The worker's ``/metrics`` as {'name{labels}': value}."""
     status, body = worker.get("/metrics")
