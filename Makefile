@@ -27,17 +27,19 @@ help:
 	@echo "make fuzz         coverage-guided fuzzing of every decoder (FUZZ_SECONDS=60)"
 	@echo "make clean        stop local brokers, remove run state and tool caches (keeps $(VENV) and jars)"
 
+# The last line says which OTLP decoder runs (the compiled one, or pure Python where no C compiler was found).
 setup: $(SETUP_STAMP)
+	@$(BIN)/hotpath --version
 
-# setup.py and the C source too: editing the compiled OTLP decoder rebuilds it; the last line says which decoder runs.
+# setup.py and the C source too: editing the compiled OTLP decoder rebuilds it.
 $(SETUP_STAMP): pyproject.toml setup.py stream/ingest/formats/otlp/wire.c
 	@if [ -z "$(PYTHON)" ]; then \
 	  echo "make: no Python 3.11+ found (tried python3.13, python3.12, python3.11, python3); run make PYTHON=/path/to/python3.11" >&2; \
 	  exit 1; fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,demo,aws]'
-	@$(BIN)/hotpath --version
+	@# the build backend's warnings (an editable install, its own deprecations) are not the user's to act on
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e '.[test,demo,aws]'
 	@touch $@
 
 kafka-up:
