@@ -1,6 +1,7 @@
 """Every use of Faust's or aiokafka's private parts, each saying why no public API serves.
 
-Faust's aiokafka transport with an idempotent producer, registered as the ``hotpath-kafka://`` broker scheme.
+Faust's aiokafka transport with an idempotent producer whose flush waits for the broker and a consumer that
+commits only what a stream processed, registered as the ``hotpath-kafka://`` broker scheme.
 
 The worker's producer writes entity events, escalations and the changelog that holds all correlation
 state, so a retried send must never write a record twice. faust-streaming turns on aiokafka's
@@ -11,11 +12,13 @@ whose producer always asks for it. Importing this module registers the scheme.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
 from faust.transport.drivers import TRANSPORTS
-from faust.transport.drivers.aiokafka import Producer, Transport
+from faust.transport.drivers.aiokafka import Consumer, Producer, Transport
+from faust.types import AppT, FutureMessage, Message
 
 SCHEME = "hotpath-kafka"
 # What aiokafka needs so that an acknowledged record is on every in-sync replica and a retry is de-duplicated
@@ -24,14 +27,73 @@ IDEMPOTENT = {"acks": "all", "enable_idempotence": True}
 
 
 class IdempotentProducer(Producer):
-    """Faust's producer, always configured acks=all with idempotence."""
+    """Faust's producer, always configured acks=all with idempotence, whose flush returns only once every
+    record handed to it with ``send_soon`` (the table's changelog writes) is acknowledged by the broker.
+
+    Faust commits the input offsets right after ``flush()``, and so does a rebalance before it hands the
+    partitions over. Faust's own flush stops waiting for a buffered record after 0.1 s, and does not see one
+    its buffer has taken but not yet handed to aiokafka (waiting for metadata or room in a batch): the commit
+    could then go past a state write that a crash loses, and the next owner would recover the older state
+    without reading the events again.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.unacknowledged: set[FutureMessage] = set()
+        self.failure: BaseException | None = None
 
     def _settings_extra(self) -> Mapping[str, Any]:
         # faust's own hook for producer options beyond its settings (it sets these two for transactions)
         return {**super()._settings_extra(), **IDEMPOTENT}
 
+    def send_soon(self, fut: FutureMessage) -> None:
+        self.unacknowledged.add(fut)
+        fut.add_done_callback(self._acknowledged)
+        super().send_soon(fut)
+
+    def _acknowledged(self, fut: FutureMessage) -> None:
+        self.unacknowledged.discard(fut)
+        if not fut.cancelled() and fut.exception() is not None and self.failure is None:
+            self.failure = fut.exception()
+
+    async def flush(self) -> None:
+        """Faust's flush, then wait for what ``send_soon`` took until now; raises (so nothing is committed
+        past it) once a buffered record has failed, as its state is then missing from the changelog."""
+        await super().flush()
+        if self.unacknowledged:  # within the producer's request timeout, each either acknowledged or failed
+            _, late = await asyncio.wait(list(self.unacknowledged), timeout=self.request_timeout)
+            if late:
+                self.failure = self.failure or TimeoutError(f"{len(late)} records unacknowledged after "
+                                                            f"{self.request_timeout:.0f} s")
+        if self.failure is not None:
+            raise RuntimeError(f"a table's changelog write failed, its state is not durable: {self.failure!r}")
+
+
+def skipped_unprocessed(message: Message, app: AppT) -> bool:
+    """Whether a stream is dropping ``message`` unread, as Faust's stream does (and then acks it) with a message
+    fetched before the latest rebalance, or reaching it while a rebalance holds the flow."""
+    stale = message.generation_id != app.consumer_generation_id or not app.flow_control.is_active()
+    return stale and not message.tracked  # a stream tracks what it hands on; a dropped message it never did
+
+
+class ProcessedOnlyConsumer(Consumer):
+    """Faust's consumer, whose commits never go past a record no stream processed.
+
+    Faust's stream acks a message it skips after a rebalance like one it processed, so its offset becomes
+    committable: the commit made while the partitions are being revoked (when Faust has forgotten their
+    committed offsets and so takes the first run of acknowledged offsets as safe) can then jump over the
+    records the rebalance cleared from the stream's queue, which no worker reads again. A skipped record is
+    fetched again from the committed offset after the rebalance and acked when processed.
+    """
+
+    def ack(self, message: Message) -> bool:
+        if skipped_unprocessed(message, self.app):
+            return False
+        return super().ack(message)
+
 
 class IdempotentTransport(Transport):
+    Consumer = ProcessedOnlyConsumer
     Producer = IdempotentProducer
 
 
