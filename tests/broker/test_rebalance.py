@@ -102,15 +102,14 @@ def test_repeated_rebalances_under_load_correlate_every_entity_event(hotpath_set
             wait_committed_to_end(settings, settings.app_id, topic)
         started = time.monotonic()
         wait_committed_to_end(settings, settings.app_id, settings.topic_entity_events)
-        caught_up = time.monotonic() - started
+        print(f"entity events committed {time.monotonic() - started:.1f}s after the input")
         events = settle(settings, scenario.expected.escalated)
+        assert final_states(events) == {uid: ("escalated", p) for uid, p in scenario.expected.escalated.items()}
+        assert_no_version_lost(events)
     except AssertionError:
         for worker in group.workers.values():
             print(f"--- {worker.name}\n{worker.log_tail(120)}")
         raise
     finally:
+        print("rebalances: " + ", ".join(f"{change} {seconds:.1f}s" for change, seconds in group.spread_s))
         group.stop_all()
-    print("rebalances: " + ", ".join(f"{change} {seconds:.1f}s" for change, seconds in group.spread_s)
-          + f"; entity events committed {caught_up:.1f}s after the input")
-    assert final_states(events) == {uid: ("escalated", p) for uid, p in scenario.expected.escalated.items()}
-    assert_no_version_lost(events)
