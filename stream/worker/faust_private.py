@@ -77,13 +77,15 @@ def skipped_unprocessed(message: Message, app: AppT) -> bool:
 
 
 class ProcessedOnlyConsumer(Consumer):
-    """Faust's consumer, whose commits never go past a record no stream processed.
+    """Faust's consumer, which does not take the ack of a record a stream skipped unread as processed.
 
     Faust's stream acks a message it skips after a rebalance like one it processed, so its offset becomes
     committable: the commit made while the partitions are being revoked (when Faust has forgotten their
     committed offsets and so takes the first run of acknowledged offsets as safe) can then jump over the
     records the rebalance cleared from the stream's queue, which no worker reads again. A skipped record is
-    fetched again from the committed offset after the rebalance and acked when processed.
+    fetched again from the committed offset after the rebalance and acked when processed. This covers the
+    acks that reach the consumer: those of the ``take_events`` agents (correlate, traces); Faust's compiled
+    iterator, which the other ingest agents use, does its own bookkeeping inline.
     """
 
     def ack(self, message: Message) -> bool:
