@@ -1,7 +1,7 @@
 """Every use of Faust's or aiokafka's private parts, each saying why no public API serves.
 
-Faust's aiokafka transport with an idempotent producer whose flush waits for the broker and a consumer that
-commits only what a stream processed, registered as the ``hotpath-kafka://`` broker scheme.
+Faust's aiokafka transport with an idempotent producer whose flush waits for the broker, registered as the
+``hotpath-kafka://`` broker scheme.
 
 The worker's producer writes entity events, escalations and the changelog that holds all correlation
 state, so a retried send must never write a record twice. faust-streaming turns on aiokafka's
@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from faust.transport.drivers import TRANSPORTS
-from faust.transport.drivers.aiokafka import Consumer, Producer, Transport
-from faust.types import AppT, FutureMessage, Message
+from faust.transport.drivers.aiokafka import Producer, Transport
+from faust.types import FutureMessage
 
 SCHEME = "hotpath-kafka"
 # What aiokafka needs so that an acknowledged record is on every in-sync replica and a retry is de-duplicated
@@ -69,33 +69,7 @@ class IdempotentProducer(Producer):
             raise RuntimeError(f"a table's changelog write failed, its state is not durable: {self.failure!r}")
 
 
-def skipped_unprocessed(message: Message, app: AppT) -> bool:
-    """Whether a stream is dropping ``message`` unread, as Faust's stream does (and then acks it) with a message
-    fetched before the latest rebalance, or reaching it while a rebalance holds the flow."""
-    stale = message.generation_id != app.consumer_generation_id or not app.flow_control.is_active()
-    return stale and not message.tracked  # a stream tracks what it hands on; a dropped message it never did
-
-
-class ProcessedOnlyConsumer(Consumer):
-    """Faust's consumer, which does not take the ack of a record a stream skipped unread as processed.
-
-    Faust's stream acks a message it skips after a rebalance like one it processed, so its offset becomes
-    committable: the commit made while the partitions are being revoked (when Faust has forgotten their
-    committed offsets and so takes the first run of acknowledged offsets as safe) can then jump over the
-    records the rebalance cleared from the stream's queue, which no worker reads again. A skipped record is
-    fetched again from the committed offset after the rebalance and acked when processed. This covers the
-    acks that reach the consumer: those of the ``take_events`` agents (correlate, traces); Faust's compiled
-    iterator, which the other ingest agents use, does its own bookkeeping inline.
-    """
-
-    def ack(self, message: Message) -> bool:
-        if skipped_unprocessed(message, self.app):
-            return False
-        return super().ack(message)
-
-
 class IdempotentTransport(Transport):
-    Consumer = ProcessedOnlyConsumer
     Producer = IdempotentProducer
 
 
