@@ -1,6 +1,7 @@
 """Every use of Faust's or aiokafka's private parts, each saying why no public API serves.
 
-Faust's aiokafka transport with an idempotent producer, registered as the ``hotpath-kafka://`` broker scheme.
+Faust's aiokafka transport with an idempotent producer whose flush waits for the broker, registered as the
+``hotpath-kafka://`` broker scheme.
 
 The worker's producer writes entity events, escalations and the changelog that holds all correlation
 state, so a retried send must never write a record twice. faust-streaming turns on aiokafka's
@@ -11,11 +12,13 @@ whose producer always asks for it. Importing this module registers the scheme.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import Producer, Transport
+from faust.types import FutureMessage
 
 SCHEME = "hotpath-kafka"
 # What aiokafka needs so that an acknowledged record is on every in-sync replica and a retry is de-duplicated
@@ -24,11 +27,46 @@ IDEMPOTENT = {"acks": "all", "enable_idempotence": True}
 
 
 class IdempotentProducer(Producer):
-    """Faust's producer, always configured acks=all with idempotence."""
+    """Faust's producer, always configured acks=all with idempotence, whose flush returns only once every
+    record handed to it with ``send_soon`` (the table's changelog writes) is acknowledged by the broker.
+
+    Faust commits the input offsets right after ``flush()``, and so does a rebalance before it hands the
+    partitions over. Faust's own flush stops waiting for a buffered record after 0.1 s, and does not see one
+    its buffer has taken but not yet handed to aiokafka (waiting for metadata or room in a batch): the commit
+    could then go past a state write that a crash loses, and the next owner would recover the older state
+    without reading the events again.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.unacknowledged: set[FutureMessage] = set()
+        self.failure: BaseException | None = None
 
     def _settings_extra(self) -> Mapping[str, Any]:
         # faust's own hook for producer options beyond its settings (it sets these two for transactions)
         return {**super()._settings_extra(), **IDEMPOTENT}
+
+    def send_soon(self, fut: FutureMessage) -> None:
+        self.unacknowledged.add(fut)
+        fut.add_done_callback(self._acknowledged)
+        super().send_soon(fut)
+
+    def _acknowledged(self, fut: FutureMessage) -> None:
+        self.unacknowledged.discard(fut)
+        if not fut.cancelled() and fut.exception() is not None and self.failure is None:
+            self.failure = fut.exception()
+
+    async def flush(self) -> None:
+        """Faust's flush, then wait for what ``send_soon`` took until now; raises (so nothing is committed
+        past it) once a buffered record has failed, as its state is then missing from the changelog."""
+        await super().flush()
+        if self.unacknowledged:  # within the producer's request timeout, each either acknowledged or failed
+            _, late = await asyncio.wait(list(self.unacknowledged), timeout=self.request_timeout)
+            if late:
+                self.failure = self.failure or TimeoutError(f"{len(late)} records unacknowledged after "
+                                                            f"{self.request_timeout:.0f} s")
+        if self.failure is not None:
+            raise RuntimeError(f"a table's changelog write failed, its state is not durable: {self.failure!r}")
 
 
 class IdempotentTransport(Transport):

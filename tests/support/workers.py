@@ -269,3 +269,13 @@ def metric(worker: HotpathProcess, name: str) -> dict[str, float]:
 def records_in(worker: HotpathProcess) -> float:
     """How many input records the worker has read, by its own count."""
     return sum(metric(worker, "hotpath_records_in_total").values())
+
+
+def owned_partitions(worker: HotpathProcess) -> list[int] | None:
+    """The entity partitions the worker says it owns on /health, also while it is not ready (a worker the
+    group leaves without entity partitions never is); None while it does not answer."""
+    try:
+        status, body = worker.get("/health")
+    except OSError:
+        return None
+    return json.loads(body).get("partitions") if status in (200, 503) else None
