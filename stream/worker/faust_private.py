@@ -1,7 +1,7 @@
 """Every use of Faust's or aiokafka's private parts, each saying why no public API serves.
 
-Faust's aiokafka transport with an idempotent producer whose flush waits for the broker, registered as the
-``hotpath-kafka://`` broker scheme.
+Faust's aiokafka transport with an idempotent producer whose flush waits for the broker and a consumer that
+never commits past a record it did not process, registered as the ``hotpath-kafka://`` broker scheme.
 
 The worker's producer writes entity events, escalations and the changelog that holds all correlation
 state, so a retried send must never write a record twice. faust-streaming turns on aiokafka's
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from faust.transport.drivers import TRANSPORTS
-from faust.transport.drivers.aiokafka import Producer, Transport
+from faust.transport.drivers.aiokafka import Consumer, Producer, Transport
 from faust.types import FutureMessage
 
 SCHEME = "hotpath-kafka"
@@ -69,7 +69,39 @@ class IdempotentProducer(Producer):
             raise RuntimeError(f"a table's changelog write failed, its state is not durable: {self.failure!r}")
 
 
+class GaplessConsumer(Consumer):
+    """Faust's consumer, committing a partition's offset only over records processed from its committed position.
+
+    During a rebalance, and while a worker stops, Faust skips the records that reach a stream without
+    acknowledging them; the next assignment seeks back to the committed offset, so they are read again. But
+    Faust's commit takes the first run of acknowledged offsets as safe when the partition has no committed
+    offset yet (or 0), and lets one unprocessed record through otherwise (its head check allows a gap of
+    one), so a commit could jump over skipped records and the next owner never read them: findings and
+    entity events lost on a rebalance (tests/broker/test_rebalance.py). Faust offers no hook for which
+    offsets are safe, so ``_new_offset`` is guarded here, with the partition's start learned at each seek.
+    """
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        # Faust keeps "no commit yet" (and a commit of 0) as unknown; the start is then the partition's beginning.
+        unknown = [tp for tp in self.assignment() if self._committed_offset[tp] is None]
+        if unknown:
+            self._committed_offset.update(await self.earliest_offsets(*unknown))
+
+    def _new_offset(self, tp: Any) -> int | None:
+        """None while the record at the committed position is not processed; else Faust's own answer."""
+        start = self._committed_offset[tp]
+        acked = self._acked[tp]
+        if start is not None and acked:
+            gaps = self._gap[tp]  # offsets Faust knows hold no record (compaction, transaction markers)
+            head = min(min(acked), gaps.begin()) if gaps else min(acked)
+            if head > start:
+                return None
+        return super()._new_offset(tp)
+
+
 class IdempotentTransport(Transport):
+    Consumer = GaplessConsumer
     Producer = IdempotentProducer
 
 
