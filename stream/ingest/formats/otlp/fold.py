@@ -293,7 +293,7 @@ class MessageFold:
             touches.append(Touch(
                 entity=entity, services=callers, spans=tally.spans, errors=tally.errors,
                 internet_spans=tally.internet, first_seen=tally.first / _NS_PER_S, last_seen=tally.last / _NS_PER_S,
-                trace_ids=[trace_id.hex() for trace_id in tally.trace_ids],
+                trace_ids=list(map(bytes.hex, tally.trace_ids)),
             ))
         last = max((group.last for group in self.groups), default=None)
         return TraceBatch(touches=touches, pods=self.pods,
@@ -307,7 +307,7 @@ class MessageFold:
         if targets.host is not None:
             claimed = self.resolver.resolve(targets.host) or targets.unclaimed
             entities = (*entities, claimed) if claimed else entities
-        tallies = tuple(tally for tally in map(self._tally, entities) if tally is not None)
+        tallies = tuple(filter(None, map(self._tally, entities)))  # an EntityTally is always true
         group = SpanGroup(tallies, resource.service, targets.server, targets.dropped + len(entities) - len(tallies))
         if not targets.inbound and resource.service:
             group.callers[resource.service] = None
