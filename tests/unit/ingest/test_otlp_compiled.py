@@ -12,8 +12,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.trace import SpanKind
 from otlp_messages import (
     PROTO_MESSAGES,
+    T0,
     TRACE_IDS,
     damaged_proto,
     inbound_request,
@@ -23,6 +25,7 @@ from otlp_messages import (
 )
 
 from stream.commands.main import otlp_decoder_description
+from stream.demo.tracegen import TraceBuilder, Workload, encode_batch
 from stream.entities.resolve import EntityResolver
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.formats.otlp import OtlpDecoder, decoder_name
@@ -131,3 +134,21 @@ def test_the_decoder_in_use_is_named_and_can_be_forced(monkeypatch):
     monkeypatch.setenv("HOTPATH_OTLP_DECODER", "fastest")
     with pytest.raises(ConfigError, match="HOTPATH_OTLP_DECODER must be auto, compiled or python, got 'fastest'"):
         OtlpDecoder(resolver())
+
+
+def test_consumers_named_by_their_producer_leave_no_caller_facts_behind():
+    """A CONSUMER span's peer address adds nothing when its producer in the message names the caller, so the
+    decoder keeps nothing about those per-request addresses (each would take a cache entry)."""
+    builder = TraceBuilder(seed=3, workloads=[Workload("orders"), Workload("billing")])
+    for number in range(20):
+        sent = builder.client_span("orders", "send", start=T0 + number, kind=SpanKind.PRODUCER,
+                                   attributes={"messaging.system": "kafka"})
+        builder.span("billing", "receive", kind=SpanKind.CONSUMER, start=T0 + number, parent=sent,
+                     attributes={"network.peer.address": f"10.1.0.{number}"})
+    value = encode_batch(builder.take(), "otlp_proto")
+    decoder = OtlpDecoder(resolver(), decoder="compiled")
+    touches = {touch.entity: touch for touch in decoder.decode(value).touches}
+    assert touches["service:billing"].services == ["service:orders"]
+    assert touches["service:billing"].spans == 20
+    assert not decoder.fold_caches.callers
+    assert outcome(decoder, value) == outcome(OtlpDecoder(resolver(), decoder="python"), value)

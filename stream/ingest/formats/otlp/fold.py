@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from functools import partial
-from itertools import chain, islice
+from itertools import islice
 from typing import Any, Generic, TypeVar
 
 from stream.entities.context import MAX_CALLERS_PER_ENTITY
@@ -153,8 +153,6 @@ class MessageFold:
         self.pods: dict[str, str] = {}
         self.service_of_span: dict[bytes, str | None] = {}
         self.inbound: list[tuple[bytes, SpanGroup, CallerFacts | None]] = []  # (parent span id, group, caller)
-        # (service of the parent span, group, caller), where the compiled walk found the parent's resource
-        self.inbound_services: list[tuple[str | None, SpanGroup, CallerFacts | None]] = []
 
     def resource_groups(self, resource: ResourceFacts) -> LazyTable[int, SpanGroups]:
         """Span groups of one resource of this message by kind; learns the resource's pod on the way."""
@@ -236,10 +234,7 @@ class MessageFold:
         """
         samples: dict[EntityTally, list[tuple[int, bytes]]] = {}
         for group, (_, _, _, spans, errors, first, last, sample) in zip(groups, sums, strict=True):
-            group.spans += spans
-            group.errors += errors
-            group.first = min(group.first, first)
-            group.last = max(group.last, last)
+            group.spans, group.errors, group.first, group.last = spans, errors, first, last  # a new group per row
             for tally in group.tallies:
                 samples.setdefault(tally, []).extend(sample)
         for tally, sample in samples.items():
@@ -253,30 +248,43 @@ class MessageFold:
     def add_inbound(self, groups: list[SpanGroup], rows: list[tuple[int, Found, int, int]],
                     services: list[str | None]) -> None:
         """The compiled walk's inbound spans, counted per group (its number in ``groups``), caller attributes and
-        resource of the parent span (its number in ``services``, -1 when not in the message)."""
+        resource of the parent span (its number in ``services``, -1 when not in the message).
+
+        A row's caller attributes are read only where they change the touch: a SERVER group's internet spans
+        (is the address public), or a caller no parent span of another service names (which alias the address is).
+        """
         callers_seen = self.caches.callers
         for number, callers, parent_resource, spans in rows:
             group = groups[number]
-            caller = None
-            if callers:
+            service = services[parent_resource] if parent_resource >= 0 else None
+            named_by_parent = service is not None and service != group.service
+            if callers and (group.server or not named_by_parent):
                 caller = callers_seen.get(callers) or self._caller(callers)
                 if caller.public and group.server:
                     group.internet += spans
-            self.inbound_services.append((None if parent_resource < 0 else services[parent_resource], group, caller))
+                if not named_by_parent:
+                    self._add_caller_by_alias(group, caller)
+            if named_by_parent:
+                group.callers[service] = None
 
     def batch(self) -> TraceBatch:
         """The touches the folded spans add up to, within the message's caps."""
         self._add_callers()
         dropped = self.dropped_pods
         for group in self.groups:
-            dropped += group.dropped * group.spans
+            spans, errors, internet, first, last, callers = (group.spans, group.errors, group.internet, group.first,
+                                                             group.last, group.callers)
+            dropped += group.dropped * spans
             for tally in group.tallies:
-                tally.spans += group.spans
-                tally.errors += group.errors
-                tally.internet += group.internet
-                tally.first = min(tally.first, group.first)
-                tally.last = max(tally.last, group.last)
-                tally.callers.update(group.callers)
+                tally.spans += spans
+                tally.errors += errors
+                tally.internet += internet
+                if first < tally.first:
+                    tally.first = first
+                if last > tally.last:
+                    tally.last = last
+                if callers:
+                    tally.callers.update(callers)
         touches, links = [], self.max_entities_per_message
         for entity, tally in self.tallies.items():
             callers = list(islice(tally.callers, min(links, MAX_CALLERS_PER_ENTITY)))
@@ -285,7 +293,7 @@ class MessageFold:
             touches.append(Touch(
                 entity=entity, services=callers, spans=tally.spans, errors=tally.errors,
                 internet_spans=tally.internet, first_seen=tally.first / _NS_PER_S, last_seen=tally.last / _NS_PER_S,
-                trace_ids=[trace_id.hex() for trace_id in tally.trace_ids],
+                trace_ids=list(map(bytes.hex, tally.trace_ids)),
             ))
         last = max((group.last for group in self.groups), default=None)
         return TraceBatch(touches=touches, pods=self.pods,
@@ -299,7 +307,7 @@ class MessageFold:
         if targets.host is not None:
             claimed = self.resolver.resolve(targets.host) or targets.unclaimed
             entities = (*entities, claimed) if claimed else entities
-        tallies = tuple(tally for tally in map(self._tally, entities) if tally is not None)
+        tallies = tuple(filter(None, map(self._tally, entities)))  # an EntityTally is always true
         group = SpanGroup(tallies, resource.service, targets.server, targets.dropped + len(entities) - len(tallies))
         if not targets.inbound and resource.service:
             group.callers[resource.service] = None
@@ -334,28 +342,23 @@ class MessageFold:
                 f"per message, HOTPATH_MAX_ENTITIES_PER_MESSAGE): {dropped} dropped, the rest routed")
 
     def _add_callers(self) -> None:
-        """Inbound spans: the caller is the parent's service when the parent is in this message and
+        """Inbound spans of the pure walk: the caller is the parent's service when the parent is in this message and
         belongs to another service, else the service an asset alias gives the caller's address."""
-        by_alias: dict[tuple[tuple[str, ...], str | None], str | None] = {}
         service_of_span = self.service_of_span
-        parents = ((service_of_span.get(parent_id) if parent_id else None, group, caller)
-                   for parent_id, group, caller in self.inbound)
-        for service, group, caller in chain(self.inbound_services, parents):
+        for parent_id, group, caller in self.inbound:
+            service = service_of_span.get(parent_id) if parent_id else None
             if service is not None and service != group.service:
                 group.callers[service] = None
-            elif caller is not None and caller.addresses:
-                key = (caller.addresses, group.service)
-                if key not in by_alias:
-                    by_alias[key] = self._caller_by_alias(caller.addresses, group.service)
-                if by_alias[key] is not None:
-                    group.callers[by_alias[key]] = None
+            elif caller is not None:
+                self._add_caller_by_alias(group, caller)
 
-    def _caller_by_alias(self, addresses: tuple[str, ...], own_service: str | None) -> str | None:
-        for address in addresses:
+    def _add_caller_by_alias(self, group: SpanGroup, caller: CallerFacts) -> None:
+        """The service an asset alias gives one of the caller's addresses (the first that names one) calls the group."""
+        for address in caller.addresses:
             entity = self.resolver.resolve(address)
-            if entity is not None and is_service(entity) and entity != own_service:
-                return entity
-        return None
+            if entity is not None and is_service(entity) and entity != group.service:
+                group.callers[entity] = None
+                return
 
     def _tally(self, entity: str) -> EntityTally | None:
         """The entity's tally; None once the message has named ``max_entities_per_message`` others."""
