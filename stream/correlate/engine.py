@@ -38,9 +38,10 @@ from stream.settings import Settings
 
 SWEEP_EVERY_TICKS = 60
 # A chunk of records is judged and written once; a chunk reaching more than MAX_HELD_STATES entities is
-# settled in parts, so the decoded states held at once stay few whatever the chunk holds.
+# settled in parts, so the decoded states held at once stay few whatever the chunk holds: each is kilobytes of
+# objects allocated between the long-lived encoded states, and a heap grown for 2048 of them stayed grown.
 CHUNK_RECORDS = 256
-MAX_HELD_STATES = 2048
+MAX_HELD_STATES = 512
 
 
 @dataclass(slots=True)

@@ -166,6 +166,7 @@ class Agents:
                     await self._reconcile(message.partition, message.timestamp)
                 applied = self.engine.apply(message.partition, message.offset, event.value, message)
                 self.metrics.observe_correlated(message.timestamp, applied)
+                drop_value(event)
                 if self.engine.full:
                     await self._settle()
             await self._settle()
@@ -268,3 +269,9 @@ class Agents:
             await asyncio.sleep(0.05)
         freeze_start_up_heap()
         log.info("start-up heap frozen: %s objects out of the garbage collector's walks", gc.get_freeze_count())
+
+
+def drop_value(event) -> None:
+    """Let go of an applied record's bytes: until its chunk is settled only its position is needed (the engine
+    keeps what a dead letter needs), and a chunk of 256 records held whole until then grew the heap for good."""
+    event.value = event.message.value = None
