@@ -25,7 +25,13 @@ from stream.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "support"))
-from workers import HotpathProcess, Record, final_states, read_topic  # noqa: E402, F401  (tests/support is not a package; re-exported)
+from workers import (  # noqa: E402, F401  (tests/support is not a package; re-exported)
+    TEST_DATA_MAX_AGE_S,
+    HotpathProcess,
+    Record,
+    final_states,
+    read_topic,
+)
 
 CACHE_DIR = ROOT / ".cache" / "bench"
 LOG_DIR = ROOT / ".run" / "bench"

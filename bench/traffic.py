@@ -1,0 +1,125 @@
+"""The scenario's traffic, several times over, for worker runs that last longer than their start-up.
+
+A copy of the trace batches is the same spans moved ``index`` repeat periods back in event time, with
+trace ids of its own (every trace of every copy is a new trace). Copies are played earliest first and
+the scenario itself (its trace batches and alerts, unchanged) last, so the escalations hotpath ends with
+are the scenario's expected ones: a repeat period is the scenario's length plus a whole window and its
+allowed lateness (rounded up to a window step), so no window that the scenario's own traffic ends in
+sees anything of a copy, and what the copies escalated on the way is updated to, or resolved before,
+the scenario's verdicts. The findings are written once, before any copy.
+
+A worker run first plays a warm-up (the first WARM_UP_SPANS of copies further back than any timed one):
+it takes the workers past their start-up (a first pass creates every entity's state and publishes every
+context fact, and runs at less than half the later rate), and the rate of its second half says how many
+copies make at least the wanted seconds of timed traffic (:func:`copies_for`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from stream.demo.scenario import Scenario
+from stream.settings import Settings
+
+Batch = tuple[bytes | None, bytes]  # (key, value) of one trace message
+NANOS = 1_000_000_000
+TRACE_ID_BYTES = 16
+MAX_COPIES = 400  # the timed traffic's copies at most; the warm-up plays further back
+WARM_UP_SPANS = 80_000
+HEADROOM = 1.25  # more traffic than the warm-up's rate asks for: that rate is measured over a second or two
+# Multiplied by the copy index to give each copy its trace-id mask: an odd 128-bit constant (from the
+# golden ratio), so that every copy's mask differs from every other's and from zero.
+MASK_STEP = 0x9E3779B97F4A7C15F39CC0605CEDC835
+
+
+def repeat_period_s(scenario: Scenario, settings: Settings) -> float:
+    """How far apart in event time two copies start: the scenario, then a whole window and its lateness."""
+    span = 60 * scenario.minutes + settings.window_size_s + settings.allowed_lateness_s
+    return math.ceil(span / settings.window_step_s) * settings.window_step_s
+
+
+def copies_for(seconds: float, spans_per_s: float, spans_per_copy: int) -> int:
+    """Copies of the traffic (the scenario itself included) that take at least ``seconds`` at ``spans_per_s``."""
+    return max(1, min(MAX_COPIES, math.ceil(HEADROOM * seconds * spans_per_s / spans_per_copy)))
+
+
+def fresh_trace_id(trace_id: bytes, index: int) -> bytes:
+    """The trace id a span of copy ``index`` carries instead of ``trace_id``: the same for the same trace, a
+    different one in every copy, never all zeros (which OTLP reserves for "no trace"); copy 0 keeps its ids."""
+    if index == 0 or len(trace_id) != TRACE_ID_BYTES:
+        return trace_id
+    mask = (index * MASK_STEP) % (1 << 8 * TRACE_ID_BYTES)
+    fresh = int.from_bytes(trace_id, "big") ^ mask
+    return (fresh or mask).to_bytes(TRACE_ID_BYTES, "big")
+
+
+def shifted_batch(value: bytes, index: int, shift_s: float) -> bytes:
+    """One otlp_proto trace message moved ``shift_s`` in event time, with copy ``index``'s trace ids."""
+    request = ExportTraceServiceRequest.FromString(value)
+    shift = round(shift_s * NANOS)
+    fresh: dict[bytes, bytes] = {}
+    for resource_spans in request.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                span.start_time_unix_nano += shift
+                span.end_time_unix_nano += shift
+                for event in span.events:
+                    event.time_unix_nano += shift
+                trace_id = span.trace_id
+                if trace_id not in fresh:
+                    fresh[trace_id] = fresh_trace_id(trace_id, index)
+                span.trace_id = fresh[trace_id]
+                for link in span.links:
+                    link.trace_id = fresh_trace_id(link.trace_id, index)
+    return request.SerializeToString()
+
+
+class Copies:
+    """The scenario's trace batches, copy by copy (made once each and kept: every worker run plays the same)."""
+
+    def __init__(self, scenario: Scenario, settings: Settings) -> None:
+        if scenario.encoding != "otlp_proto":
+            raise ValueError(f"copies are made of otlp_proto trace batches, not {scenario.encoding}")
+        self.scenario = scenario
+        self.period_s = repeat_period_s(scenario, settings)
+        self._made: dict[int, list[Batch]] = {}
+
+    def copy(self, index: int) -> list[Batch]:
+        """Copy ``index`` (0 is the scenario's own batches), ``index`` periods back, in event-time order."""
+        if index == 0:
+            return list(self.scenario.trace_batches)
+        if index not in self._made:
+            self._made[index] = [(key, shifted_batch(value, index, -index * self.period_s))
+                                 for key, value in self.scenario.trace_batches]
+        return self._made[index]
+
+    def warm_up(self) -> tuple[list[Batch], list[int]]:
+        """The warm-up's batches, the first WARM_UP_SPANS of the copies behind every timed one, earliest first,
+        and the spans of each."""
+        counts = batch_spans(self.scenario)
+        batches, spans, played = [], [], 0
+        for index in range(MAX_COPIES + math.ceil(WARM_UP_SPANS / self.scenario.span_count), MAX_COPIES, -1):
+            for batch, count in zip(self.copy(index), counts, strict=True):
+                if played >= WARM_UP_SPANS:
+                    return batches, spans
+                batches.append(batch)
+                spans.append(count)
+                played += count
+        return batches, spans
+
+    def timed(self, copies: int) -> Iterator[tuple[str, Batch]]:
+        """The timed traffic: ``copies - 1`` copies, earliest first, then the scenario's traces and alerts."""
+        for index in range(copies - 1, 0, -1):
+            yield from (("traces", batch) for batch in self.copy(index))
+        for _, stream, key, value in self.scenario.timeline():
+            if stream in ("traces", "alerts"):
+                yield stream, (key, value)
+
+
+def batch_spans(scenario: Scenario) -> list[int]:
+    """The span count of each of the scenario's trace batches."""
+    return [sum(len(scope.spans) for resource in ExportTraceServiceRequest.FromString(value).resource_spans
+                for scope in resource.scope_spans) for _, value in scenario.trace_batches]
