@@ -7,6 +7,7 @@ benchmark runs the worker exactly as the integration tests do.
 
 from __future__ import annotations
 
+import os
 import pickle
 import statistics
 import sys
@@ -39,6 +40,7 @@ CACHE_FORMAT = 1  # bump when what a cached scenario holds changes
 POLL_S = 0.1
 STALL_S = 60.0
 STARTED = time.monotonic()
+PREFIX = "HOTPATH_"
 
 
 def say(text: str) -> None:
@@ -159,12 +161,20 @@ def running_workers(settings: Settings, count: int, label: str, **extra) -> Iter
     """``count`` hotpath workers in one consumer group, all ready (partitions assigned) together."""
     log_dir = LOG_DIR / settings.app_id
     log_dir.mkdir(parents=True, exist_ok=True)
+    extra = {**process_variables(), **extra}
     with ExitStack() as stack:
         workers = [stack.enter_context(HotpathProcess("worker", settings, log_dir, name=f"{label}-{index}", **extra))
                    for index in range(count)]
         wait_until(lambda: all(_ready(worker) for worker in workers), 120, f"{count} worker(s) ready", workers,
                    watch_progress=False)
         yield workers
+
+
+def process_variables() -> dict[str, str]:
+    """This process's HOTPATH_* variables that are no setting (such as the OTLP decoder's choice), which the
+    workers' environment, made from the settings, would otherwise leave out."""
+    return {name.removeprefix(PREFIX).lower(): value for name, value in os.environ.items()
+            if name.startswith(PREFIX) and name.removeprefix(PREFIX).lower() not in Settings.model_fields}
 
 
 def _ready(worker: HotpathProcess) -> bool:

@@ -20,16 +20,13 @@ for STALL_S) is reported with what it missed, and the benchmark goes on.
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 
 import psutil
 
 from bench.harness import (
-    POLL_S,
     HotpathProcess,
     Record,
     asset_records,
@@ -129,21 +126,23 @@ def measure(base: Settings, copies: Copies, workers: int, copies_wanted: int | N
             idle = group.cpu()
             time.sleep(IDLE_S)
             idle_cpu = (group.cpu() - idle) / (IDLE_S * workers)
-            warm_up, warm_up_spans = copies.warm_up()
+            first_pass, second_pass, sized_spans = copies.warm_up()
             traces = records_in(settings.topic_traces)
-            rate = group.warm_up([(settings.topic_traces, key, value) for key, value in warm_up], warm_up_spans)
+            group.play([(settings.topic_traces, key, value) for key, value in first_pass], "the warm-up")
+            rate = sized_spans / group.play([(settings.topic_traces, key, value) for key, value in second_pass],
+                                            "the warm-up's second pass")
             if copies_wanted is None:
                 copies_wanted = copies_for(seconds, rate, scenario.span_count)
-                say(f"  warm-up: {rate:,.0f} spans/s over its second half: {copies_wanted} copies of the traffic "
-                    f"for at least {seconds:.0f}s")
+                say(f"  warm-up: {rate:,.0f} spans/s: {copies_wanted} copies of the traffic for at least "
+                    f"{seconds:.0f}s")
             timed: list[Record] = [(getattr(settings, f"topic_{stream}"), key, value)
                                    for stream, (key, value) in copies.timed(copies_wanted)]
             before = group.sample()
             cpu, started = group.cpu(), time.monotonic()
             publish(settings, timed)
-            missing = group.wait_all({traces: len(warm_up) + sum(topic == settings.topic_traces
-                                                                 for topic, _, _ in timed),
-                                      records_in(settings.topic_alerts): len(scenario.alerts)})
+            missing = group.wait_all({traces: len(first_pass) + len(second_pass) + sum(
+                topic == settings.topic_traces for topic, _, _ in timed), records_in(settings.topic_alerts): len(
+                scenario.alerts)})
             finished, cpu_s = time.monotonic(), group.cpu() - cpu
             after = group.sample()
             wanted_states = {uid: ("escalated", priority) for uid, priority in scenario.expected.escalated.items()}
@@ -179,29 +178,14 @@ class Group:
     def wait(self, wanted: dict[str, float], what: str) -> float:
         return wait_until(lambda: caught_up(self.sample(), wanted), TIMEOUT_S, what, self.processes)
 
-    def warm_up(self, records: list[Record], spans: list[int]) -> float:
-        """Play the warm-up's trace batches (``spans`` in each); returns the rate of its second half, in spans
-        per second (the first pays for the start-up). Written from a thread, so that the count is watched from
-        the first record on."""
+    def play(self, records: list[Record], what: str) -> float:
+        """Write trace batches and wait until the workers have read them and correlated all they caused; returns
+        the seconds it took."""
         traces = records_in(self.settings.topic_traces)
-        read_before = total(self.sample(), traces)
-        half = next(index for index, played in enumerate(accumulate(spans), 1) if 2 * played >= sum(spans))
-        half_at: list[float] = []
-
-        def halfway() -> bool:
-            if total(self.sample(), traces) - read_before >= half:
-                half_at.append(time.monotonic())
-                return True
-            return False
-
-        writer = threading.Thread(target=publish, args=(self.settings, records), name="bench-warm-up", daemon=True)
-        writer.start()
-        try:
-            wait_until(halfway, TIMEOUT_S, "half-way through the warm-up", self.processes)
-            finished = self.wait({traces: read_before + len(records)}, "done with the warm-up")
-        finally:
-            writer.join()
-        return sum(spans[half:]) / max(finished - half_at[0], POLL_S)
+        wanted = {traces: total(self.sample(), traces) + len(records)}
+        started = time.monotonic()
+        publish(self.settings, records)
+        return self.wait(wanted, f"done with {what}") - started
 
     def wait_all(self, wanted: dict[str, float]) -> str:
         """Wait until the workers read ``wanted`` and correlated all they produced; what they did not, if they

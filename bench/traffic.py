@@ -8,10 +8,10 @@ allowed lateness (rounded up to a window step), so no window that the scenario's
 sees anything of a copy, and what the copies escalated on the way is updated to, or resolved before,
 the scenario's verdicts. The findings are written once, before any copy.
 
-A worker run first plays a warm-up (the first WARM_UP_SPANS of copies further back than any timed one):
-it takes the workers past their start-up (a first pass creates every entity's state and publishes every
-context fact, and runs at less than half the later rate), and the rate of its second half says how many
-copies make at least the wanted seconds of timed traffic (:func:`copies_for`).
+A worker run first plays a warm-up of copies further back than any timed one, in two passes. The first
+takes the workers past their start-up: a first pass over new entities creates every entity's state and
+publishes every context fact, and runs at less than half the later rate. The second is timed as the
+traffic is, and its rate says how many copies make at least the wanted seconds (:func:`copies_for`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ Batch = tuple[bytes | None, bytes]  # (key, value) of one trace message
 NANOS = 1_000_000_000
 TRACE_ID_BYTES = 16
 MAX_COPIES = 400  # the timed traffic's copies at most; the warm-up plays further back
-WARM_UP_SPANS = 80_000
-HEADROOM = 1.25  # more traffic than the warm-up's rate asks for: that rate is measured over a second or two
+WARM_UP_SPANS = 40_000  # the warm-up's first pass
+SIZING_SPANS = 80_000  # its second, timed pass
+HEADROOM = 1.2  # more traffic than the sizing pass's rate asks for: that rate is measured over a second or two
 # Multiplied by the copy index to give each copy its trace-id mask: an odd 128-bit constant (from the
 # golden ratio), so that every copy's mask differs from every other's and from zero.
 MASK_STEP = 0x9E3779B97F4A7C15F39CC0605CEDC835
@@ -66,14 +67,17 @@ def shifted_batch(value: bytes, index: int, shift_s: float) -> bytes:
             for span in scope_spans.spans:
                 span.start_time_unix_nano += shift
                 span.end_time_unix_nano += shift
-                for event in span.events:
-                    event.time_unix_nano += shift
+                if span.events:
+                    for event in span.events:
+                        event.time_unix_nano += shift
                 trace_id = span.trace_id
-                if trace_id not in fresh:
-                    fresh[trace_id] = fresh_trace_id(trace_id, index)
-                span.trace_id = fresh[trace_id]
-                for link in span.links:
-                    link.trace_id = fresh_trace_id(link.trace_id, index)
+                new_id = fresh.get(trace_id)
+                if new_id is None:
+                    new_id = fresh[trace_id] = fresh_trace_id(trace_id, index)
+                span.trace_id = new_id
+                if span.links:
+                    for link in span.links:
+                        link.trace_id = fresh_trace_id(link.trace_id, index)
     return request.SerializeToString()
 
 
@@ -96,19 +100,22 @@ class Copies:
                                  for key, value in self.scenario.trace_batches]
         return self._made[index]
 
-    def warm_up(self) -> tuple[list[Batch], list[int]]:
-        """The warm-up's batches, the first WARM_UP_SPANS of the copies behind every timed one, earliest first,
-        and the spans of each."""
+    def warm_up(self) -> tuple[list[Batch], list[Batch], int]:
+        """The warm-up's two passes (the first WARM_UP_SPANS, then the next SIZING_SPANS of the copies behind
+        every timed one, earliest first) and the second pass's span count."""
         counts = batch_spans(self.scenario)
-        batches, spans, played = [], [], 0
-        for index in range(MAX_COPIES + math.ceil(WARM_UP_SPANS / self.scenario.span_count), MAX_COPIES, -1):
+        passes: tuple[list[Batch], list[Batch]] = ([], [])
+        played = sized = 0
+        first = MAX_COPIES + math.ceil((WARM_UP_SPANS + SIZING_SPANS) / self.scenario.span_count)
+        for index in range(first, MAX_COPIES, -1):
             for batch, count in zip(self.copy(index), counts, strict=True):
-                if played >= WARM_UP_SPANS:
-                    return batches, spans
-                batches.append(batch)
-                spans.append(count)
+                if played >= WARM_UP_SPANS + SIZING_SPANS:
+                    return *passes, sized
+                sizing = played >= WARM_UP_SPANS
+                passes[sizing].append(batch)
+                sized += count if sizing else 0
                 played += count
-        return batches, spans
+        return *passes, sized
 
     def timed(self, copies: int) -> Iterator[tuple[str, Batch]]:
         """The timed traffic: ``copies - 1`` copies, earliest first, then the scenario's traces and alerts."""

@@ -7,7 +7,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from workers import TEST_DATA_MAX_AGE_S, final_states
 
 from bench.core import Pipeline
-from bench.traffic import HEADROOM, MAX_COPIES, Copies, copies_for, fresh_trace_id, repeat_period_s, shifted_batch
+from bench.traffic import (
+    HEADROOM,
+    MAX_COPIES,
+    SIZING_SPANS,
+    WARM_UP_SPANS,
+    Copies,
+    copies_for,
+    fresh_trace_id,
+    repeat_period_s,
+    shifted_batch,
+)
 from stream.demo.scenario import DEFAULT_START, build_scenario
 from stream.demo.tracegen import TraceBuilder, aws_call, encode_batch
 from stream.settings import load_settings
@@ -65,7 +75,7 @@ def test_copies_are_a_window_and_its_lateness_apart_beyond_the_scenario_on_windo
 
 
 def test_the_traffic_is_sized_to_last_at_least_the_wanted_time():
-    assert copies_for(10.0, 30_000, 40_000) == 10  # 300,000 spans and the headroom: 9.4 copies
+    assert copies_for(10.0, 30_000, 40_000) == 9  # 300,000 spans and the headroom: 9 copies
     assert copies_for(10.0, 30_000, 40_000) * 40_000 >= HEADROOM * 10.0 * 30_000
     assert copies_for(10.0, 1_000, 40_000) == 1
     assert copies_for(10.0, 10**9, 40_000) == MAX_COPIES
@@ -82,8 +92,16 @@ def test_copies_come_earliest_first_and_the_scenario_itself_last(scenario):
     assert starts[count] - starts[0] == pytest.approx(copies.period_s, abs=1.0)
     assert traces[2 * count:] == scenario.trace_batches
     assert [value for stream, (_, value) in timed if stream == "alerts"] == scenario.alerts
-    assert (max(s.end_time_unix_nano for _, value in copies.warm_up()[0] for s in spans_of(value))
+    first_pass, second_pass, _ = copies.warm_up()
+    assert (max(s.end_time_unix_nano for _, value in first_pass + second_pass for s in spans_of(value))
             < min(s.start_time_unix_nano for _, value in traces for s in spans_of(value)))
+
+
+def test_the_warm_up_passes_hold_what_they_should_and_the_second_one_is_counted(scenario):
+    first_pass, second_pass, sized = Copies(scenario, SETTINGS).warm_up()
+    counted = [len(spans_of(value)) for _, value in first_pass], [len(spans_of(value)) for _, value in second_pass]
+    assert sum(counted[0]) - counted[0][-1] < WARM_UP_SPANS <= sum(counted[0])
+    assert sized == sum(counted[1]) and sized - counted[1][-1] < SIZING_SPANS
 
 
 def test_the_workers_end_with_the_scenarios_escalations_however_many_copies_come_first(scenario):
@@ -91,7 +109,8 @@ def test_the_workers_end_with_the_scenarios_escalations_however_many_copies_come
     copies = Copies(scenario, SETTINGS)
     pipeline = Pipeline(SETTINGS)
     pipeline.load(scenario)
-    pipeline.play(("traces", value) for _, value in copies.warm_up()[0])
+    first_pass, second_pass, _ = copies.warm_up()
+    pipeline.play(("traces", value) for _, value in first_pass + second_pass)
     pipeline.play((stream, value) for stream, (_, value) in copies.timed(3))
 
     assert final_states(pipeline.events) == wanted
