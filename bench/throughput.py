@@ -28,7 +28,6 @@ import psutil
 
 from bench.harness import (
     HotpathProcess,
-    Record,
     asset_records,
     caught_up,
     final_states,
@@ -43,7 +42,7 @@ from bench.harness import (
     total,
     wait_until,
 )
-from bench.traffic import Copies, copies_for
+from bench.traffic import Batch, Copies, copies_for, marginal_rate, timed_records
 from stream.settings import Settings
 
 TIMEOUT_S = 600
@@ -126,23 +125,22 @@ def measure(base: Settings, copies: Copies, workers: int, copies_wanted: int | N
             idle = group.cpu()
             time.sleep(IDLE_S)
             idle_cpu = (group.cpu() - idle) / (IDLE_S * workers)
-            first_pass, second_pass, sized_spans = copies.warm_up()
+            warm_up = copies.warm_up()
+            timings = [(spans, group.play(batches, f"warm-up pass {index + 1}"))
+                       for index, (batches, spans) in enumerate(warm_up)]
             traces = records_in(settings.topic_traces)
-            group.play([(settings.topic_traces, key, value) for key, value in first_pass], "the warm-up")
-            rate = sized_spans / group.play([(settings.topic_traces, key, value) for key, value in second_pass],
-                                            "the warm-up's second pass")
             if copies_wanted is None:
+                rate = marginal_rate(*timings[-2:])
                 copies_wanted = copies_for(seconds, rate, scenario.span_count)
                 say(f"  warm-up: {rate:,.0f} spans/s: {copies_wanted} copies of the traffic for at least "
                     f"{seconds:.0f}s")
-            timed: list[Record] = [(getattr(settings, f"topic_{stream}"), key, value)
-                                   for stream, (key, value) in copies.timed(copies_wanted)]
+            timed = timed_records(settings, copies, copies_wanted)
             before = group.sample()
             cpu, started = group.cpu(), time.monotonic()
             publish(settings, timed)
-            missing = group.wait_all({traces: len(first_pass) + len(second_pass) + sum(
-                topic == settings.topic_traces for topic, _, _ in timed), records_in(settings.topic_alerts): len(
-                scenario.alerts)})
+            played = sum(len(batches) for batches, _ in warm_up) + sum(topic == settings.topic_traces
+                                                                       for topic, _, _ in timed)
+            missing = group.wait_all({traces: played, records_in(settings.topic_alerts): len(scenario.alerts)})
             finished, cpu_s = time.monotonic(), group.cpu() - cpu
             after = group.sample()
             wanted_states = {uid: ("escalated", priority) for uid, priority in scenario.expected.escalated.items()}
@@ -178,13 +176,13 @@ class Group:
     def wait(self, wanted: dict[str, float], what: str) -> float:
         return wait_until(lambda: caught_up(self.sample(), wanted), TIMEOUT_S, what, self.processes)
 
-    def play(self, records: list[Record], what: str) -> float:
+    def play(self, batches: list[Batch], what: str) -> float:
         """Write trace batches and wait until the workers have read them and correlated all they caused; returns
         the seconds it took."""
         traces = records_in(self.settings.topic_traces)
-        wanted = {traces: total(self.sample(), traces) + len(records)}
+        wanted = {traces: total(self.sample(), traces) + len(batches)}
         started = time.monotonic()
-        publish(self.settings, records)
+        publish(self.settings, [(self.settings.topic_traces, key, value) for key, value in batches])
         return self.wait(wanted, f"done with {what}") - started
 
     def wait_all(self, wanted: dict[str, float]) -> str:

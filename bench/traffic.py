@@ -8,10 +8,12 @@ allowed lateness (rounded up to a window step), so no window that the scenario's
 sees anything of a copy, and what the copies escalated on the way is updated to, or resolved before,
 the scenario's verdicts. The findings are written once, before any copy.
 
-A worker run first plays a warm-up of copies further back than any timed one, in two passes. The first
-takes the workers past their start-up: a first pass over new entities creates every entity's state and
-publishes every context fact, and runs at less than half the later rate. The second is timed as the
-traffic is, and its rate says how many copies make at least the wanted seconds (:func:`copies_for`).
+A worker run first plays a warm-up of copies further back than any timed one, in passes of WARM_UP_PASSES
+spans. The first takes the workers past their start-up: a first pass over new entities creates every
+entity's state and publishes every context fact, and runs at less than half the later rate. The next two
+are timed as the traffic is; a short pass also pays a fixed cost (the last chunk's waits, reading the
+workers' progress) that a long one spreads, so the rate that sizes the traffic (:func:`copies_for`) is
+the one of the spans the longer pass adds (:func:`marginal_rate`).
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ Batch = tuple[bytes | None, bytes]  # (key, value) of one trace message
 NANOS = 1_000_000_000
 TRACE_ID_BYTES = 16
 MAX_COPIES = 400  # the timed traffic's copies at most; the warm-up plays further back
-WARM_UP_SPANS = 40_000  # the warm-up's first pass
-SIZING_SPANS = 80_000  # its second, timed pass
-HEADROOM = 1.2  # more traffic than the sizing pass's rate asks for: that rate is measured over a second or two
+WARM_UP_PASSES = (40_000, 40_000, 120_000)  # spans: the start-up's pass, then a short and a long timed one
+HEADROOM = 1.2  # more traffic than the sizing passes' rate asks for: it is measured over a second or two
 # Multiplied by the copy index to give each copy its trace-id mask: an odd 128-bit constant (from the
 # golden ratio), so that every copy's mask differs from every other's and from zero.
 MASK_STEP = 0x9E3779B97F4A7C15F39CC0605CEDC835
@@ -45,6 +46,15 @@ def repeat_period_s(scenario: Scenario, settings: Settings) -> float:
 def copies_for(seconds: float, spans_per_s: float, spans_per_copy: int) -> int:
     """Copies of the traffic (the scenario itself included) that take at least ``seconds`` at ``spans_per_s``."""
     return max(1, min(MAX_COPIES, math.ceil(HEADROOM * seconds * spans_per_s / spans_per_copy)))
+
+
+def marginal_rate(short: tuple[int, float], long: tuple[int, float]) -> float:
+    """Spans per second of what the long pass adds to the short one, given (spans, seconds) of each; the long
+    pass's own rate where noise made it no slower than the short one."""
+    (short_spans, short_s), (long_spans, long_s) = short, long
+    if long_s <= short_s or long_spans <= short_spans:
+        return long_spans / long_s
+    return (long_spans - short_spans) / (long_s - short_s)
 
 
 def fresh_trace_id(trace_id: bytes, index: int) -> bytes:
@@ -100,22 +110,23 @@ class Copies:
                                  for key, value in self.scenario.trace_batches]
         return self._made[index]
 
-    def warm_up(self) -> tuple[list[Batch], list[Batch], int]:
-        """The warm-up's two passes (the first WARM_UP_SPANS, then the next SIZING_SPANS of the copies behind
-        every timed one, earliest first) and the second pass's span count."""
+    def warm_up(self) -> list[tuple[list[Batch], int]]:
+        """The warm-up's passes (of at least WARM_UP_PASSES spans each) from the copies behind every timed one,
+        earliest first, each with its span count."""
         counts = batch_spans(self.scenario)
-        passes: tuple[list[Batch], list[Batch]] = ([], [])
-        played = sized = 0
-        first = MAX_COPIES + math.ceil((WARM_UP_SPANS + SIZING_SPANS) / self.scenario.span_count)
+        passes: list[tuple[list[Batch], int]] = [([], 0) for _ in WARM_UP_PASSES]
+        current = 0
+        first = MAX_COPIES + math.ceil(sum(WARM_UP_PASSES) / self.scenario.span_count) + 1
         for index in range(first, MAX_COPIES, -1):
             for batch, count in zip(self.copy(index), counts, strict=True):
-                if played >= WARM_UP_SPANS + SIZING_SPANS:
-                    return *passes, sized
-                sizing = played >= WARM_UP_SPANS
-                passes[sizing].append(batch)
-                sized += count if sizing else 0
-                played += count
-        return *passes, sized
+                batches, spans = passes[current]
+                batches.append(batch)
+                passes[current] = (batches, spans + count)
+                if spans + count >= WARM_UP_PASSES[current]:
+                    current += 1
+                    if current == len(passes):
+                        return passes
+        raise AssertionError("the warm-up's copies hold fewer spans than WARM_UP_PASSES")  # by `first`
 
     def timed(self, copies: int) -> Iterator[tuple[str, Batch]]:
         """The timed traffic: ``copies - 1`` copies, earliest first, then the scenario's traces and alerts."""
@@ -124,6 +135,11 @@ class Copies:
         for _, stream, key, value in self.scenario.timeline():
             if stream in ("traces", "alerts"):
                 yield stream, (key, value)
+
+
+def timed_records(settings: Settings, copies: Copies, count: int) -> list[tuple[str, bytes | None, bytes]]:
+    """:meth:`Copies.timed` as (topic, key, value) records for ``settings``' topics."""
+    return [(getattr(settings, f"topic_{stream}"), key, value) for stream, (key, value) in copies.timed(count)]
 
 
 def batch_spans(scenario: Scenario) -> list[int]:

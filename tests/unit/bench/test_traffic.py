@@ -10,11 +10,11 @@ from bench.core import Pipeline
 from bench.traffic import (
     HEADROOM,
     MAX_COPIES,
-    SIZING_SPANS,
-    WARM_UP_SPANS,
+    WARM_UP_PASSES,
     Copies,
     copies_for,
     fresh_trace_id,
+    marginal_rate,
     repeat_period_s,
     shifted_batch,
 )
@@ -92,16 +92,23 @@ def test_copies_come_earliest_first_and_the_scenario_itself_last(scenario):
     assert starts[count] - starts[0] == pytest.approx(copies.period_s, abs=1.0)
     assert traces[2 * count:] == scenario.trace_batches
     assert [value for stream, (_, value) in timed if stream == "alerts"] == scenario.alerts
-    first_pass, second_pass, _ = copies.warm_up()
-    assert (max(s.end_time_unix_nano for _, value in first_pass + second_pass for s in spans_of(value))
+    warm_up = [batch for batches, _ in copies.warm_up() for batch in batches]
+    assert (max(s.end_time_unix_nano for _, value in warm_up for s in spans_of(value))
             < min(s.start_time_unix_nano for _, value in traces for s in spans_of(value)))
 
 
-def test_the_warm_up_passes_hold_what_they_should_and_the_second_one_is_counted(scenario):
-    first_pass, second_pass, sized = Copies(scenario, SETTINGS).warm_up()
-    counted = [len(spans_of(value)) for _, value in first_pass], [len(spans_of(value)) for _, value in second_pass]
-    assert sum(counted[0]) - counted[0][-1] < WARM_UP_SPANS <= sum(counted[0])
-    assert sized == sum(counted[1]) and sized - counted[1][-1] < SIZING_SPANS
+def test_the_warm_up_passes_hold_at_least_their_spans_and_say_how_many(scenario):
+    passes = Copies(scenario, SETTINGS).warm_up()
+    assert len(passes) == len(WARM_UP_PASSES)
+    for (batches, spans), wanted in zip(passes, WARM_UP_PASSES, strict=True):
+        counts = [len(spans_of(value)) for _, value in batches]
+        assert spans == sum(counts) and spans - counts[-1] < wanted <= spans
+
+
+def test_the_sizing_rate_is_the_one_of_the_spans_the_long_pass_adds():
+    # 0.5 s of fixed cost in each pass, then 100,000 spans per second
+    assert marginal_rate((40_000, 0.9), (120_000, 1.7)) == pytest.approx(100_000)
+    assert marginal_rate((40_000, 0.9), (120_000, 0.8)) == 150_000  # noise: the long pass's own rate
 
 
 def test_the_workers_end_with_the_scenarios_escalations_however_many_copies_come_first(scenario):
@@ -109,8 +116,8 @@ def test_the_workers_end_with_the_scenarios_escalations_however_many_copies_come
     copies = Copies(scenario, SETTINGS)
     pipeline = Pipeline(SETTINGS)
     pipeline.load(scenario)
-    first_pass, second_pass, _ = copies.warm_up()
-    pipeline.play(("traces", value) for _, value in first_pass + second_pass)
+    for batches, _ in copies.warm_up():
+        pipeline.play(("traces", value) for _, value in batches)
     pipeline.play((stream, value) for stream, (_, value) in copies.timed(3))
 
     assert final_states(pipeline.events) == wanted
