@@ -121,13 +121,16 @@ class Pipeline:
         self.unsettled = 0
 
 
-def spans_per_s(settings: Settings, scenario: Scenario, items: list[Item], spans: int, runs: int) -> list[float]:
-    """The pipeline's rate on ``items`` (holding ``spans`` spans) after the scenario's assets and findings, one
-    fresh pipeline per run: CPU time of this process, so that the shared machine's other work does not count."""
+def spans_per_s(settings: Settings, scenario: Scenario, warm_up: list[Item], items: list[Item], spans: int,
+                runs: int) -> list[float]:
+    """The pipeline's rate on ``items`` (holding ``spans`` spans) once it holds the scenario's assets and findings
+    and has played ``warm_up``, as the benchmark's workers have, one fresh pipeline per run: CPU time of this
+    process, so that the shared machine's other work does not count."""
     rates = []
     for _ in range(runs):
         pipeline = Pipeline(settings)
         pipeline.load(scenario)
+        pipeline.play(warm_up)
         started = time.process_time()
         pipeline.play(items)
         rates.append(spans / (time.process_time() - started))

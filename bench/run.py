@@ -117,9 +117,10 @@ class Bench:
         self.results["decoder"] = decoder_name()
         self.step("ceiling: confluent-kafka consume + protobuf parse", lambda: self.ceiling(scenario))
         self.step("decode: OTLP decode-and-extract vs bare protobuf parse", lambda: self.decode(scenario))
-        self.step("core: the worker's pipeline in one process, no Kafka", lambda: self.core(scenario))
+        copies = Copies(scenario, self.settings)  # the worker runs' traffic, made once
+        self.step("core: the worker's pipeline in one process, no Kafka", lambda: self.core(copies))
         self.step(f"hotpath end to end: groups of {', '.join(map(str, GROUPS))} workers, by turns",
-                  lambda: self.workers(scenario))
+                  lambda: self.workers(copies))
         self.step("naive Faust baseline", lambda: self.naive(scenario))
         self.step("latency at half of hotpath's maximum", lambda: self.latency(scenario))
         self.step("memory with active entities", self.memory)
@@ -145,20 +146,21 @@ class Bench:
         self.results.update(decode_spans_per_s=figures["decode_spans_per_s"],
                             bare_parse_spans_per_s=figures["bare_parse_spans_per_s"], decode_ratio=figures["ratio"])
 
-    def core(self, scenario: Scenario) -> None:
-        settings = self.settings
+    def core(self, copies: Copies) -> None:
+        """The pipeline on the traffic the workers time, after the warm-up they play."""
+        settings, scenario = self.settings, copies.scenario
         if "max_event_age_s" not in settings.model_fields_set:  # as the workers, which play the same old data
             settings = settings.model_copy(update={"max_event_age_s": TEST_DATA_MAX_AGE_S})
-        items = [(stream, value) for _, stream, _, value in scenario.timeline() if stream in ("traces", "alerts")]
-        runs = core.spans_per_s(settings, scenario, items, scenario.span_count, self.profile.core_runs)
+        warm_up = [("traces", value) for batches, _ in copies.warm_up() for _, value in batches]
+        items = [(stream, value) for stream, (_, value) in copies.timed(1)]
+        runs = core.spans_per_s(settings, scenario, warm_up, items, scenario.span_count, self.profile.core_runs)
         self.results.update(core_spans_per_s=median(runs), core_runs=runs)
 
-    def workers(self, scenario: Scenario) -> None:
+    def workers(self, copies: Copies) -> None:
         """Groups of GROUPS workers, run by turns: a drift of the shared machine (or the broker's JIT warming
         up) weighs on every figure alike, not on whichever runs first. Each group's first run sizes its
         traffic (two workers on two cores go faster than one, so the one-worker run's count would leave
         them short of WORKER_TRAFFIC_S); every group plays the same copies, earliest first."""
-        copies = Copies(scenario, self.settings)
         runs: dict[int, list[throughput.WorkerRun]] = {workers: [] for workers in GROUPS}
         for index in range(self.profile.worker_runs):
             for workers, done in runs.items():

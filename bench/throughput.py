@@ -6,12 +6,14 @@ before anything else is written, so a second worker never finds the first one ha
 
 1. the scenario's findings, until every worker has correlated them;
 2. IDLE_S of nothing, over which the workers' idle CPU is read;
-3. the warm-up (bench/traffic.py), which takes the workers past their start-up and, in the first run,
-   says how many copies of the traffic make at least ``seconds`` of timed traffic;
-4. the timed traffic (the copies, then the scenario's trace batches and alerts), written as fast as the
-   broker takes them, with the clock and the workers' CPU (user + system of each worker process and its
+3. the warm-up (bench/traffic.py), which takes the workers past their start-up and estimates how many
+   copies of the traffic to make before the clock starts;
+4. the timed traffic (copies, then the scenario's trace batches and alerts), written as fast as the
+   workers read it, with the clock and the workers' CPU (user + system of each worker process and its
    children, from psutil) running from just before the first record is written until the workers have
-   read every one and correlated every entity event they caused (from their ``/metrics``).
+   read every one and correlated every entity event they caused (from their ``/metrics``). In a group's
+   first run, copies are written until the workers would not be done within ``seconds``
+   (:meth:`Group.play_timed`); its later runs play as many.
 
 Producing runs alongside, as it would in production. A group that stalls (no entity event correlated
 for STALL_S) is reported with what it missed, and the benchmark goes on.
@@ -38,16 +40,16 @@ from bench.harness import (
     read_topic,
     records_in,
     running_workers,
-    say,
     total,
     wait_until,
 )
-from bench.traffic import Batch, Copies, copies_for, marginal_rate, timed_records
+from bench.traffic import MAX_COPIES, Batch, Copies, copies_for, marginal_rate, records
 from stream.settings import Settings
 
 TIMEOUT_S = 600
 CHECK_S = 20.0  # how long the escalations may take to settle on the expected ones, after the clock stopped
 IDLE_S = 2.0
+BACKLOG_COPIES = 2  # copies written ahead of the workers while the timed traffic is sized
 PRODUCED = "hotpath_entity_events_total"
 CORRELATED = "hotpath_entity_events_correlated_total"
 
@@ -113,8 +115,8 @@ def cpu_seconds(processes: Sequence[psutil.Process]) -> float:
 
 
 def measure(base: Settings, copies: Copies, workers: int, copies_wanted: int | None, seconds: float) -> WorkerRun:
-    """One run of ``workers`` workers in one consumer group; ``copies_wanted`` None sizes the traffic from the
-    warm-up so that it lasts at least ``seconds``."""
+    """One run of ``workers`` workers in one consumer group over ``copies_wanted`` copies of the traffic, or
+    (None) as many as make it last at least ``seconds``."""
     scenario = copies.scenario
     with fresh_topics(base, f"w{workers}") as settings:
         publish(settings, asset_records(settings, scenario))
@@ -129,23 +131,19 @@ def measure(base: Settings, copies: Copies, workers: int, copies_wanted: int | N
             timings = [(spans, group.play(batches, f"warm-up pass {index + 1}"))
                        for index, (batches, spans) in enumerate(warm_up)]
             traces = records_in(settings.topic_traces)
-            if copies_wanted is None:
-                rate = marginal_rate(*timings[-2:])
-                copies_wanted = copies_for(seconds, rate, scenario.span_count)
-                say(f"  warm-up: {rate:,.0f} spans/s: {copies_wanted} copies of the traffic for at least "
-                    f"{seconds:.0f}s")
-            timed = timed_records(settings, copies, copies_wanted)
+            estimate = copies_wanted or copies_for(seconds, marginal_rate(*timings[-2:]), scenario.span_count)
+            for number in range(estimate - 1):
+                copies.timed_copy(number)  # made before the clock starts
             before = group.sample()
-            cpu, started = group.cpu(), time.monotonic()
-            publish(settings, timed)
-            played = sum(len(batches) for batches, _ in warm_up) + sum(topic == settings.topic_traces
-                                                                       for topic, _, _ in timed)
+            cpu = group.cpu()
+            copies_wanted, started = group.play_timed(copies, seconds, copies_wanted)
+            played = sum(len(batches) for batches, _ in warm_up) + copies_wanted * len(scenario.trace_batches)
             missing = group.wait_all({traces: played, records_in(settings.topic_alerts): len(scenario.alerts)})
             finished, cpu_s = time.monotonic(), group.cpu() - cpu
             after = group.sample()
             wanted_states = {uid: ("escalated", priority) for uid, priority in scenario.expected.escalated.items()}
-            escalations = read_topic(settings, settings.topic_escalations, timeout=CHECK_S, until=lambda records: (
-                final_states([value for _, value in records]) == wanted_states))
+            escalations = read_topic(settings, settings.topic_escalations, timeout=CHECK_S, until=lambda seen: (
+                final_states([value for _, value in seen]) == wanted_states))
     return WorkerRun(
         workers=workers, copies=copies_wanted, spans=copies_wanted * scenario.span_count,
         seconds=finished - started, cpu_s=cpu_s, idle_cpu_s_per_worker_s=idle_cpu,
@@ -184,6 +182,37 @@ class Group:
         started = time.monotonic()
         publish(self.settings, [(self.settings.topic_traces, key, value) for key, value in batches])
         return self.wait(wanted, f"done with {what}") - started
+
+    def play_timed(self, copies: Copies, seconds: float, count: int | None) -> tuple[int, float]:
+        """Write the timed traffic: copies, then the scenario's own traffic; returns how many copies it held
+        (the scenario's included) and when its first record was written.
+
+        With ``count`` None, copies are written while the workers would not be done within ``seconds``: each
+        once they have read all but BACKLOG_COPIES of those written, until what is left at the rate they read
+        so far would take them past ``seconds``. A run thus lasts ``seconds`` and a copy or two, whatever the
+        machine's load does meanwhile."""
+        traces = records_in(self.settings.topic_traces)
+        per_copy = len(copies.scenario.trace_batches)
+        read_before = total(self.sample(), traces)
+        written = played = 0
+
+        def read() -> float:
+            return total(self.sample(), traces) - read_before
+
+        started = time.monotonic()
+        while played < (MAX_COPIES if count is None else count - 1):
+            if count is None and played >= BACKLOG_COPIES:
+                wait_until(lambda ahead=written: ahead - read() < BACKLOG_COPIES * per_copy, TIMEOUT_S,
+                           "reading the copies", self.processes)
+                done, elapsed = read(), time.monotonic() - started
+                if done >= per_copy and elapsed + (written + per_copy - done) * elapsed / done >= seconds:
+                    break
+            publish(self.settings, [(self.settings.topic_traces, key, value)
+                                    for key, value in copies.timed_copy(played)])
+            written += per_copy
+            played += 1
+        publish(self.settings, records(self.settings, copies.closing()))
+        return played + 1, started
 
     def wait_all(self, wanted: dict[str, float]) -> str:
         """Wait until the workers read ``wanted`` and correlated all they produced; what they did not, if they

@@ -12,14 +12,16 @@ A worker run first plays a warm-up of copies further back than any timed one, in
 spans. The first takes the workers past their start-up: a first pass over new entities creates every
 entity's state and publishes every context fact, and runs at less than half the later rate. The next two
 are timed as the traffic is; a short pass also pays a fixed cost (the last chunk's waits, reading the
-workers' progress) that a long one spreads, so the rate that sizes the traffic (:func:`copies_for`) is
-the one of the spans the longer pass adds (:func:`marginal_rate`).
+workers' progress) that a long one spreads, so the rate that estimates how many copies to make before
+the clock starts (:func:`copies_for`) is the one of the spans the longer pass adds (:func:`marginal_rate`).
+On a shared machine that estimate is rough: how many copies are played is decided while they are
+(bench/throughput.py).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -128,18 +130,27 @@ class Copies:
                         return passes
         raise AssertionError("the warm-up's copies hold fewer spans than WARM_UP_PASSES")  # by `first`
 
+    def timed_copy(self, number: int) -> list[Batch]:
+        """The ``number``-th copy of the timed traffic (from 0, earliest first): MAX_COPIES periods back, and on."""
+        if not 0 <= number < MAX_COPIES:
+            raise ValueError(f"the timed traffic holds at most {MAX_COPIES} copies")
+        return self.copy(MAX_COPIES - number)
+
+    def closing(self) -> list[tuple[str, Batch]]:
+        """What the timed traffic ends with: the scenario's trace batches and alerts, in event-time order."""
+        return [(stream, (key, value)) for _, stream, key, value in self.scenario.timeline()
+                if stream in ("traces", "alerts")]
+
     def timed(self, copies: int) -> Iterator[tuple[str, Batch]]:
-        """The timed traffic: ``copies - 1`` copies, earliest first, then the scenario's traces and alerts."""
-        for index in range(copies - 1, 0, -1):
-            yield from (("traces", batch) for batch in self.copy(index))
-        for _, stream, key, value in self.scenario.timeline():
-            if stream in ("traces", "alerts"):
-                yield stream, (key, value)
+        """The timed traffic of ``copies`` copies: ``copies - 1`` copies earliest first, then the scenario's."""
+        for number in range(copies - 1):
+            yield from (("traces", batch) for batch in self.timed_copy(number))
+        yield from self.closing()
 
 
-def timed_records(settings: Settings, copies: Copies, count: int) -> list[tuple[str, bytes | None, bytes]]:
-    """:meth:`Copies.timed` as (topic, key, value) records for ``settings``' topics."""
-    return [(getattr(settings, f"topic_{stream}"), key, value) for stream, (key, value) in copies.timed(count)]
+def records(settings: Settings, traffic: Iterable[tuple[str, Batch]]) -> list[tuple[str, bytes | None, bytes]]:
+    """(stream, (key, value)) traffic, such as :meth:`Copies.timed`, as (topic, key, value) records."""
+    return [(getattr(settings, f"topic_{stream}"), key, value) for stream, (key, value) in traffic]
 
 
 def batch_spans(scenario: Scenario) -> list[int]:
