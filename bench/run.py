@@ -72,7 +72,7 @@ class Profile:
     churn: tuple[int, int, float] | None  # entities per round, rounds, seconds per round
 
 
-FULL = Profile("full", scale=50, minutes=10, ceiling_runs=5, decode_repeats=5, core_runs=5, worker_runs=3,
+FULL = Profile("full", scale=50, minutes=10, ceiling_runs=5, decode_repeats=5, core_runs=3, worker_runs=3,
                naive_windows=3, naive_window_s=10.0, latency_runs=3, latency_s=15.0,
                memory_entities=(10_000, 100_000), memory_windows=3, churn=(3000, 30, 2.0))
 QUICK = Profile("quick", scale=5, minutes=10, ceiling_runs=3, decode_repeats=3, core_runs=3, worker_runs=1,

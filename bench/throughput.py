@@ -49,7 +49,6 @@ from stream.settings import Settings
 TIMEOUT_S = 600
 CHECK_S = 20.0  # how long the escalations may take to settle on the expected ones, after the clock stopped
 IDLE_S = 2.0
-BACKLOG_COPIES = 2  # copies written ahead of the workers while the timed traffic is sized
 PRODUCED = "hotpath_entity_events_total"
 CORRELATED = "hotpath_entity_events_correlated_total"
 
@@ -104,6 +103,15 @@ def differences(got: dict[str, tuple[str, str]], wanted: dict[str, tuple[str, st
     return text + (f" (and {len(wrong) - shown} more)" if len(wrong) > shown else "")
 
 
+def another_copy(elapsed_s: float, written: float, read: float, per_copy: int, prior_per_s: float,
+                 seconds: float) -> bool:
+    """Whether the timed traffic needs another copy: what is written, and the scenario's own part (``per_copy``
+    trace batches) still to come, would keep the workers busy for less than ``seconds`` at the rate they have
+    read so far (``prior_per_s`` batches per second until they have read a copy's worth)."""
+    rate = read / elapsed_s if read >= per_copy else prior_per_s
+    return elapsed_s + (written + per_copy - read) / rate < seconds
+
+
 def cpu_seconds(processes: Sequence[psutil.Process]) -> float:
     """User + system CPU of the processes, their live children and the children they have waited for."""
     used = 0.0
@@ -131,12 +139,12 @@ def measure(base: Settings, copies: Copies, workers: int, copies_wanted: int | N
             timings = [(spans, group.play(batches, f"warm-up pass {index + 1}"))
                        for index, (batches, spans) in enumerate(warm_up)]
             traces = records_in(settings.topic_traces)
-            estimate = copies_wanted or copies_for(seconds, marginal_rate(*timings[-2:]), scenario.span_count)
-            for number in range(estimate - 1):
+            rate = marginal_rate(*timings[-2:])
+            for number in range((copies_wanted or copies_for(seconds, rate, scenario.span_count)) - 1):
                 copies.timed_copy(number)  # made before the clock starts
             before = group.sample()
             cpu = group.cpu()
-            copies_wanted, started = group.play_timed(copies, seconds, copies_wanted)
+            copies_wanted, started = group.play_timed(copies, seconds, copies_wanted, rate)
             played = sum(len(batches) for batches, _ in warm_up) + copies_wanted * len(scenario.trace_batches)
             missing = group.wait_all({traces: played, records_in(settings.topic_alerts): len(scenario.alerts)})
             finished, cpu_s = time.monotonic(), group.cpu() - cpu
@@ -183,16 +191,17 @@ class Group:
         publish(self.settings, [(self.settings.topic_traces, key, value) for key, value in batches])
         return self.wait(wanted, f"done with {what}") - started
 
-    def play_timed(self, copies: Copies, seconds: float, count: int | None) -> tuple[int, float]:
+    def play_timed(self, copies: Copies, seconds: float, count: int | None, estimate: float) -> tuple[int, float]:
         """Write the timed traffic: copies, then the scenario's own traffic; returns how many copies it held
         (the scenario's included) and when its first record was written.
 
-        With ``count`` None, copies are written while the workers would not be done within ``seconds``: each
-        once they have read all but BACKLOG_COPIES of those written, until what is left at the rate they read
-        so far would take them past ``seconds``. A run thus lasts ``seconds`` and a copy or two, whatever the
-        machine's load does meanwhile."""
+        With ``count`` None, a copy is written whenever the workers have less than a copy left to read and
+        what is written, with the scenario's own part still to come, would not keep them busy for ``seconds``
+        at the rate they have read so far (``estimate`` spans per second until they have read a copy). A run
+        thus lasts ``seconds`` and at most a copy more, whatever the machine's load does meanwhile."""
         traces = records_in(self.settings.topic_traces)
         per_copy = len(copies.scenario.trace_batches)
+        estimate_batches = estimate * per_copy / copies.scenario.span_count
         read_before = total(self.sample(), traces)
         written = played = 0
 
@@ -201,11 +210,11 @@ class Group:
 
         started = time.monotonic()
         while played < (MAX_COPIES if count is None else count - 1):
-            if count is None and played >= BACKLOG_COPIES:
-                wait_until(lambda ahead=written: ahead - read() < BACKLOG_COPIES * per_copy, TIMEOUT_S,
-                           "reading the copies", self.processes)
-                done, elapsed = read(), time.monotonic() - started
-                if done >= per_copy and elapsed + (written + per_copy - done) * elapsed / done >= seconds:
+            if count is None:
+                if played:
+                    wait_until(lambda ahead=written: ahead - read() < per_copy, TIMEOUT_S, "reading the copies",
+                               self.processes)
+                if not another_copy(time.monotonic() - started, written, read(), per_copy, estimate_batches, seconds):
                     break
             publish(self.settings, [(self.settings.topic_traces, key, value)
                                     for key, value in copies.timed_copy(played)])

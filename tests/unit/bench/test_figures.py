@@ -10,7 +10,7 @@ import time
 import psutil
 
 from bench.run import TARGETS, group_figures, table
-from bench.throughput import WorkerRun, cpu_s_per_mspan, cpu_seconds, differences, max_over_mean
+from bench.throughput import WorkerRun, another_copy, cpu_s_per_mspan, cpu_seconds, differences, max_over_mean
 
 BURN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass"
 
@@ -25,6 +25,14 @@ def run(workers: int, *, cpu_s: float, spans: int = 2_000_000, traces=(50, 50), 
 def test_cpu_per_million_spans():
     assert cpu_s_per_mspan(3.0, 1_500_000) == 2.0
     assert run(1, cpu_s=30.0).cpu_s_per_mspan == 15.0
+
+
+def test_copies_are_added_until_what_is_written_keeps_the_workers_busy_long_enough():
+    # 100 trace batches a copy; before the workers have read a copy, the warm-up's rate stands in
+    assert another_copy(0.0, 0, 0, 100, prior_per_s=50.0, seconds=10.0)  # the scenario alone: 2 s
+    assert not another_copy(0.0, 0, 0, 100, prior_per_s=5.0, seconds=10.0)  # the scenario alone: 20 s
+    assert another_copy(5.0, 600, 500, 100, prior_per_s=1.0, seconds=10.0)  # 100 a second: done at 7 s
+    assert not another_copy(8.0, 900, 800, 100, prior_per_s=1.0, seconds=10.0)  # done at 10 s
 
 
 def test_the_split_is_the_busiest_worker_over_the_mean():
