@@ -152,7 +152,7 @@ class Bench:
         if "max_event_age_s" not in settings.model_fields_set:  # as the workers, which play the same old data
             settings = settings.model_copy(update={"max_event_age_s": TEST_DATA_MAX_AGE_S})
         warm_up = [("traces", value) for batches, _ in copies.warm_up() for _, value in batches]
-        items = [(stream, value) for stream, (_, value) in copies.timed(1)]
+        items = [(stream, value) for stream, (_, value) in copies.closing()]
         runs = core.spans_per_s(settings, scenario, warm_up, items, scenario.span_count, self.profile.core_runs)
         self.results.update(core_spans_per_s=median(runs), core_runs=runs)
 
@@ -160,11 +160,12 @@ class Bench:
         """Groups of GROUPS workers, run by turns: a drift of the shared machine (or the broker's JIT warming
         up) weighs on every figure alike, not on whichever runs first. Each group's first run sizes its
         traffic (two workers on two cores go faster than one, so the one-worker run's count would leave
-        them short of WORKER_TRAFFIC_S); every group plays the same copies, earliest first."""
+        them short of WORKER_TRAFFIC_S); every group plays the same copies, earliest first, and then the
+        scenario's own traffic."""
         runs: dict[int, list[throughput.WorkerRun]] = {workers: [] for workers in GROUPS}
         for index in range(self.profile.worker_runs):
             for workers, done in runs.items():
-                run = throughput.measure(self.settings, copies, workers, done[0].copies if done else None,
+                run = throughput.measure(self.settings, copies, workers, done[0].copy_batches if done else None,
                                          WORKER_TRAFFIC_S)
                 done.append(run)
                 self.escalations_as_expected.append(run.escalations_as_expected)
@@ -177,7 +178,9 @@ class Bench:
                     say(f"  !!! {workers} worker(s) did NOT get everything right: {run.produced:,} entity events "
                         f"produced, {run.correlated:,} correlated; {run.missing or 'nothing unread'}; "
                         f"escalations: {run.escalation_differences or 'as expected'}")
-        self.results.update(worker_traffic_copies={f"{workers}w": done[0].copies for workers, done in runs.items()},
+        per_copy = len(copies.scenario.trace_batches)
+        self.results.update(worker_traffic_copies={f"{workers}w": round(1 + done[0].copy_batches / per_copy, 1)
+                                                   for workers, done in runs.items()},
                             worker_runs=[asdict(run) for done in runs.values() for run in done])
         for workers, done in runs.items():
             self.results.update(group_figures(workers, done))

@@ -12,7 +12,7 @@ before anything else is written, so a second worker never finds the first one ha
    workers read it, with the clock and the workers' CPU (user + system of each worker process and its
    children, from psutil) running from just before the first record is written until the workers have
    read every one and correlated every entity event they caused (from their ``/metrics``). In a group's
-   first run, copies are written until the workers would not be done within ``seconds``
+   first run, slices of the copies are written until the workers would not be done within ``seconds``
    (:meth:`Group.play_timed`); its later runs play as many.
 
 Producing runs alongside, as it would in production. A group that stalls (no entity event correlated
@@ -49,6 +49,8 @@ from stream.settings import Settings
 TIMEOUT_S = 600
 CHECK_S = 20.0  # how long the escalations may take to settle on the expected ones, after the clock stopped
 IDLE_S = 2.0
+SLICE_SPANS = 40_000  # the timed traffic's copies are written in slices of about this many spans
+MARGIN = 1.1  # the timed traffic is sized for this much more than the seconds asked for: its rate is estimated
 PRODUCED = "hotpath_entity_events_total"
 CORRELATED = "hotpath_entity_events_correlated_total"
 
@@ -56,7 +58,7 @@ CORRELATED = "hotpath_entity_events_correlated_total"
 @dataclass(frozen=True)
 class WorkerRun:
     workers: int
-    copies: int  # of the traffic, the scenario itself included
+    copy_batches: int  # trace batches of the copies played before the scenario's own traffic
     spans: int
     seconds: float
     cpu_s: float  # the workers' CPU over the timed traffic, summed
@@ -103,13 +105,11 @@ def differences(got: dict[str, tuple[str, str]], wanted: dict[str, tuple[str, st
     return text + (f" (and {len(wrong) - shown} more)" if len(wrong) > shown else "")
 
 
-def another_copy(elapsed_s: float, written: float, read: float, per_copy: int, prior_per_s: float,
-                 seconds: float) -> bool:
-    """Whether the timed traffic needs another copy: what is written, and the scenario's own part (``per_copy``
-    trace batches) still to come, would keep the workers busy for less than ``seconds`` at the rate they have
-    read so far (``prior_per_s`` batches per second until they have read a copy's worth)."""
-    rate = read / elapsed_s if read >= per_copy else prior_per_s
-    return elapsed_s + (written + per_copy - read) / rate < seconds
+def more_traffic(elapsed_s: float, written: int, read: float, closing: int, seconds: float) -> bool:
+    """Whether the timed traffic needs another slice: what is written (``written`` trace batches, ``read`` of
+    them read in ``elapsed_s``), with the scenario's own ``closing`` batches still to come, would keep the
+    workers busy for less than ``seconds`` at the rate they have read so far."""
+    return elapsed_s + (written + closing - read) * elapsed_s / read < seconds
 
 
 def cpu_seconds(processes: Sequence[psutil.Process]) -> float:
@@ -122,9 +122,9 @@ def cpu_seconds(processes: Sequence[psutil.Process]) -> float:
     return used
 
 
-def measure(base: Settings, copies: Copies, workers: int, copies_wanted: int | None, seconds: float) -> WorkerRun:
-    """One run of ``workers`` workers in one consumer group over ``copies_wanted`` copies of the traffic, or
-    (None) as many as make it last at least ``seconds``."""
+def measure(base: Settings, copies: Copies, workers: int, copy_batches: int | None, seconds: float) -> WorkerRun:
+    """One run of ``workers`` workers in one consumer group over ``copy_batches`` trace batches of the copies
+    and then the scenario's traffic, or (None) as many batches of the copies as make it last ``seconds``."""
     scenario = copies.scenario
     with fresh_topics(base, f"w{workers}") as settings:
         publish(settings, asset_records(settings, scenario))
@@ -139,13 +139,13 @@ def measure(base: Settings, copies: Copies, workers: int, copies_wanted: int | N
             timings = [(spans, group.play(batches, f"warm-up pass {index + 1}"))
                        for index, (batches, spans) in enumerate(warm_up)]
             traces = records_in(settings.topic_traces)
-            rate = marginal_rate(*timings[-2:])
-            for number in range((copies_wanted or copies_for(seconds, rate, scenario.span_count)) - 1):
-                copies.timed_copy(number)  # made before the clock starts
+            wanted = copy_batches or len(scenario.trace_batches) * (
+                copies_for(seconds, marginal_rate(*timings[-2:]), scenario.span_count) - 1)
+            copies.copy_batches(0, wanted)  # made before the clock starts
             before = group.sample()
             cpu = group.cpu()
-            copies_wanted, started = group.play_timed(copies, seconds, copies_wanted, rate)
-            played = sum(len(batches) for batches, _ in warm_up) + copies_wanted * len(scenario.trace_batches)
+            copy_batches, started = group.play_timed(copies, seconds, copy_batches)
+            played = sum(len(batches) for batches, _ in warm_up) + copy_batches + len(scenario.trace_batches)
             missing = group.wait_all({traces: played, records_in(settings.topic_alerts): len(scenario.alerts)})
             finished, cpu_s = time.monotonic(), group.cpu() - cpu
             after = group.sample()
@@ -153,7 +153,8 @@ def measure(base: Settings, copies: Copies, workers: int, copies_wanted: int | N
             escalations = read_topic(settings, settings.topic_escalations, timeout=CHECK_S, until=lambda seen: (
                 final_states([value for _, value in seen]) == wanted_states))
     return WorkerRun(
-        workers=workers, copies=copies_wanted, spans=copies_wanted * scenario.span_count,
+        workers=workers, copy_batches=copy_batches,
+        spans=copies.copy_spans(copy_batches) + scenario.span_count,
         seconds=finished - started, cpu_s=cpu_s, idle_cpu_s_per_worker_s=idle_cpu,
         traces_per_worker=tuple(int(a.get(traces, 0) - b.get(traces, 0)) for a, b in zip(after, before, strict=True)),
         correlated_per_worker=tuple(int(total([a], CORRELATED) - total([b], CORRELATED))
@@ -191,37 +192,38 @@ class Group:
         publish(self.settings, [(self.settings.topic_traces, key, value) for key, value in batches])
         return self.wait(wanted, f"done with {what}") - started
 
-    def play_timed(self, copies: Copies, seconds: float, count: int | None, estimate: float) -> tuple[int, float]:
-        """Write the timed traffic: copies, then the scenario's own traffic; returns how many copies it held
-        (the scenario's included) and when its first record was written.
+    def play_timed(self, copies: Copies, seconds: float, batches: int | None) -> tuple[int, float]:
+        """Write the timed traffic: trace batches of the copies, then the scenario's own traffic; returns how
+        many batches of the copies it held and when its first record was written.
 
-        With ``count`` None, a copy is written whenever the workers have less than a copy left to read and
-        what is written, with the scenario's own part still to come, would not keep them busy for ``seconds``
-        at the rate they have read so far (``estimate`` spans per second until they have read a copy). A run
-        thus lasts ``seconds`` and at most a copy more, whatever the machine's load does meanwhile."""
+        With ``batches`` None, a slice of SLICE_SPANS is written whenever the workers have less than a slice
+        left to read, until what is written, with the scenario's part still to come, would keep them busy
+        past ``seconds`` (and MARGIN) at the rate they have read it so far: a run lasts ``seconds`` and a
+        slice or so more, whatever the machine's load does meanwhile."""
         traces = records_in(self.settings.topic_traces)
-        per_copy = len(copies.scenario.trace_batches)
-        estimate_batches = estimate * per_copy / copies.scenario.span_count
+        scenario = copies.scenario
+        per_slice = max(1, round(SLICE_SPANS * len(scenario.trace_batches) / scenario.span_count))
         read_before = total(self.sample(), traces)
-        written = played = 0
+        written = 0
 
         def read() -> float:
             return total(self.sample(), traces) - read_before
 
         started = time.monotonic()
-        while played < (MAX_COPIES if count is None else count - 1):
-            if count is None:
-                if played:
-                    wait_until(lambda ahead=written: ahead - read() < per_copy, TIMEOUT_S, "reading the copies",
-                               self.processes)
-                if not another_copy(time.monotonic() - started, written, read(), per_copy, estimate_batches, seconds):
+        while written < (MAX_COPIES * len(scenario.trace_batches) if batches is None else batches):
+            if batches is None and written:
+                wait_until(lambda ahead=written: ahead - read() < per_slice, TIMEOUT_S, "reading the copies",
+                           self.processes)
+                done = read()
+                if done >= per_slice and not more_traffic(time.monotonic() - started, written, done,
+                                                          len(scenario.trace_batches), seconds * MARGIN):
                     break
+            count = per_slice if batches is None else batches
             publish(self.settings, [(self.settings.topic_traces, key, value)
-                                    for key, value in copies.timed_copy(played)])
-            written += per_copy
-            played += 1
+                                    for key, value in copies.copy_batches(written, count)])
+            written += count
         publish(self.settings, records(self.settings, copies.closing()))
-        return played + 1, started
+        return written, started
 
     def wait_all(self, wanted: dict[str, float]) -> str:
         """Wait until the workers read ``wanted`` and correlated all they produced; what they did not, if they

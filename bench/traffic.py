@@ -14,8 +14,8 @@ entity's state and publishes every context fact, and runs at less than half the 
 are timed as the traffic is; a short pass also pays a fixed cost (the last chunk's waits, reading the
 workers' progress) that a long one spreads, so the rate that estimates how many copies to make before
 the clock starts (:func:`copies_for`) is the one of the spans the longer pass adds (:func:`marginal_rate`).
-On a shared machine that estimate is rough: how many copies are played is decided while they are
-(bench/throughput.py).
+On a shared machine that estimate is rough: how much of the copies is played is decided while they are,
+slice by slice (bench/throughput.py), so a copy may be played in part.
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ class Copies:
             raise ValueError(f"copies are made of otlp_proto trace batches, not {scenario.encoding}")
         self.scenario = scenario
         self.period_s = repeat_period_s(scenario, settings)
+        self.counts = batch_spans(scenario)  # the spans of each trace batch
         self._made: dict[int, list[Batch]] = {}
 
     def copy(self, index: int) -> list[Batch]:
@@ -115,7 +116,7 @@ class Copies:
     def warm_up(self) -> list[tuple[list[Batch], int]]:
         """The warm-up's passes (of at least WARM_UP_PASSES spans each) from the copies behind every timed one,
         earliest first, each with its span count."""
-        counts = batch_spans(self.scenario)
+        counts = self.counts
         passes: list[tuple[list[Batch], int]] = [([], 0) for _ in WARM_UP_PASSES]
         current = 0
         first = MAX_COPIES + math.ceil(sum(WARM_UP_PASSES) / self.scenario.span_count) + 1
@@ -136,15 +137,24 @@ class Copies:
             raise ValueError(f"the timed traffic holds at most {MAX_COPIES} copies")
         return self.copy(MAX_COPIES - number)
 
+    def copy_batches(self, start: int, count: int) -> list[Batch]:
+        """Trace batches ``start`` to ``start + count - 1`` of the timed copies laid end to end, earliest first."""
+        per_copy = len(self.scenario.trace_batches)
+        return [self.timed_copy(index // per_copy)[index % per_copy] for index in range(start, start + count)]
+
+    def copy_spans(self, count: int) -> int:
+        """The spans in the first ``count`` trace batches of the timed copies."""
+        whole, part = divmod(count, len(self.counts))
+        return whole * self.scenario.span_count + sum(self.counts[:part])
+
     def closing(self) -> list[tuple[str, Batch]]:
         """What the timed traffic ends with: the scenario's trace batches and alerts, in event-time order."""
         return [(stream, (key, value)) for _, stream, key, value in self.scenario.timeline()
                 if stream in ("traces", "alerts")]
 
-    def timed(self, copies: int) -> Iterator[tuple[str, Batch]]:
-        """The timed traffic of ``copies`` copies: ``copies - 1`` copies earliest first, then the scenario's."""
-        for number in range(copies - 1):
-            yield from (("traces", batch) for batch in self.timed_copy(number))
+    def timed(self, batches: int) -> Iterator[tuple[str, Batch]]:
+        """The timed traffic: the first ``batches`` trace batches of the copies, then the scenario's own."""
+        yield from (("traces", batch) for batch in self.copy_batches(0, batches))
         yield from self.closing()
 
 

@@ -10,16 +10,16 @@ import time
 import psutil
 
 from bench.run import TARGETS, group_figures, table
-from bench.throughput import WorkerRun, another_copy, cpu_s_per_mspan, cpu_seconds, differences, max_over_mean
+from bench.throughput import WorkerRun, cpu_s_per_mspan, cpu_seconds, differences, max_over_mean, more_traffic
 
 BURN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass"
 
 
 def run(workers: int, *, cpu_s: float, spans: int = 2_000_000, traces=(50, 50), correlated=(10, 10),
         produced: int = 20, missing: str = "", differences: str = "") -> WorkerRun:
-    return WorkerRun(workers=workers, copies=4, spans=spans, seconds=10.0, cpu_s=cpu_s, idle_cpu_s_per_worker_s=0.01,
-                     traces_per_worker=traces, correlated_per_worker=correlated, produced=produced, correlated=20,
-                     escalation_differences=differences, missing=missing)
+    return WorkerRun(workers=workers, copy_batches=300, spans=spans, seconds=10.0, cpu_s=cpu_s,
+                     idle_cpu_s_per_worker_s=0.01, traces_per_worker=traces, correlated_per_worker=correlated,
+                     produced=produced, correlated=20, escalation_differences=differences, missing=missing)
 
 
 def test_cpu_per_million_spans():
@@ -27,12 +27,11 @@ def test_cpu_per_million_spans():
     assert run(1, cpu_s=30.0).cpu_s_per_mspan == 15.0
 
 
-def test_copies_are_added_until_what_is_written_keeps_the_workers_busy_long_enough():
-    # 100 trace batches a copy; before the workers have read a copy, the warm-up's rate stands in
-    assert another_copy(0.0, 0, 0, 100, prior_per_s=50.0, seconds=10.0)  # the scenario alone: 2 s
-    assert not another_copy(0.0, 0, 0, 100, prior_per_s=5.0, seconds=10.0)  # the scenario alone: 20 s
-    assert another_copy(5.0, 600, 500, 100, prior_per_s=1.0, seconds=10.0)  # 100 a second: done at 7 s
-    assert not another_copy(8.0, 900, 800, 100, prior_per_s=1.0, seconds=10.0)  # done at 10 s
+def test_slices_are_added_until_what_is_written_keeps_the_workers_busy_long_enough():
+    # 100 trace batches read a second; the scenario's own part is 100 batches
+    assert more_traffic(5.0, 600, 500, 100, seconds=10.0)  # done at 7 s
+    assert not more_traffic(8.0, 900, 800, 100, seconds=10.0)  # done at 10 s
+    assert not more_traffic(1.0, 200, 100, 2000, seconds=10.0)  # the scenario alone takes 20 s
 
 
 def test_the_split_is_the_busiest_worker_over_the_mean():

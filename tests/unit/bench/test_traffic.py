@@ -81,9 +81,18 @@ def test_the_traffic_is_sized_to_last_at_least_the_wanted_time():
     assert copies_for(10.0, 10**9, 40_000) == MAX_COPIES
 
 
+def test_the_copies_spans_are_counted_batch_by_batch(scenario):
+    copies = Copies(scenario, SETTINGS)
+    per_copy = len(scenario.trace_batches)
+    assert copies.copy_spans(0) == 0
+    assert copies.copy_spans(2 * per_copy + 3) == 2 * scenario.span_count + sum(
+        len(spans_of(value)) for _, value in scenario.trace_batches[:3])
+    assert len(copies.copy_batches(per_copy - 1, 2)) == 2
+
+
 def test_copies_come_earliest_first_and_the_scenario_itself_last(scenario):
     copies = Copies(scenario, SETTINGS)
-    timed = list(copies.timed(3))
+    timed = list(copies.timed(2 * len(scenario.trace_batches)))
     traces = [batch for stream, batch in timed if stream == "traces"]
     starts = [min(s.start_time_unix_nano for s in spans_of(value)) / 1e9 for _, value in traces]
     count = len(scenario.trace_batches)
@@ -118,7 +127,8 @@ def test_the_workers_end_with_the_scenarios_escalations_however_many_copies_come
     pipeline.load(scenario)
     for batches, _ in copies.warm_up():
         pipeline.play(("traces", value) for _, value in batches)
-    pipeline.play((stream, value) for stream, (_, value) in copies.timed(3))
+    partial = 2 * len(scenario.trace_batches) + 5  # two copies and a slice of a third
+    pipeline.play((stream, value) for stream, (_, value) in copies.timed(partial))
 
     assert final_states(pipeline.events) == wanted
     assert len(pipeline.events) > len(wanted)  # the copies did escalate on the way
