@@ -225,6 +225,9 @@ class Bench:
                                             ("cpu_4w_over_1w", "cpu_s_per_mspan_4w", "cpu_s_per_mspan_1w")):
             if r.get(numerator) and r.get(denominator):
                 r[key] = r[numerator] / r[denominator]
+        if r.get("cpu_s_per_mspan_1w") and r.get("core_spans_per_s"):
+            # The same per CPU second of the worker: what the machine's other load does not move.
+            r["plumbing_ratio_cpu"] = 1_000_000 / r["cpu_s_per_mspan_1w"] / r["core_spans_per_s"]
 
 
 def group_figures(workers: int, runs: list[throughput.WorkerRun]) -> dict[str, Any]:
@@ -326,6 +329,8 @@ def table(results: dict[str, Any]) -> str:
          f"{n('hotpath_ceiling_ratio', '', 3)} of ceiling", *target("hotpath_ceiling_ratio")),
         ("  the same pipeline in one process, no Kafka", n("core_spans_per_s", " spans/s"),
          f"plumbing_ratio {n('plumbing_ratio', '', 2)}", *target("plumbing_ratio")),
+        ("  one worker per CPU second of its own", n("cpu_s_per_mspan_1w", " CPU s per million spans", 1),
+         f"{n('plumbing_ratio_cpu', '', 2)} of the pipeline's", "", ""),
         ("3 naive Faust pipeline (per-span events)", n("naive_spans_per_s", " spans/s"),
          f"hotpath {n('hotpath_naive_ratio', 'x', 1)}", *target("hotpath_naive_ratio")),
         (f"4 latency p50 / p99 / max at {n('latency_offered_spans_per_s', ' spans/s')}",

@@ -9,8 +9,9 @@ import time
 
 import psutil
 
-from bench.run import TARGETS, group_figures, table
+from bench.run import QUICK, TARGETS, Bench, group_figures, table
 from bench.throughput import WorkerRun, cpu_s_per_mspan, cpu_seconds, differences, max_over_mean, more_traffic
+from stream.settings import load_settings
 
 BURN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass"
 
@@ -92,6 +93,14 @@ def test_the_table_marks_each_target_pass_or_miss_and_never_hides_a_missing_figu
     assert rows["every entity event correlated, 2w/4w"].endswith("MISS")
     assert rows["5 memory per entity-window (None windows per entity)"].endswith("not measured")
     assert "python decoder" in table(results)
+
+
+def test_the_plumbing_ratio_per_cpu_second_is_the_workers_cpu_rate_over_the_pipelines():
+    bench = Bench(QUICK, load_settings())
+    bench.results.update(hotpath_spans_per_s=40_000.0, core_spans_per_s=200_000.0, cpu_s_per_mspan_1w=10.0)
+    bench.ratios()
+    assert bench.results["plumbing_ratio"] == 0.2
+    assert bench.results["plumbing_ratio_cpu"] == 0.5  # 100,000 spans per CPU second
 
 
 def test_every_target_of_the_issue_is_in_the_table():
