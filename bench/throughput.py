@@ -12,8 +12,8 @@ before anything else is written, so a second worker never finds the first one ha
    workers read it, with the clock and the workers' CPU (user + system of each worker process and its
    children, from psutil) running from just before the first record is written until the workers have
    read every one and correlated every entity event they caused (from their ``/metrics``). In a group's
-   first run, slices of the copies are written until the workers would not be done within ``seconds``
-   (:meth:`Group.play_timed`); its later runs play as many.
+   slices of the copies are written until the workers would not be done within ``seconds``
+   (:meth:`Group.play_timed`).
 
 Producing runs alongside, as it would in production. A group that stalls (no entity event correlated
 for STALL_S) is reported with what it missed, and the benchmark goes on.
@@ -122,9 +122,9 @@ def cpu_seconds(processes: Sequence[psutil.Process]) -> float:
     return used
 
 
-def measure(base: Settings, copies: Copies, workers: int, copy_batches: int | None, seconds: float) -> WorkerRun:
-    """One run of ``workers`` workers in one consumer group over ``copy_batches`` trace batches of the copies
-    and then the scenario's traffic, or (None) as many batches of the copies as make it last ``seconds``."""
+def measure(base: Settings, copies: Copies, workers: int, seconds: float) -> WorkerRun:
+    """One run of ``workers`` workers in one consumer group over as many trace batches of the copies, and then
+    the scenario's traffic, as keep them busy for ``seconds``."""
     scenario = copies.scenario
     with fresh_topics(base, f"w{workers}") as settings:
         publish(settings, asset_records(settings, scenario))
@@ -139,12 +139,11 @@ def measure(base: Settings, copies: Copies, workers: int, copy_batches: int | No
             timings = [(spans, group.play(batches, f"warm-up pass {index + 1}"))
                        for index, (batches, spans) in enumerate(warm_up)]
             traces = records_in(settings.topic_traces)
-            wanted = copy_batches or len(scenario.trace_batches) * (
-                copies_for(seconds, marginal_rate(*timings[-2:]), scenario.span_count) - 1)
-            copies.copy_batches(0, wanted)  # made before the clock starts
+            estimate = copies_for(seconds, marginal_rate(*timings[-2:]), scenario.span_count)
+            copies.copy_batches(0, len(scenario.trace_batches) * (estimate - 1))  # made before the clock starts
             before = group.sample()
             cpu = group.cpu()
-            copy_batches, started = group.play_timed(copies, seconds, copy_batches)
+            copy_batches, started = group.play_timed(copies, seconds)
             played = sum(len(batches) for batches, _ in warm_up) + copy_batches + len(scenario.trace_batches)
             missing = group.wait_all({traces: played, records_in(settings.topic_alerts): len(scenario.alerts)})
             finished, cpu_s = time.monotonic(), group.cpu() - cpu
@@ -192,14 +191,14 @@ class Group:
         publish(self.settings, [(self.settings.topic_traces, key, value) for key, value in batches])
         return self.wait(wanted, f"done with {what}") - started
 
-    def play_timed(self, copies: Copies, seconds: float, batches: int | None) -> tuple[int, float]:
+    def play_timed(self, copies: Copies, seconds: float) -> tuple[int, float]:
         """Write the timed traffic: trace batches of the copies, then the scenario's own traffic; returns how
         many batches of the copies it held and when its first record was written.
 
-        With ``batches`` None, a slice of SLICE_SPANS is written whenever the workers have less than a slice
-        left to read, until what is written, with the scenario's part still to come, would keep them busy
-        past ``seconds`` (and MARGIN) at the rate they have read it so far: a run lasts ``seconds`` and a
-        slice or so more, whatever the machine's load does meanwhile."""
+        A slice of SLICE_SPANS is written whenever the workers have less than a slice left to read, until
+        what is written, with the scenario's part still to come, would keep them busy past ``seconds`` (and
+        MARGIN) at the rate they have read it so far: a run lasts ``seconds`` and a slice or so more, whatever
+        the machine's load does meanwhile."""
         traces = records_in(self.settings.topic_traces)
         scenario = copies.scenario
         per_slice = max(1, round(SLICE_SPANS * len(scenario.trace_batches) / scenario.span_count))
@@ -210,18 +209,17 @@ class Group:
             return total(self.sample(), traces) - read_before
 
         started = time.monotonic()
-        while written < (MAX_COPIES * len(scenario.trace_batches) if batches is None else batches):
-            if batches is None and written:
+        while written < MAX_COPIES * len(scenario.trace_batches):
+            if written:
                 wait_until(lambda ahead=written: ahead - read() < per_slice, TIMEOUT_S, "reading the copies",
                            self.processes)
                 done = read()
                 if done >= per_slice and not more_traffic(time.monotonic() - started, written, done,
                                                           len(scenario.trace_batches), seconds * MARGIN):
                     break
-            count = per_slice if batches is None else batches
             publish(self.settings, [(self.settings.topic_traces, key, value)
-                                    for key, value in copies.copy_batches(written, count)])
-            written += count
+                                    for key, value in copies.copy_batches(written, per_slice)])
+            written += per_slice
         publish(self.settings, records(self.settings, copies.closing()))
         return written, started
 
