@@ -50,7 +50,7 @@ TIMEOUT_S = 600
 CHECK_S = 20.0  # how long the escalations may take to settle on the expected ones, after the clock stopped
 IDLE_S = 2.0
 SLICE_SPANS = 40_000  # the timed traffic's copies are written in slices of about this many spans
-MARGIN = 1.1  # the timed traffic is sized for this much more than the seconds asked for: its rate is estimated
+MARGIN = 1.2  # the timed traffic is sized for this much more than the seconds asked for: its rate is estimated
 PRODUCED = "hotpath_entity_events_total"
 CORRELATED = "hotpath_entity_events_correlated_total"
 

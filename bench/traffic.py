@@ -32,7 +32,7 @@ Batch = tuple[bytes | None, bytes]  # (key, value) of one trace message
 NANOS = 1_000_000_000
 TRACE_ID_BYTES = 16
 MAX_COPIES = 400  # the timed traffic's copies at most; the warm-up plays further back
-WARM_UP_PASSES = (40_000, 40_000, 80_000)  # spans: the start-up's pass, then a short and a long timed one
+WARM_UP_PASSES = (40_000, 20_000, 40_000)  # spans: the start-up's pass, then a short and a long timed one
 HEADROOM = 1.2  # copies made before the clock beyond the warm-up's estimate (made while timed, they cost CPU)
 # Multiplied by the copy index to give each copy its trace-id mask: an odd 128-bit constant (from the
 # golden ratio), so that every copy's mask differs from every other's and from zero.
