@@ -23,18 +23,23 @@ help:
 	@echo "make lint         ruff check"
 	@echo "make demo         play the seeded fintech scenario through a local broker and show its escalations"
 	@echo "make bench        throughput, CPU per span, latency, memory and scale-out (QUICK=1: a reduced run, under three minutes)"
+	@echo "make profile      py-spy on one worker under the benchmark's traffic: wall and CPU time per stage (QUICK=1)"
 	@echo "make fuzz         coverage-guided fuzzing of every decoder (FUZZ_SECONDS=60)"
 	@echo "make clean        stop local brokers, remove run state and tool caches (keeps $(VENV) and jars)"
 
+# The last line says which OTLP decoder runs (the compiled one, or pure Python where no C compiler was found).
 setup: $(SETUP_STAMP)
+	@$(BIN)/hotpath --version
 
-$(SETUP_STAMP): pyproject.toml
+# setup.py and the C source too: editing the compiled OTLP decoder rebuilds it.
+$(SETUP_STAMP): pyproject.toml setup.py stream/ingest/formats/otlp/wire.c
 	@if [ -z "$(PYTHON)" ]; then \
 	  echo "make: no Python 3.11+ found (tried python3.13, python3.12, python3.11, python3); run make PYTHON=/path/to/python3.11" >&2; \
 	  exit 1; fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,demo,aws]'
+	@# the build backend's warnings (an editable install, its own deprecations) are not the user's to act on
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e '.[test,demo,aws]'
 	@touch $@
 
 kafka-up:
@@ -78,3 +83,8 @@ fuzz: setup
 .PHONY: bench
 bench: setup kafka-up
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
+
+# Issue 16: where one worker's wall and CPU time go, per stage (py-spy); raw profiles land in .run/profile/.
+.PHONY: profile
+profile: setup kafka-up
+	$(BIN)/python -m bench.profile $(if $(QUICK),--quick)

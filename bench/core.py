@@ -2,14 +2,14 @@
 
 :class:`Pipeline` drives the one :class:`stream.correlate.engine.Engine` the worker uses, stage by stage as
 the worker's agents do (stream/worker/agents.py): trace messages decoded ``TRACE_CHUNK_RECORDS`` at a
-time and merged (``merge_trace_batches``) in parts of at most ``TRACE_ROUTE_MAX_TOUCHES`` touches, routed,
-split by entity-events partition and encoded as the records the ingest agent sends; each record applied
-as the correlate agent applies it, the chunk settled and released every ``CHUNK_RECORDS`` records (or when
-the engine is full), and every partition ticked at each window step of event time (the worker's timer
-ticks in wall time; ``hotpath replay`` ticks the same way). What the worker adds on top of this is the
-plumbing: ``plumbing_ratio`` in the benchmark is the worker's rate over this one.
+time, merged and routed in parts (``TraceParts``), split by entity-events partition and encoded as the
+records the ingest agent sends; each record applied as the correlate agent applies it, the chunk settled
+and released every ``CHUNK_RECORDS`` records (or when the engine is full), and every partition ticked at
+each window step of event time (the worker's timer ticks in wall time; ``hotpath replay`` ticks the same
+way). What the worker adds on top of this is the plumbing: ``plumbing_ratio`` in the benchmark is the
+worker's rate over this one.
 
-The same driver says what the workers should end with on any traffic (:meth:`Pipeline.escalations`).
+The same driver says what the workers should end with on any traffic (``Pipeline.events``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from stream.correlate.engine import CHUNK_RECORDS, Engine
 from stream.correlate.state import EncodedStates
 from stream.demo.scenario import Scenario
 from stream.ingest.entity_events import EntityPartitioner, encode_events
-from stream.ingest.router import Routed, merge_trace_batches
+from stream.ingest.router import Routed, TraceParts
 from stream.kafka.topics import desired_topics
 from stream.settings import Settings
-from stream.worker.agents import TRACE_CHUNK_RECORDS, TRACE_ROUTE_MAX_TOUCHES
+from stream.worker.agents import TRACE_CHUNK_RECORDS
 
 Item = tuple[str, bytes]  # (input stream, record value)
 
@@ -75,16 +75,13 @@ class Pipeline:
         self.settle()
 
     def traces(self, values: list[bytes]) -> None:
-        """One chunk of trace messages, routed in parts of at most TRACE_ROUTE_MAX_TOUCHES touches."""
-        batches, touches = [], 0
-        for index, value in enumerate(values):
-            batch = self.engine.ingest.decode_traces(value)
-            batches.append(batch)
-            touches += len(batch.touches)
-            if touches >= TRACE_ROUTE_MAX_TOUCHES or index == len(values) - 1:
-                merged = merge_trace_batches(batches, self.settings.window_step_s, self.settings.max_trace_ids)
-                self.send(self.engine.router.traces(merged))
-                batches, touches = [], 0
+        """One chunk of trace messages, merged and routed in parts as the ingest agent routes a chunk."""
+        parts = TraceParts(self.engine.router, self.settings.window_step_s, self.settings.max_trace_ids)
+        for value in values:
+            if (routed := parts.add(self.engine.ingest.decode_traces(value))) is not None:
+                self.send(routed)
+        if (routed := parts.flush()) is not None:
+            self.send(routed)
 
     def send(self, routed: Routed) -> None:
         """The routed events as entity-events records, each applied as the correlate agent applies it."""

@@ -43,7 +43,7 @@ from bench.harness import (
 from bench.traffic import Copies
 from stream.demo.scenario import Scenario
 from stream.entities.context import Context
-from stream.ingest.formats import otlp
+from stream.ingest.formats.otlp import decoder_name
 from stream.kafka.topics import BrokerAdmin, TopicsError
 from stream.settings import Settings, load_settings
 
@@ -144,6 +144,7 @@ class Bench:
         figures = measure_decode([value for _, value in scenario.trace_batches], self.profile.decode_repeats,
                                  context.resolver)
         self.results.update(decode_spans_per_s=figures["decode_spans_per_s"],
+                            decode_python_spans_per_s=figures["decode_python_spans_per_s"],
                             bare_parse_spans_per_s=figures["bare_parse_spans_per_s"], decode_ratio=figures["ratio"])
 
     def core(self, copies: Copies) -> None:
@@ -248,11 +249,6 @@ def group_figures(workers: int, runs: list[throughput.WorkerRun]) -> dict[str, A
     return figures
 
 
-def decoder_name() -> str:
-    """Which OTLP decoder the workers and the core pipeline ran."""
-    return getattr(otlp, "decoder_name", lambda: "python")()
-
-
 def environment(profile: Profile, scenario: Scenario) -> dict[str, Any]:
     """What the figures were measured on, so runs on different commits or machines can be compared."""
     import confluent_kafka
@@ -355,6 +351,7 @@ def table(results: dict[str, Any]) -> str:
          check([f"worker_traffic_s_{w}w" for w in GROUPS], lambda seconds: seconds >= WORKER_TRAFFIC_S)),
         (f"7 OTLP decode-and-extract ({r.get('decoder', 'n/a')} decoder)", n("decode_spans_per_s", " spans/s"),
          f"{n('decode_ratio', 'x', 1)} bare parse's time", *target("decode_ratio")),
+        ("  the same, pure-Python walk", n("decode_python_spans_per_s", " spans/s"), "", "", ""),
         ("  bare protobuf parse", n("bare_parse_spans_per_s", " spans/s"), "", "", ""),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]

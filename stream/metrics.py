@@ -10,19 +10,22 @@ when scraped (see stream.worker.web).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping
+from itertools import accumulate
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     GCCollector,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
 )
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
+from prometheus_client.utils import floatToGoString
 
 # prometheus_client would add a `<name>_created` series beside every counter and histogram: noise in
 # the Prometheus text format, which carries no creation times.
@@ -38,6 +41,29 @@ def process_registry() -> CollectorRegistry:
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)
     return registry
+
+
+class CountedHistogram:
+    """A Prometheus histogram whose one observation may count many times: every entity event of a Kafka
+    record shares the record's produce time, so the correlate agent observes once per record with the
+    record's event count (prometheus_client's Histogram counts one per call: one call per event)."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...],
+                 registry: CollectorRegistry) -> None:
+        self.name, self.documentation, self.buckets = name, documentation, buckets
+        self._counts = [0] * (len(buckets) + 1)  # per bucket, not cumulative; the last is +Inf
+        self._sum = 0.0
+        registry.register(self)
+
+    def observe(self, value: float, times: int = 1) -> None:
+        """``times`` observations of ``value``."""
+        self._counts[bisect_left(self.buckets, value)] += times  # a bucket holds values <= its bound
+        self._sum += value * times
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        bounds = [floatToGoString(bound) for bound in self.buckets] + ["+Inf"]
+        yield HistogramMetricFamily(self.name, self.documentation, sum_value=self._sum,
+                                    buckets=list(zip(bounds, accumulate(self._counts), strict=True)))
 
 
 class Metrics:
@@ -57,9 +83,9 @@ class Metrics:
                                   "Entity events the correlate stage has applied", registry=registry)
         self.escalations = Counter("hotpath_escalations_total", "Escalation events published",
                                    ["priority", "state"], registry=registry)
-        self.latency = Histogram("hotpath_processing_latency_seconds",
-                                 "From an entity event being produced to its being applied",
-                                 buckets=LATENCY_BUCKETS_S, registry=registry)
+        self.latency = CountedHistogram("hotpath_processing_latency_seconds",
+                                        "From an entity event being produced to its being applied",
+                                        LATENCY_BUCKETS_S, registry)
         self.consumer_lag = Gauge("hotpath_consumer_lag_records",
                                   "Records of an assigned partition not yet processed and committed",
                                   ["topic", "partition"], registry=registry)
@@ -73,11 +99,12 @@ class Metrics:
                                      "Facts in the shared context: assets, call edges, internet entries, alerts",
                                      registry=registry)
 
-    def observe_correlated(self, produced_at_s: float | None) -> None:
-        """One entity event applied; ``produced_at_s`` is when its Kafka record was produced."""
-        self.correlated.inc()
-        if produced_at_s:
-            self.latency.observe(max(0.0, time.time() - produced_at_s))
+    def observe_correlated(self, produced_at_s: float | None, events: int) -> None:
+        """The ``events`` entity events of one Kafka record applied; ``produced_at_s`` is when it was produced."""
+        if events:
+            self.correlated.inc(events)
+            if produced_at_s:
+                self.latency.observe(max(0.0, time.time() - produced_at_s), events)
 
     def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
         """Replace the lag series with ``{(topic, partition): records}``: revoked partitions drop out."""

@@ -7,9 +7,11 @@ subjects and from decode failures passes through :func:`mask` before it is sent:
 
 * a Luhn-valid run of 13 to 19 digits, also written in groups separated by single spaces or dashes,
   keeps only its last four digits (``**** **** **** 1111``), the PCI DSS display rule;
-* bearer and basic tokens, JSON Web Tokens, ``Authorization`` values (Opsgenie's ``GenieKey`` too),
-  credential-looking ``key=value`` pairs (``token``, ``password``, ``api_key``, PagerDuty's
-  ``routing_key``, AWS signatures ...) and the password of a URL's user-info become ``[masked]``.
+* bearer and basic tokens, JSON Web Tokens, keys that name their kind in their prefix wherever
+  they stand (Stripe ``sk_live_``, AWS ``AKIA``, GitHub ``ghp_``, Slack ``xoxb-``, Google ``AIza``),
+  ``Authorization`` values (Opsgenie's ``GenieKey`` too), credential-looking ``key=value`` pairs
+  (``token``, ``password``, ``api_key``, PagerDuty's ``routing_key``, AWS signatures ...) and the password
+  of a URL's user-info become ``[masked]``.
 
 Masking is deterministic, so a masked entity id still names one entity, and idempotent, so text
 masked twice reads the same. It runs where entity ids are first made from attribute values (cached
@@ -60,11 +62,17 @@ _SECRETS = re.compile(
     r"|(?<![\w-])(?P<before_jwt>(?:(?!eyJ)(?>\w*)-+)*+)(?P<jwt>eyJ[\w-]{4,}+\.eyJ[\w-]{4,}+\.[\w-]*+)"
     # scheme://user:password@host, found from its "://"
     r"|(?P<userinfo>://(?<=[a-z0-9+.-]://)[^/\s:@]++:)(?P<password>[^/\s@]++)(?=@)"
+    # keys whose own prefix says what they are, with no name before them: Stripe secret, restricted and
+    # webhook keys, AWS access key ids, GitHub tokens, Slack tokens, Google API keys (case as issued)
+    r"|(?<![\w-])(?P<known>(?-i:(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,}+|whsec_[0-9A-Za-z]{16,}+"
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Za-z])|gh[pousr]_[0-9A-Za-z]{30,}+|github_pat_\w{22,}+"
+    r"|xox[abposr]-[0-9A-Za-z-]{10,}+|AIza[\w-]{35}(?![\w-])))"
 )
 # Every credential pattern above contains one of these (lower-cased); text with none is left alone
 # without running the patterns, which cost far more than a few substring tests.
 _SECRET_MARKERS = ("auth", "key", "token", "secret", "pass", "pwd", "session", "sig", "credential", "bearer",
-                   "basic", "eyj", "@")
+                   "basic", "eyj", "@", "_live_", "_test_", "whsec_", "akia", "asia", "ghp_", "gho_", "ghu_",
+                   "ghs_", "ghr_", "github_pat_", "xox", "aiza")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -174,4 +182,6 @@ def _mask_secret(found: re.Match[str]) -> str:
         return found.group("bare") + MASKED
     if found.group("jwt") is not None:
         return found.group("before_jwt") + MASKED
+    if found.group("known") is not None:
+        return MASKED
     return found.group("userinfo") + MASKED

@@ -49,10 +49,37 @@ EXTRA_OF_MODULE = {
 }
 
 
+class VersionAction(argparse.Action):
+    """``--version``: the version and the OTLP decoder in use, worked out only when asked (the decoder's module
+    is heavy to import for every command)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"{parser.prog} {version()} (OTLP decoder: {otlp_decoder_description()})")
+        parser.exit()
+
+
+def otlp_decoder_description() -> str:
+    """Which walk decodes otlp_proto traces, and how to get the compiled one where it is missing."""
+    from stream.ingest.formats.otlp import DECODER_VARIABLE, decoder_name
+    from stream.ingest.formats.otlp.protobuf import COMPILED_WALK
+
+    try:
+        name = decoder_name()
+    except ConfigError as exc:
+        return f"none ({exc})"
+    if name == "compiled":
+        return "compiled C extension"
+    if COMPILED_WALK is not None:
+        return f"pure Python ({DECODER_VARIABLE}=python)"
+    return "pure Python (no compiled extension: run make setup with a C compiler)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotpath", description=DESCRIPTION)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}",
-                        help="print the version and exit")
+    parser.add_argument("--version", action=VersionAction, help="print the version and the OTLP decoder, and exit")
     groups: dict[str, argparse._SubParsersAction] = {}
     top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for words, module, help_text in COMMANDS:

@@ -15,6 +15,7 @@ bounded: at most ``size/step`` buckets, a few trace ids, callers and alerts.
 from __future__ import annotations
 
 import heapq
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, replace
@@ -88,8 +89,10 @@ class Correlator:
         """Apply one event about ``entity`` and return the escalation events it causes.
 
         ``position`` is the event's offset in its partition: an entity's events all come from one
-        partition, so an event at or below the last position applied is a redelivery (after a
-        crash or rebalance) and is skipped, keeping counts and versions exact. With ``defer`` the
+        partition, so an event at or below the last position applied from that partition is a
+        redelivery (after a crash or rebalance) and is skipped, keeping counts and versions exact.
+        An event from another partition (the topic's partitions were raised, which moves entities)
+        is new whatever its offset, and the entity counts positions in that partition from then on. With ``defer`` the
         entity is judged later, by :meth:`judge_deferred`, once for all the events applied until then.
 
         An event that cannot be applied or judged is not raised: the entity goes into ``failures``
@@ -97,6 +100,9 @@ class Correlator:
         """
         if entity in self.failures:
             return []
+        # Each event brings its own copy of the id; the store keeps the first, and the bookkeeping below
+        # (unclaimed, live, deferred) would keep the latest: one copy serves them all.
+        entity = sys.intern(entity)
         try:
             return self._apply(entity, record, partition, position, defer)
         except Exception as exc:  # a hostile or corrupt event: parked with the reason, the others go on
@@ -108,7 +114,7 @@ class Correlator:
                defer: bool) -> list[Escalation]:
         state = self.store.get(entity) or EntityState()
         if position is not None:
-            if state.position is not None and position <= state.position:
+            if state.position is not None and state.partition == partition and position <= state.position:
                 return []
             state.position = position
         state.partition = partition

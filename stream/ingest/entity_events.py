@@ -9,6 +9,7 @@ from __future__ import annotations
 import orjson
 
 from stream.ingest.router import Event
+from stream.jsonsafe import dumps_kept
 
 EVENTS_PER_RECORD = 1 << 20  # room for each event of one record in the position the correlator dedups on
 TICK = orjson.dumps({"kind": "tick"})
@@ -59,9 +60,9 @@ def encode_events(events: list[Event], max_bytes: int) -> tuple[list[bytes], lis
 
     A batch reaching thousands of entities would otherwise make a record over the broker's
     ``message.max.bytes`` (1 MB) and the producer's request size: it is split between events. The
-    usual batch is one record, encoded once.
+    usual batch is one record, encoded once, and kept in bytes of its own size while it waits to be sent.
     """
-    whole = orjson.dumps(events)
+    whole = dumps_kept(events)
     if len(whole) <= max_bytes:
         return [whole], []
     records: list[bytes] = []

@@ -38,6 +38,8 @@ from stream.settings import Priority
 
 MAX_RULES = 1000
 MAX_VALUES = 100
+# Findings whose matching a Policy keeps (about 1 KB each); a worker re-judges its live findings every tick.
+MAX_MATCHED_FINDINGS = 4096
 PRIORITIES: tuple[Priority, ...] = ("P1", "P2", "P3", "P4", "P5")
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=512)]
@@ -241,6 +243,19 @@ class Decision:
     """What the overrides changed, in words, for the escalation's reasons ("priority capped at P3 by rule dev-cap")."""
 
 
+@dataclass(frozen=True, slots=True)
+class Matched:
+    """What the rules say of a finding whatever the time: the mutes that match it (expired or not), the
+    overrides' outcome and the route. Only whether each mute has expired, or yields to an attack, is left."""
+
+    mutings: tuple[Muting, ...]
+    severity: Severity
+    priority: Priority
+    overrides: tuple[str, ...]
+    notes: tuple[str, ...]
+    routing: Routing | None
+
+
 class MuteSource(Protocol):
     def mutes_for(self, facts: FindingFacts) -> Iterable[Muting]:
         """The mutes that match the finding, expired or not, in file order."""
@@ -295,7 +310,12 @@ class PolicySource:
 
 
 class Policy:
-    """Every policy file in force, compiled; :meth:`decide` is pure and cheap enough per finding."""
+    """Every policy file in force, compiled; :meth:`decide` is pure and cheap enough per finding.
+
+    The worker re-judges each live finding every tick with the same facts, and matching them costs one RE2
+    call per pattern of every rule: each Policy keeps what its rules matched for the latest
+    MAX_MATCHED_FINDINGS distinct facts. A new policy version is a new Policy, so it matches afresh.
+    """
 
     def __init__(self, sources: Sequence[PolicySource] = (), mutes: Sequence[MuteSource] = (),
                  overrides: Sequence[Override] = (), routes: Sequence[Route] = ()):
@@ -303,6 +323,7 @@ class Policy:
         self._mutes = tuple(mutes)
         self._overrides = tuple(overrides)
         self._routes = tuple(routes)
+        self._matched: dict[tuple, Matched] = {}
 
     @functools.cached_property
     def digest(self) -> str:
@@ -310,27 +331,31 @@ class Policy:
         return hashlib.sha256("\n".join(source.sha256 for source in self.sources).encode()).hexdigest()
 
     def decide(self, facts: FindingFacts, at: datetime) -> Decision:
-        muted_by, expired, broken = self._mute(facts, at)
-        severity, priority, applied, notes = self._override(facts)
-        return Decision(muted_by=muted_by, priority=priority, severity=severity, routing=self._route(facts, priority),
-                        expired=expired, broken_through=broken, overrides=applied, notes=notes)
+        matched = self.match(facts)
+        muted_by, expired, broken = _mute(matched.mutings, facts, at)
+        return Decision(muted_by=muted_by, priority=matched.priority, severity=matched.severity,
+                        routing=matched.routing, expired=expired, broken_through=broken, overrides=matched.overrides,
+                        notes=matched.notes)
+
+    def match(self, facts: FindingFacts) -> Matched:
+        """What the rules say of these facts, matched once while they recur (see the class)."""
+        key = (facts.check, facts.resource, facts.severity, facts.priority, facts.account, facts.region,
+               tuple(sorted(facts.tags.items())), facts.environment, facts.owner)
+        matched = self._matched.get(key)
+        if matched is None:
+            severity, priority, applied, notes = self._override(facts)
+            matched = Matched(tuple(muting for source in self._mutes for muting in source.mutes_for(facts)),
+                              severity, priority, applied, notes, self._route(facts, priority))
+            if len(self._matched) >= MAX_MATCHED_FINDINGS:
+                self._matched.clear()
+            self._matched[key] = matched
+        return matched
 
     def next_expiry(self, after: datetime) -> datetime | None:
         """When a mute next stops applying after ``after``: the engine re-decides what it muted then."""
         ends = [end for source in self._mutes for mute in source.rules()
                 if (end := mute.ends_at()) is not None and end > after]
         return min(ends, default=None)
-
-    def _mute(self, facts: FindingFacts, at: datetime) -> tuple[Muting | None, tuple[Muting, ...], tuple[Muting, ...]]:
-        muted_by, expired, broken = None, [], []
-        for muting in (muting for source in self._mutes for muting in source.mutes_for(facts)):
-            if muting.rule.expired(at):
-                expired.append(muting)
-            elif facts.attacked_directly and muting.rule.break_on_attack:
-                broken.append(muting)
-            elif muted_by is None:
-                muted_by = muting
-        return muted_by, tuple(expired), tuple(broken)
 
     def _override(self, facts: FindingFacts) -> tuple[Severity, Priority, tuple[str, ...], tuple[str, ...]]:
         """The severity and priority after every matching override, their ids, and what changed, in words."""
@@ -368,3 +393,17 @@ class Policy:
         sinks = tuple(dict.fromkeys(sink for route in matched for sink in route.to))
         team = next((route.opsgenie_team for route in matched if route.opsgenie_team), None)
         return Routing(sinks=sinks, opsgenie_team=team)
+
+
+def _mute(mutings: Iterable[Muting], facts: FindingFacts,
+          at: datetime) -> tuple[Muting | None, tuple[Muting, ...], tuple[Muting, ...]]:
+    """The first matching mute in force at ``at``, the expired ones, and the ones an attack on the resource lifts."""
+    muted_by, expired, broken = None, [], []
+    for muting in mutings:
+        if muting.rule.expired(at):
+            expired.append(muting)
+        elif facts.attacked_directly and muting.rule.break_on_attack:
+            broken.append(muting)
+        elif muted_by is None:
+            muted_by = muting
+    return muted_by, tuple(expired), tuple(broken)

@@ -13,6 +13,7 @@ escalations already published when a partition is newly assigned.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +23,13 @@ from stream.correlate.engine import CHUNK_RECORDS, Engine, Parked
 from stream.correlate.recovery import CLOCK_SKEW_S, emitted_since
 from stream.deliver.escalation import masked_event
 from stream.ingest.entity_events import TICK, EntityPartitioner, encode_events
-from stream.ingest.router import Routed, merge_trace_batches
+from stream.ingest.router import Routed, TraceParts
 from stream.kafka.deadletter import dead_letter, dead_letter_key
 from stream.models import DecodeError
 from stream.policy.audit import audit_records
 from stream.redact import mask
 from stream.worker.faust_private import shorten_fetch_wait
+from stream.worker.heap import freeze_start_up_heap
 
 if TYPE_CHECKING:
     from stream.worker.app import Hotpath
@@ -37,9 +39,6 @@ CHUNK_WAIT_S = 0.05
 PUBLISH_RETRY_S = 1.0
 PUBLISH_RETRY_MAX_S = 30.0
 TRACE_CHUNK_RECORDS = 64
-# A chunk of trace messages is routed in parts of at most TRACE_ROUTE_MAX_TOUCHES touches, which bounds
-# the memory one chunk takes when every message reaches thousands of entities.
-TRACE_ROUTE_MAX_TOUCHES = 1024
 FETCH_MAX_WAIT_MS = 50
 INGEST_STREAMS = ("findings", "alerts", "assets")
 
@@ -74,6 +73,7 @@ class Agents:
         app.on_partitions_assigned.connect(self.on_assigned)
         app.on_partitions_revoked.connect(self.on_revoked)
         app.task(self.start_feeds)
+        app.task(self.freeze_heap_once_read)
 
     # -- ingest ---------------------------------------------------------------------------------
 
@@ -88,23 +88,22 @@ class Agents:
         return agent
 
     async def ingest_traces(self, stream) -> None:
-        # Trace messages are taken a few at a time and routed as one batch (merge_trace_batches): the
-        # entities they share cost one entity event each, not one per message.
+        # Trace messages are taken a few at a time and routed together (TraceParts): the entities they
+        # share cost one entity event each, not one per message.
+        parts = TraceParts(self.engine.router, self.settings.window_step_s, self.settings.max_trace_ids)
         async for chunk in stream.take_events(TRACE_CHUNK_RECORDS, within=CHUNK_WAIT_S):
-            batches, touches = [], 0
             for event in chunk:
                 batch = await self._decoded(event, self.engine.ingest.decode_traces)
-                if batch is not None:
-                    if batch.over_cap:  # what is within the caps is routed; the message says what was not
-                        await self._dead_letter(batch.over_cap, event.message)
-                    batches.append(batch)
-                    touches += len(batch.touches)
-                if batches and (touches >= TRACE_ROUTE_MAX_TOUCHES or event is chunk[-1]):
-                    merged = merge_trace_batches(batches, self.settings.window_step_s, self.settings.max_trace_ids)
-                    # Trace events fit a record by the entity caps; were one not to, the record completing
-                    # the part is its origin.
-                    await self._send_routed("traces", self.engine.router.traces(merged), event.message)
-                    batches, touches = [], 0
+                if batch is None:
+                    continue
+                if batch.over_cap:  # what is within the caps is routed; the message says what was not
+                    await self._dead_letter(batch.over_cap, event.message)
+                # Trace events fit a record by the entity caps; were one not to, the record completing
+                # the part is its origin.
+                if (routed := parts.add(batch)) is not None:
+                    await self._send_routed("traces", routed, event.message)
+            if (routed := parts.flush()) is not None:
+                await self._send_routed("traces", routed, chunk[-1].message)
 
     async def _decoded(self, event, decode):
         """``decode(value)`` of one input record, or None once a bad record is in the dead-letter topic."""
@@ -165,8 +164,8 @@ class Agents:
                 message = event.message
                 if self.engine.needs_reconcile(message.partition):
                     await self._reconcile(message.partition, message.timestamp)
-                for _ in range(self.engine.apply(message.partition, message.offset, event.value, message)):
-                    self.metrics.observe_correlated(message.timestamp)
+                applied = self.engine.apply(message.partition, message.offset, event.value, message)
+                self.metrics.observe_correlated(message.timestamp, applied)
                 if self.engine.full:
                     await self._settle()
             await self._settle()
@@ -262,3 +261,10 @@ class Agents:
     async def start_feeds(self) -> None:
         self.hotpath.feed.start(asyncio.get_running_loop())
         self.hotpath.policy_feed.start(asyncio.get_running_loop())
+
+    async def freeze_heap_once_read(self) -> None:
+        """Once the shared context and the policy are read, what start-up built is frozen (stream.worker.heap)."""
+        while not (self.hotpath.feed.caught_up.is_set() and self.hotpath.policy_feed.caught_up.is_set()):
+            await asyncio.sleep(0.05)
+        freeze_start_up_heap()
+        log.info("start-up heap frozen: %s objects out of the garbage collector's walks", gc.get_freeze_count())

@@ -26,6 +26,8 @@ from stream.worker.policyfeed import PolicyFeed
 from stream.worker.table import EntityTable
 from stream.worker.web import EscalationBoard, register_views
 
+STATE_TABLE = "entity-state"
+
 
 @dataclass
 class Hotpath:
@@ -50,7 +52,7 @@ def create_app(settings: Settings) -> Hotpath:
     policy = policy_or_config_error(settings.policy_files)  # a bad file stops start-up before Kafka is asked
     partitions = entity_partitions(settings)
     app = faust_app(settings, partitions)
-    table = app.Table("entity-state", default=None, partitions=partitions, value_type=bytes,
+    table = app.Table(STATE_TABLE, default=None, partitions=partitions, value_type=bytes,
                       schema=faust.Schema(key_serializer="json", value_serializer="raw"),
                       extra_topic_configs=topic_durability_config(settings))
     engine = Engine(settings, EntityTable(table), policy=policy)
@@ -117,4 +119,15 @@ def entity_partitions(settings: Settings) -> int:
     if topic is None or topic.error is not None or not topic.partitions:
         raise ConfigError(f"topic {settings.topic_entity_events} does not exist on {settings.bootstrap_servers}: "
                           f"run `hotpath topics apply` first")
+    changelog = metadata.topics.get(state_changelog(settings))
+    if changelog is not None and changelog.error is None and len(changelog.partitions) != len(topic.partitions):
+        # Faust would write states to changelog partitions that do not exist, and recover none of them.
+        raise ConfigError(f"topic {settings.topic_entity_events} has {len(topic.partitions)} partitions but the entity "
+                          f"state's changelog {state_changelog(settings)} has {len(changelog.partitions)}: raising the "
+                          f"partitions moves entities away from their state (README, \"Choosing the partition count\")")
     return len(topic.partitions)
+
+
+def state_changelog(settings: Settings) -> str:
+    """The topic Faust keeps the ``entity-state`` table's changelog in."""
+    return f"{settings.app_id}-{STATE_TABLE}-changelog"

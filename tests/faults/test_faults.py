@@ -42,6 +42,7 @@ from stream.entities.context import Context
 from stream.kafka.clients import producer
 from stream.kafka.topics import apply_topics
 from stream.settings import Settings, SinkSettings, load_settings
+from stream.worker.app import entity_partitions
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
@@ -154,6 +155,7 @@ def test_a_worker_killed_mid_stream_recovers_its_tables_and_emits_each_version_o
 def test_a_survivor_takes_over_a_killed_workers_partitions_and_shares_them_when_it_returns(
         hotpath_settings, scenario, tmp_path):
     settings = hotpath_settings
+    every_partition = list(range(entity_partitions(settings)))
     player = Player(settings, scenario_records(settings, scenario), PLAY_S)
     with HotpathProcess("worker", settings, tmp_path, name="a") as a, \
             HotpathProcess("worker", settings, tmp_path, name="b") as b:
@@ -165,14 +167,14 @@ def test_a_survivor_takes_over_a_killed_workers_partitions_and_shares_them_when_
         wait_until(lambda: escalated(a, b) > 0, "the workers have escalated something")
         a.kill()
         killed = time.monotonic()
-        taken_over = wait_until(lambda: owned(b) == [0, 1, 2, 3], "b owns every entity partition")
+        taken_over = wait_until(lambda: owned(b) == every_partition, "b owns every entity partition")
         carried_on = records_in(b)
         wait_until(lambda: records_in(b) > carried_on, "b goes on reading input")
         player.wait_for_share(0.7)
         a.start()
         returned = time.monotonic()
         a.wait_ready()
-        wait_until(lambda: sorted((owned(a) or []) + (owned(b) or [])) == [0, 1, 2, 3] and owned(a) and owned(b),
+        wait_until(lambda: sorted((owned(a) or []) + (owned(b) or [])) == every_partition and owned(a) and owned(b),
                    "the partitions are spread over both again")
         spread = time.monotonic() - returned
         player.finish()

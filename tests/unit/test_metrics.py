@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,3 +41,19 @@ def test_revoked_partitions_leave_the_lag_series():
     metrics.set_consumer_lag({("findings", 1): 3})
     lag = {(s.labels["topic"], s.labels["partition"]): s.value for s in parsed(metrics)["hotpath_consumer_lag_records"]}
     assert lag == {("findings", "1"): 3}
+
+
+def test_the_latency_histogram_counts_every_entity_event_of_a_record_in_its_bucket():
+    metrics = Metrics(CollectorRegistry())
+    now = time.time()
+    metrics.observe_correlated(now - 0.3, 3)  # a record of three entity events, produced 0.3 s ago
+    metrics.observe_correlated(now - 4.0, 1)
+    metrics.observe_correlated(now, 0)  # a tick: nothing applied, nothing observed
+    metrics.observe_correlated(None, 2)  # no produce time: counted as correlated, no latency
+    samples = parsed(metrics)
+    assert samples["hotpath_entity_events_correlated"][0].value == 6
+    latency = {(s.name, s.labels.get("le")): s.value for s in samples["hotpath_processing_latency_seconds"]}
+    assert latency[("hotpath_processing_latency_seconds_count", None)] == 4
+    assert [latency[("hotpath_processing_latency_seconds_bucket", le)] for le in ("0.25", "0.5", "2.5", "5.0", "+Inf")
+            ] == [0, 3, 3, 4, 4]
+    assert 4.89 < latency[("hotpath_processing_latency_seconds_sum", None)] < 5.5

@@ -17,7 +17,7 @@ from engine_harness import Harness, at, finding, touch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from inputs import config_event
-from sensitive import AMEX, API_TOKEN, JWT, PAN, PAN_SPACED, PASSWORD
+from sensitive import AMEX, API_TOKEN, BARE_KEYS, JWT, PAN, PAN_SPACED, PASSWORD
 
 from stream.commands.main import main
 from stream.correlate.replay import replay
@@ -53,6 +53,13 @@ def test_card_numbers_and_credentials_are_masked(text, masked):
     assert mask(text) == masked
 
 
+@pytest.mark.parametrize("key", BARE_KEYS)
+@pytest.mark.parametrize(("before", "after"), [("", ""), ("remediation: rotate ", " now"), ("see (", ")"),
+                                                ('{"note": "', '"}')])
+def test_a_key_its_prefix_names_is_masked_with_no_credential_name_before_it(key, before, after):
+    assert mask(f"{before}{key}{after}") == f"{before}[masked]{after}"
+
+
 @pytest.mark.parametrize("text", [
     "arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/ledger-AbCdEf",
     "arn:aws:sqs:eu-west-1:111122223333:payments-events",
@@ -62,6 +69,9 @@ def test_card_numbers_and_credentials_are_masked(text, masked):
     "service:payments-api",
     "Falco: Terminal shell in container on payments-api-7d9f8c6b5-x2k4q 3 min ago",
     "Basic Shell Spawned on a token-less host",
+    "task_live_20260302 and risk_test_suite_v2 are names, not keys",
+    "AKIAIOSFODNN7EXAMPLEX is one character too long for an access key id",
+    "asia-east1 github xoxo",
 ])
 def test_ids_and_plain_text_are_left_alone(text):
     assert mask(text) == text

@@ -41,7 +41,9 @@ CRAFTED = {
     "URL user-info prefixes": lambda size: repeated("a://x:", size, "@"),
     "bearer words": lambda size: repeated("bearer ", size),
     "credential word and spaces": lambda size: "token" + " " * (size - 5),
-    "every pattern's prefix": lambda size: repeated("1 a-eyJ-token bearer x://y:z ", size, "@"),
+    "key prefixes": lambda size: repeated(" sk_live_xoxb-AKIA", size),
+    "a key prefix and a long tail": lambda size: " xoxb-" + repeated("a-", size - 6),
+    "every pattern's prefix": lambda size: repeated("1 a-eyJ-token bearer x://y:z sk_live_ AIza ", size, "@"),
 }
 
 

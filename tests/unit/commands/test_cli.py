@@ -94,7 +94,7 @@ def test_the_secret_env_of_a_sink_is_not_taken_for_a_misspelt_setting():
 def test_version_comes_from_the_distribution_or_the_checkout():
     result = hotpath("--version")
     assert result.returncode == 0
-    assert result.stdout.strip() == f"hotpath {PYPROJECT['version']}"
+    assert result.stdout.startswith(f"hotpath {PYPROJECT['version']} (OTLP decoder: ")
     assert version() == PYPROJECT["version"]
 
 

@@ -97,6 +97,32 @@ def test_resolution_at_source_emits_resolved_once_and_redelivery_emits_nothing(e
     assert len(h.out) == count
 
 
+def test_after_the_partitions_are_raised_an_entity_counts_the_events_of_its_new_partition():
+    """Raising hotpath.entity-events' partitions moves entities to partitions whose offsets have nothing to do
+    with the old one's: a worker that holds the state still applies them (and still skips a redelivery)."""
+    h = Harness()
+    before = h.router.traces(TraceBatch([touch(BUCKET, ["service:payments-api"], 10, spans=5)], {}))
+    h.engine.apply_events(before.events, partition=0, offset=5000, origin="p0")
+    h.settle()
+    moved = h.router.traces(TraceBatch([touch(BUCKET, ["service:payments-api"], 20, spans=7)], {}))
+    for _ in range(2):  # delivered, then redelivered
+        h.engine.apply_events(moved.events, partition=7, offset=3, origin="p7")
+        h.settle()
+    assert h.store[BUCKET].partition == 7
+    assert sum(bucket.spans for bucket in h.store[BUCKET].buckets) == 12
+
+
+def test_the_correlator_keeps_one_copy_of_an_entity_id_however_many_records_name_it():
+    """Each entity-events record decodes its own copy of every id: a worker holding the traffic of 100k
+    resources without findings kept two copies of each (the store's, and the latest in its eviction order)."""
+    h = Harness()
+    for when in (10, 70, 130):
+        h.traces(touch("".join(["arn:aws:s3:::acme-", "statements"]), ["service:payments-api"], when))  # a new copy
+    stored = next(key for key in h.store if key == BUCKET)
+    remembered = next(key for key in h.correlator.unclaimed if key == BUCKET)
+    assert remembered is stored
+
+
 def test_finding_goes_stale_after_configured_windows_without_traffic():
     h = Harness(window_size_s=300, window_step_s=60, stale_windows=2)
     h.feed(h.router.finding(finding("f-1", BUCKET)))

@@ -4,6 +4,7 @@ and no single record, partition or source moves the correlator's time for the ot
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import orjson
@@ -19,7 +20,7 @@ from stream.demo.scenario import build_scenario
 from stream.entities.context import Context
 from stream.ingest.decode import Ingest
 from stream.ingest.formats.alerts import decode_alerts
-from stream.ingest.formats.eventtime import TimeBounds
+from stream.ingest.formats.eventtime import TimeBounds, check_times
 from stream.ingest.formats.findings import decode_findings
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.router import Router
@@ -65,6 +66,19 @@ def test_recent_bounds_refuse_times_older_than_the_age_before_the_clock():
         bounds.check(T0 - 3601, "alert a")
     with pytest.raises(DecodeError, match=SKEW_REASON):
         bounds.check(T0 + 301, "alert a")
+
+
+def test_a_touch_is_refused_by_whichever_of_its_first_and_last_span_ends_is_implausible():
+    bounds = TimeBounds.recent(T0, skew_s=300, max_age_s=3600)
+    check_times(replace(touch(BUCKET, [], 0), first_seen=T0 - 3600), bounds)  # both ends within: believed
+    began_too_early = replace(touch(BUCKET, [], 0), first_seen=T0 - 3601)
+    with pytest.raises(DecodeError, match=r"spans on arn:aws:s3:::acme-statements: event time "
+                                          r"2026-11-23T07:59:59.000Z is implausible: more than 3600 s before"):
+        check_times(began_too_early, bounds)
+    with pytest.raises(DecodeError, match=r"event time 2100-01-01T00:00:00.000Z " + SKEW_REASON):
+        check_times(replace(touch(BUCKET, [], 0), last_seen=YEAR_2100), bounds)
+    with pytest.raises(DecodeError, match=r"event time nan s since the epoch is implausible"):
+        check_times(replace(touch(BUCKET, [], 0), first_seen=float("nan")), bounds)
 
 
 def test_the_worker_refuses_spans_and_alerts_older_than_the_event_age_but_believes_old_findings():

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from functools import partial
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, Generic, TypeVar
 
 from stream.entities.context import MAX_CALLERS_PER_ENTITY
@@ -126,6 +126,9 @@ SpanGroups = LazyTable[Found, SpanGroup]
 # the span groups of the span's resource and kind, found attribute values (callers aside), found caller
 # attribute values, end time (ns), error, trace id, span id, parent span id
 SpanRow = tuple[SpanGroups, Found, Found, int, bool, bytes, bytes, bytes]
+# a group's spans summed by the compiled walk: resource number, kind, found attribute values, spans, errors,
+# first and last end time (ns), and its first distinct trace ids with the number of the span that brought each
+GroupSums = tuple[int, int, Found, int, int, int, int, list[tuple[int, bytes]]]
 
 
 class MessageFold:
@@ -150,15 +153,21 @@ class MessageFold:
         self.pods: dict[str, str] = {}
         self.service_of_span: dict[bytes, str | None] = {}
         self.inbound: list[tuple[bytes, SpanGroup, CallerFacts | None]] = []  # (parent span id, group, caller)
+        # (service of the parent span, group, caller), where the compiled walk found the parent's resource
+        self.inbound_services: list[tuple[str | None, SpanGroup, CallerFacts | None]] = []
 
     def resource_groups(self, resource: ResourceFacts) -> LazyTable[int, SpanGroups]:
         """Span groups of one resource of this message by kind; learns the resource's pod on the way."""
+        self.learn_pod(resource)
+        return LazyTable(lambda kind: LazyTable(partial(self.new_group, resource, kind)))
+
+    def learn_pod(self, resource: ResourceFacts) -> None:
+        """The resource's pod runs its service, within the message's cap on pods."""
         if resource.pod and resource.service:
             if len(self.pods) < self.max_entities_per_message or resource.pod in self.pods:
                 self.pods[resource.pod] = resource.service
             else:
                 self.dropped_pods += 1
-        return LazyTable(lambda kind: LazyTable(partial(self._group, resource, kind)))
 
     def url_unneeded(self, hits: Collection[str], value_of: Callable[[str], Any]) -> bool:
         """True when the span's URL cannot change what it touches, so its (per-request) value is left out.
@@ -218,6 +227,43 @@ class MessageFold:
                             sample.append(trace_id)
                         group.sampling = group.sampling or len(sample) < sample_size
 
+    def add_sums(self, groups: list[SpanGroup], sums: list[GroupSums]) -> None:
+        """What :meth:`fold` does, from the compiled walk's sums per group.
+
+        Each tally keeps the first ``max_trace_ids`` distinct trace ids of the spans of all its groups in
+        message order: a trace id among those is among its own group's first distinct ones, so merging the
+        groups' samples by span number gives the same ids in the same order.
+        """
+        samples: dict[EntityTally, list[tuple[int, bytes]]] = {}
+        for group, (_, _, _, spans, errors, first, last, sample) in zip(groups, sums, strict=True):
+            group.spans += spans
+            group.errors += errors
+            group.first = min(group.first, first)
+            group.last = max(group.last, last)
+            for tally in group.tallies:
+                samples.setdefault(tally, []).extend(sample)
+        for tally, sample in samples.items():
+            kept = tally.trace_ids
+            for _, trace_id in sorted(sample):
+                if len(kept) == self.max_trace_ids:
+                    break
+                if trace_id not in kept:
+                    kept.append(trace_id)
+
+    def add_inbound(self, groups: list[SpanGroup], rows: list[tuple[int, Found, int, int]],
+                    services: list[str | None]) -> None:
+        """The compiled walk's inbound spans, counted per group (its number in ``groups``), caller attributes and
+        resource of the parent span (its number in ``services``, -1 when not in the message)."""
+        callers_seen = self.caches.callers
+        for number, callers, parent_resource, spans in rows:
+            group = groups[number]
+            caller = None
+            if callers:
+                caller = callers_seen.get(callers) or self._caller(callers)
+                if caller.public and group.server:
+                    group.internet += spans
+            self.inbound_services.append((None if parent_resource < 0 else services[parent_resource], group, caller))
+
     def batch(self) -> TraceBatch:
         """The touches the folded spans add up to, within the message's caps."""
         self._add_callers()
@@ -246,7 +292,7 @@ class MessageFold:
                           over_cap=self._over_cap_reason(dropped) if dropped else None,
                           last_seen=None if last is None else last / _NS_PER_S)
 
-    def _group(self, resource: ResourceFacts, kind: int, found: Found) -> SpanGroup:
+    def new_group(self, resource: ResourceFacts, kind: int, found: Found) -> SpanGroup:
         """The message's group for spans of this resource, kind and values, with the asset aliases as they are now."""
         targets = self._targets(resource, kind, found)
         entities = targets.fixed
@@ -277,7 +323,10 @@ class MessageFold:
         return caller
 
     def _values(self, found: Found) -> dict[str, AttributeValue]:
-        return {CANONICAL[name]: self.decode_value(value) for name, value in found}
+        """The found values by canonical name; where a span sends both names of one, the canonical one wins
+        (whatever order the walk found them in)."""
+        return {CANONICAL[name]: self.decode_value(value)
+                for name, value in sorted(found, key=lambda pair: (pair[0] == CANONICAL[pair[0]], pair[0]))}
 
     def _over_cap_reason(self, dropped: int) -> str:
         return (f"message names more entities than hotpath keeps ({self.max_entities_per_span} per span, "
@@ -288,8 +337,10 @@ class MessageFold:
         """Inbound spans: the caller is the parent's service when the parent is in this message and
         belongs to another service, else the service an asset alias gives the caller's address."""
         by_alias: dict[tuple[tuple[str, ...], str | None], str | None] = {}
-        for parent_id, group, caller in self.inbound:
-            service = self.service_of_span.get(parent_id) if parent_id else None
+        service_of_span = self.service_of_span
+        parents = ((service_of_span.get(parent_id) if parent_id else None, group, caller)
+                   for parent_id, group, caller in self.inbound)
+        for service, group, caller in chain(self.inbound_services, parents):
             if service is not None and service != group.service:
                 group.callers[service] = None
             elif caller is not None and caller.addresses:

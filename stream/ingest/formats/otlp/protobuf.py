@@ -11,6 +11,8 @@ message holds more of them than its spans may carry.
 from __future__ import annotations
 
 import operator
+import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,9 +30,12 @@ from stream.ingest.formats.otlp.fold import (
 )
 from stream.ingest.formats.otlp.semconv import (
     CALLER_KEY_SET,
+    HOST_KEYS,
     INBOUND,
     INBOUND_WANTED,
     INTERNAL_WANTED,
+    OUTBOUND,
+    OUTBOUND_WANTED,
     RESOURCE_KEYS,
     STATUS_CODE_ERROR,
     URL_KEYS,
@@ -44,6 +49,24 @@ from stream.models import DecodeError
 MAX_CACHED_STATUSES = 256  # a span status is a code and a message; only a handful of encodings recur
 _SPAN_ATTRIBUTE_TAG = b"\x4a"  # field 9, length-delimited: how every span attribute starts on the wire
 _SPAN_FIELDS = operator.attrgetter("kind", "end_time_unix_nano", "status", "trace_id")
+
+
+def _compiled_walk():
+    """The compiled walk (``wire.c``) told which keys and kinds matter, or None where it was not built."""
+    try:
+        from stream.ingest.formats.otlp import wire
+    except ImportError:
+        return None
+    # its flags: read on inbound, outbound, other spans; a caller, a URL, a host (as wire.c numbers them)
+    flags = {1: INBOUND_WANTED, 2: OUTBOUND_WANTED, 4: INTERNAL_WANTED, 8: CALLER_KEY_SET, 16: URL_KEYS, 32: HOST_KEYS}
+    span_keys = [(key, sum(flag for flag, keys in flags.items() if key in keys))
+                 for key in sorted(INBOUND_WANTED | OUTBOUND_WANTED | INTERNAL_WANTED)]
+    wire.configure(span_keys, [(key, 1) for key in sorted(RESOURCE_KEYS)], sorted(INBOUND), sorted(OUTBOUND),
+                   STATUS_CODE_ERROR, int.from_bytes(os.urandom(8), "little"))
+    return wire
+
+
+COMPILED_WALK = _compiled_walk()
 
 
 def _lean_schema() -> descriptor_pool.DescriptorPool:
@@ -189,6 +212,30 @@ class ProtobufWalk:
                         callers, end_ns, error_statuses[status], trace_id, span.span_id if track_span_ids else b"",
                         parent_id,
                     )
+
+    def fold_compiled(self, value: bytes, fold: MessageFold) -> bool:
+        """Fold the message with the compiled walk, which sums its spans per group so that Python works per
+        group, not per span; False (the fold untouched) when the walk leaves the message to :meth:`spans`:
+        anything it refuses or is unsure of, which the pure walk then decodes or refuses with its reason."""
+        limits = self.limits
+        walked = COMPILED_WALK.walk(value, *(min(limit, sys.maxsize) for limit in (
+            limits.max_spans_per_message, limits.max_attributes_per_span, limits.max_trace_ids)))
+        if walked is None:
+            return False
+        resources, sums, inbound = walked
+        groups, services = [], []
+        rows = iter(sums)
+        row = next(rows, None)
+        for number, found in enumerate(resources):
+            resource = self._resource(found)
+            services.append(resource.service)
+            fold.learn_pod(resource)
+            while row is not None and row[0] == number:  # the walk lists each group once, in message order
+                groups.append(fold.new_group(resource, row[1], row[2]))
+                row = next(rows, None)
+        fold.add_sums(groups, sums)
+        fold.add_inbound(groups, inbound, services)
+        return True
 
     def _resource(self, found: Found) -> ResourceFacts:
         """A resource's facts from its still-serialized attribute values, kept across messages."""
