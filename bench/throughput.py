@@ -50,6 +50,7 @@ TIMEOUT_S = 600
 CHECK_S = 20.0  # how long the escalations may take to settle on the expected ones, after the clock stopped
 IDLE_S = 2.0
 SLICE_SPANS = 40_000  # the timed traffic's copies are written in slices of about this many spans
+AHEAD_S = 2.0  # how far ahead of the workers the timed traffic is written: a fast worker must never wait for it
 MARGIN = 1.2  # the timed traffic is sized for this much more than the seconds asked for: its rate is estimated
 PRODUCED = "hotpath_entity_events_total"
 CORRELATED = "hotpath_entity_events_correlated_total"
@@ -195,10 +196,10 @@ class Group:
         """Write the timed traffic: trace batches of the copies, then the scenario's own traffic; returns how
         many batches of the copies it held and when its first record was written.
 
-        A slice of SLICE_SPANS is written whenever the workers have less than a slice left to read, until
-        what is written, with the scenario's part still to come, would keep them busy past ``seconds`` (and
-        MARGIN) at the rate they have read it so far: a run lasts ``seconds`` and a slice or so more, whatever
-        the machine's load does meanwhile."""
+        A slice of SLICE_SPANS is written whenever the workers have less than AHEAD_S of it (or a slice) left
+        to read, until what is written, with the scenario's part still to come, would keep them busy past
+        ``seconds`` (and MARGIN) at the rate they have read it so far: a run lasts ``seconds`` and AHEAD_S or so
+        more, whatever the machine's load does meanwhile."""
         traces = records_in(self.settings.topic_traces)
         scenario = copies.scenario
         per_slice = max(1, round(SLICE_SPANS * len(scenario.trace_batches) / scenario.span_count))
@@ -208,14 +209,16 @@ class Group:
         def read() -> float:
             return total(self.sample(), traces) - read_before
 
-        started = time.monotonic()
+        started, rate = time.monotonic(), 0.0
         while written < MAX_COPIES * len(scenario.trace_batches):
             if written:
-                wait_until(lambda ahead=written: ahead - read() < per_slice, TIMEOUT_S, "reading the copies",
+                ahead = max(per_slice, rate * AHEAD_S)
+                wait_until(lambda least=written - ahead: read() > least, TIMEOUT_S, "reading the copies",
                            self.processes)
-                done = read()
-                if done >= per_slice and not more_traffic(time.monotonic() - started, written, done,
-                                                          len(scenario.trace_batches), seconds * MARGIN):
+                done, elapsed = read(), time.monotonic() - started
+                rate = done / elapsed
+                if done >= per_slice and not more_traffic(elapsed, written, done, len(scenario.trace_batches),
+                                                          seconds * MARGIN):
                     break
             publish(self.settings, [(self.settings.topic_traces, key, value)
                                     for key, value in copies.copy_batches(written, per_slice)])
