@@ -86,14 +86,15 @@ def fresh_topics(base: Settings, label: str) -> Iterator[Settings]:
                 pass
 
 
-def publish(settings: Settings, records: Iterable[Record]) -> int:
+def publish(settings: Settings, records: Iterable[Record], client=None) -> int:
     """Write (topic, key, value) records as fast as the broker takes them; returns how many.
 
     Records without a key are spread over the partitions one by one, as the Collector's exporter
     spreads unkeyed batches, not in runs (librdkafka's sticky partitioning would put a whole burst
-    on one partition and leave a second worker idle).
+    on one partition and leave a second worker idle). Writing in several calls, pass one ``client``
+    (:func:`publisher`) to all: a producer of its own costs a call half a second.
     """
-    client = producer(settings, linger_ms=20, sticky_partitioning_linger_ms=0)
+    client = client or publisher(settings)
     count = 0
     for topic, key, value in records:
         while True:
@@ -107,6 +108,11 @@ def publish(settings: Settings, records: Iterable[Record]) -> int:
     if client.flush(60) != 0:
         raise RuntimeError("the broker did not take every record within 60s")
     return count
+
+
+def publisher(settings: Settings):
+    """The producer :func:`publish` writes with."""
+    return producer(settings, linger_ms=20, sticky_partitioning_linger_ms=0)
 
 
 def asset_records(settings: Settings, scenario: Scenario) -> list[Record]:

@@ -37,6 +37,7 @@ from bench.harness import (
     fresh_topics,
     metrics,
     publish,
+    publisher,
     read_topic,
     records_in,
     running_workers,
@@ -131,7 +132,7 @@ def measure(base: Settings, copies: Copies, workers: int, seconds: float) -> Wor
         publish(settings, asset_records(settings, scenario))
         with running_workers(settings, workers, f"w{workers}") as processes:
             group = Group(settings, processes)
-            publish(settings, finding_records(settings, scenario))
+            publish(settings, finding_records(settings, scenario), group.client)
             group.wait({records_in(settings.topic_findings): len(scenario.findings)}, "done with the findings")
             idle = group.cpu()
             time.sleep(IDLE_S)
@@ -171,6 +172,7 @@ class Group:
         self.settings = settings
         self.processes = processes
         self.psutil = [psutil.Process(process.proc.pid) for process in processes]
+        self.client = publisher(settings)  # one producer for every record the run writes
         self.samples: list[dict[str, float]] = []
 
     def cpu(self) -> float:
@@ -189,7 +191,7 @@ class Group:
         traces = records_in(self.settings.topic_traces)
         wanted = {traces: total(self.sample(), traces) + len(batches)}
         started = time.monotonic()
-        publish(self.settings, [(self.settings.topic_traces, key, value) for key, value in batches])
+        publish(self.settings, [(self.settings.topic_traces, key, value) for key, value in batches], self.client)
         return self.wait(wanted, f"done with {what}") - started
 
     def play_timed(self, copies: Copies, seconds: float) -> tuple[int, float]:
@@ -221,9 +223,9 @@ class Group:
                                                           seconds * MARGIN):
                     break
             publish(self.settings, [(self.settings.topic_traces, key, value)
-                                    for key, value in copies.copy_batches(written, per_slice)])
+                                    for key, value in copies.copy_batches(written, per_slice)], self.client)
             written += per_slice
-        publish(self.settings, records(self.settings, copies.closing()))
+        publish(self.settings, records(self.settings, copies.closing()), self.client)
         return written, started
 
     def wait_all(self, wanted: dict[str, float]) -> str:
