@@ -51,12 +51,14 @@ def copies_for(seconds: float, spans_per_s: float, spans_per_copy: int) -> int:
 
 
 def marginal_rate(short: tuple[int, float], long: tuple[int, float]) -> float:
-    """Spans per second of what the long pass adds to the short one, given (spans, seconds) of each; the long
-    pass's own rate where noise made it no slower than the short one."""
+    """Spans per second of what the long pass adds to the short one, given (spans, seconds) of each, but at
+    most twice the long pass's own rate (a difference of two short timings can be anything: it only sizes
+    the copies made ahead); the long pass's own rate where noise made it no slower than the short one."""
     (short_spans, short_s), (long_spans, long_s) = short, long
+    own = long_spans / long_s
     if long_s <= short_s or long_spans <= short_spans:
-        return long_spans / long_s
-    return (long_spans - short_spans) / (long_s - short_s)
+        return own
+    return min((long_spans - short_spans) / (long_s - short_s), 2 * own)
 
 
 def fresh_trace_id(trace_id: bytes, index: int) -> bytes:

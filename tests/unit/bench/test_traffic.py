@@ -118,6 +118,7 @@ def test_the_sizing_rate_is_the_one_of_the_spans_the_long_pass_adds():
     # 0.5 s of fixed cost in each pass, then 100,000 spans per second
     assert marginal_rate((40_000, 0.9), (120_000, 1.7)) == pytest.approx(100_000)
     assert marginal_rate((40_000, 0.9), (120_000, 0.8)) == 150_000  # noise: the long pass's own rate
+    assert marginal_rate((40_000, 0.9), (120_000, 0.91)) == 2 * 120_000 / 0.91  # noise: at most twice its own
 
 
 def test_the_workers_end_with_the_scenarios_escalations_however_many_copies_come_first(scenario):
