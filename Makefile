@@ -22,7 +22,7 @@ help:
 	@echo "make test-faults  run only the fault-injection tests"
 	@echo "make lint         ruff check"
 	@echo "make demo         play the seeded fintech scenario through a local broker and show its escalations"
-	@echo "make bench        throughput, latency, memory and scale-out (QUICK=1: a reduced run, under two minutes)"
+	@echo "make bench        throughput, CPU per span, latency, memory and scale-out (QUICK=1: a reduced run, under three minutes)"
 	@echo "make profile      py-spy on one worker under the benchmark's traffic: wall and CPU time per stage (QUICK=1)"
 	@echo "make fuzz         coverage-guided fuzzing of every decoder (FUZZ_SECONDS=60)"
 	@echo "make clean        stop local brokers, remove run state and tool caches (keeps $(VENV) and jars)"

@@ -7,6 +7,7 @@ benchmark runs the worker exactly as the integration tests do.
 
 from __future__ import annotations
 
+import os
 import pickle
 import statistics
 import sys
@@ -25,7 +26,13 @@ from stream.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "support"))
-from workers import HotpathProcess, Record, final_states, read_topic  # noqa: E402, F401  (tests/support is not a package; re-exported)
+from workers import (  # noqa: E402, F401  (tests/support is not a package; re-exported)
+    TEST_DATA_MAX_AGE_S,
+    HotpathProcess,
+    Record,
+    final_states,
+    read_topic,
+)
 
 CACHE_DIR = ROOT / ".cache" / "bench"
 LOG_DIR = ROOT / ".run" / "bench"
@@ -33,6 +40,7 @@ CACHE_FORMAT = 1  # bump when what a cached scenario holds changes
 POLL_S = 0.1
 STALL_S = 60.0
 STARTED = time.monotonic()
+PREFIX = "HOTPATH_"
 
 
 def say(text: str) -> None:
@@ -78,14 +86,15 @@ def fresh_topics(base: Settings, label: str) -> Iterator[Settings]:
                 pass
 
 
-def publish(settings: Settings, records: Iterable[Record]) -> int:
+def publish(settings: Settings, records: Iterable[Record], client=None) -> int:
     """Write (topic, key, value) records as fast as the broker takes them; returns how many.
 
     Records without a key are spread over the partitions one by one, as the Collector's exporter
     spreads unkeyed batches, not in runs (librdkafka's sticky partitioning would put a whole burst
-    on one partition and leave a second worker idle).
+    on one partition and leave a second worker idle). Writing in several calls, pass one ``client``
+    (:func:`publisher`) to all: a producer of its own costs a call half a second.
     """
-    client = producer(settings, linger_ms=20, sticky_partitioning_linger_ms=0)
+    client = client or publisher(settings)
     count = 0
     for topic, key, value in records:
         while True:
@@ -99,6 +108,11 @@ def publish(settings: Settings, records: Iterable[Record]) -> int:
     if client.flush(60) != 0:
         raise RuntimeError("the broker did not take every record within 60s")
     return count
+
+
+def publisher(settings: Settings):
+    """The producer :func:`publish` writes with."""
+    return producer(settings, linger_ms=20, sticky_partitioning_linger_ms=0)
 
 
 def asset_records(settings: Settings, scenario: Scenario) -> list[Record]:
@@ -116,13 +130,6 @@ def traffic_records(settings: Settings, scenario: Scenario) -> list[Record]:
     """Trace batches and runtime alerts in event-time order."""
     topics = {"traces": settings.topic_traces, "alerts": settings.topic_alerts}
     return [(topics[stream], key, value) for _, stream, key, value in scenario.timeline() if stream in topics]
-
-
-def repeated_traffic(settings: Settings, scenario: Scenario, times: int) -> list[Record]:
-    """The traffic, then its trace batches ``times - 1`` more times over: long enough to measure or profile
-    a worker past its start-up, with the same entities and so the same escalations (alerts go once)."""
-    traces = [(settings.topic_traces, key, value) for key, value in scenario.trace_batches]
-    return traffic_records(settings, scenario) + traces * (times - 1)
 
 
 def metrics(worker: HotpathProcess) -> dict[str, float]:
@@ -160,12 +167,20 @@ def running_workers(settings: Settings, count: int, label: str, **extra) -> Iter
     """``count`` hotpath workers in one consumer group, all ready (partitions assigned) together."""
     log_dir = LOG_DIR / settings.app_id
     log_dir.mkdir(parents=True, exist_ok=True)
+    extra = {**process_variables(), **extra}
     with ExitStack() as stack:
         workers = [stack.enter_context(HotpathProcess("worker", settings, log_dir, name=f"{label}-{index}", **extra))
                    for index in range(count)]
         wait_until(lambda: all(_ready(worker) for worker in workers), 120, f"{count} worker(s) ready", workers,
                    watch_progress=False)
         yield workers
+
+
+def process_variables() -> dict[str, str]:
+    """This process's HOTPATH_* variables that are no setting (such as the OTLP decoder's choice), which the
+    workers' environment, made from the settings, would otherwise leave out."""
+    return {name.removeprefix(PREFIX).lower(): value for name, value in os.environ.items()
+            if name.startswith(PREFIX) and name.removeprefix(PREFIX).lower() not in Settings.model_fields}
 
 
 def _ready(worker: HotpathProcess) -> bool:

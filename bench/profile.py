@@ -2,15 +2,15 @@
 
     python -m bench.profile [--quick] [--times N]
 
-One worker runs over the benchmark's scenario (its trace batches played ``--times`` over, so that the
-traffic outlasts start-up) while two py-spy samplers watch it: one with ``--idle`` (wall time: every
-sample, waiting included) and one without (CPU time: only samples of a running thread). Each sample is
-put in the stage of the innermost frame that belongs to one (:data:`STAGES`), and the table gives each
-stage's share. The wall column is the event loop's thread (Faust's worker runs it on the main thread),
-where every stage of the pipeline runs; a sample waiting for the GIL stays in the frame that waits. The
-CPU column is every thread: Faust's consumer thread (aiokafka fetches on a thread of its own) and the
-feeds' threads too. The raw profiles stay under ``.run/profile/`` for a closer look (py-spy's raw format:
-one stack per line, root first).
+One worker runs over the benchmark's scenario (its trace batches played ``--times`` over, as earlier
+copies with fresh traces: bench/traffic.py, so that the traffic outlasts start-up) while two py-spy
+samplers watch it: one with ``--idle`` (wall time: every sample, waiting included) and one without (CPU
+time: only samples of a running thread). Each sample is put in the stage of the innermost frame that
+belongs to one (:data:`STAGES`), and the table gives each stage's share. The wall column is the event
+loop's thread (Faust's worker runs it on the main thread), where every stage of the pipeline runs; a
+sample waiting for the GIL stays in the frame that waits. The CPU column is every thread: Faust's consumer
+thread (aiokafka fetches on a thread of its own) and the feeds' threads too. The raw profiles stay under
+``.run/profile/`` for a closer look (py-spy's raw format: one stack per line, root first).
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ from bench.harness import (
     metrics,
     publish,
     records_in,
-    repeated_traffic,
     running_workers,
     say,
     wait_until,
 )
+from bench.traffic import Copies, records
 from stream.settings import load_settings
 
 PROFILE_DIR = ROOT / ".run" / "profile"
@@ -193,12 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         with running_workers(settings, 1, "profiled") as (worker,):
             wanted = {records_in(settings.topic_traces): len(scenario.trace_batches) * times,
                       records_in(settings.topic_findings): len(scenario.findings)}
+            traffic = records(settings, Copies(scenario, settings).timed((times - 1) * len(scenario.trace_batches)))
             cpu_before = thread_cpu(worker.proc.pid)
             spies = [sampler(worker.proc.pid, path, idle) for idle, path in paths.items()]
             say(f"profiling worker pid {worker.proc.pid}: {spans:,} spans ({times} passes over the trace batches)")
             try:
                 started = time.monotonic()
-                publish(settings, finding_records(settings, scenario) + repeated_traffic(settings, scenario, times))
+                publish(settings, finding_records(settings, scenario) + traffic)
                 finished = wait_until(lambda: caught_up([metrics(worker)], wanted), TIMEOUT_S,
                                       "done with the traffic", [worker])
             finally:
