@@ -11,7 +11,7 @@ PYTHON ?= $(shell for candidate in python3.13 python3.12 python3.11 python3; do 
 	    && { command -v $$candidate; break; }; done)
 LINT_PATHS := $(wildcard stream tests deploy bench)
 
-.PHONY: help setup kafka-up kafka-down topics test test-faults lint clean
+.PHONY: help setup kafka-up kafka-down topics test test-faults test-rebalance lint clean
 
 help:
 	@echo "make setup        create $(VENV) (Python 3.11+) and install hotpath with its test, demo and aws extras"
@@ -20,6 +20,7 @@ help:
 	@echo "make topics       create or update the topics declared in topics/topics.yaml"
 	@echo "make test         run the whole test suite (starts a throwaway broker itself)"
 	@echo "make test-faults  run only the fault-injection tests"
+	@echo "make test-rebalance  rebalance a group of workers under load (a known loss, see the README)"
 	@echo "make lint         ruff check"
 	@echo "make demo         play the seeded fintech scenario through a local broker and show its escalations"
 	@echo "make bench        throughput, CPU per span, latency, memory and scale-out (QUICK=1: a reduced run, under three minutes)"
@@ -56,6 +57,10 @@ test: setup
 
 test-faults: setup
 	$(BIN)/pytest -m faults $(PYTEST_ARGS)
+
+# Issue 16's rebalance test: left out of `make test` until Faust's fetch loop stops losing records (README).
+test-rebalance: setup
+	$(BIN)/pytest -m rebalance $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check $(LINT_PATHS)

@@ -18,7 +18,7 @@ from workers import HotpathProcess, Player, final_states, owned_partitions, scen
 
 from stream.demo.scenario import build_scenario
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.rebalance]
 
 PLAY_S = 40.0  # the scenario's records are spread over this long, so each change of the group lands mid-stream
 
