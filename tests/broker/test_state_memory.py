@@ -15,7 +15,8 @@ pytestmark = pytest.mark.kafka
 WRITES = 2000
 
 
-def test_a_waiting_changelog_write_holds_well_under_a_kilobyte_and_a_half(hotpath_settings):
+async def test_a_waiting_changelog_write_holds_well_under_a_kilobyte_and_a_half(hotpath_settings):
+    # async: Faust makes each pending write a future on the running loop (an earlier asyncio.run leaves none set)
     hotpath = create_app(hotpath_settings)
     table = hotpath.engine.store.table
     keys = [f"arn:aws:dynamodb:eu-west-1:111122223333:table/bench-entity-{index:07d}" for index in range(WRITES)]
