@@ -13,7 +13,6 @@ escalations already published when a partition is newly assigned.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -267,8 +266,8 @@ class Agents:
         """Once the shared context and the policy are read, what start-up built is frozen (stream.worker.heap)."""
         while not (self.hotpath.feed.caught_up.is_set() and self.hotpath.policy_feed.caught_up.is_set()):
             await asyncio.sleep(0.05)
-        freeze_start_up_heap()
-        log.info("start-up heap frozen: %s objects out of the garbage collector's walks", gc.get_freeze_count())
+        frozen = freeze_start_up_heap()
+        log.info("start-up heap frozen: %s objects out of the garbage collector's walks", frozen)
 
 
 def drop_value(event) -> None:

@@ -15,9 +15,11 @@ import gc
 YOUNG_COLLECTION_ALLOCATIONS = 10_000  # container allocations between two young collections
 
 
-def freeze_start_up_heap() -> None:
-    """Keep the heap built so far out of later collections and collect young objects less often."""
+def freeze_start_up_heap() -> int:
+    """Keep the heap built so far out of later collections and collect young objects less often; the number
+    of objects frozen."""
     gc.collect()  # start-up's own cyclic garbage goes first: once frozen, it would stay
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_COLLECTION_ALLOCATIONS, middle, oldest)
+    return gc.get_freeze_count()
