@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal, Protocol
 
@@ -208,6 +208,11 @@ class FindingFacts:
     """A runtime alert concerns the resource itself (not a neighbour on its call path)."""
 
 
+# The facts a Policy's matching reads: every field but whether an attack concerns the resource itself, which
+# decide() weighs at each call (a new field is part of the key unless named here).
+_MATCHED_ON = tuple(fact.name for fact in fields(FindingFacts) if fact.name != "attacked_directly")
+
+
 @dataclass(frozen=True, slots=True)
 class Muting:
     """A mute that matched a finding, and the file it comes from."""
@@ -339,8 +344,8 @@ class Policy:
 
     def match(self, facts: FindingFacts) -> Matched:
         """What the rules say of these facts, matched once while they recur (see the class)."""
-        key = (facts.check, facts.resource, facts.severity, facts.priority, facts.account, facts.region,
-               tuple(sorted(facts.tags.items())), facts.environment, facts.owner)
+        key = tuple(tuple(sorted(value.items())) if isinstance(value, Mapping) else value
+                    for value in map(facts.__getattribute__, _MATCHED_ON))
         matched = self._matched.get(key)
         if matched is None:
             severity, priority, applied, notes = self._override(facts)
