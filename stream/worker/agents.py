@@ -39,6 +39,7 @@ PUBLISH_RETRY_S = 1.0
 PUBLISH_RETRY_MAX_S = 30.0
 TRACE_CHUNK_RECORDS = 64
 FETCH_MAX_WAIT_MS = 50
+FEED_WAIT_S = 0.05
 INGEST_STREAMS = ("findings", "alerts", "assets")
 
 
@@ -108,8 +109,7 @@ class Agents:
         """``decode(value)`` of one input record, or None once a bad record is in the dead-letter topic."""
         # Resolution needs the assets (aliases, exercised_via): they are read before the first record.
         # The wait is inside the stream: Faust drops, unread, what arrives for a stream nobody iterates.
-        while not self.hotpath.feed.caught_up.is_set():
-            await asyncio.sleep(0.05)
+        await caught_up(self.hotpath.feed)
         message = event.message
         self.metrics.records_in.labels(message.topic).inc()
         try:
@@ -196,8 +196,7 @@ class Agents:
         """Before a chunk is judged: the published policy read up to where it stood at start-up, and the
         newest version read since handed to the engine, which re-judges its findings by it."""
         feed = self.hotpath.policy_feed
-        while not feed.caught_up.is_set():  # judging by an older policy would page what a newer one mutes
-            await asyncio.sleep(0.05)
+        await caught_up(feed)  # judging by an older policy would page what a newer one mutes
         policy = feed.take()
         if policy is not None:
             self.engine.set_policy(policy)
@@ -264,10 +263,15 @@ class Agents:
 
     async def freeze_heap_once_read(self) -> None:
         """Once the shared context and the policy are read, what start-up built is frozen (stream.worker.heap)."""
-        while not (self.hotpath.feed.caught_up.is_set() and self.hotpath.policy_feed.caught_up.is_set()):
-            await asyncio.sleep(0.05)
+        await caught_up(self.hotpath.feed, self.hotpath.policy_feed)
         frozen = freeze_start_up_heap()
         log.info("start-up heap frozen: %s objects out of the garbage collector's walks", frozen)
+
+
+async def caught_up(*feeds) -> None:
+    """Until each feed has read its topic up to where it stood at start-up (its thread sets ``caught_up``)."""
+    while not all(feed.caught_up.is_set() for feed in feeds):
+        await asyncio.sleep(FEED_WAIT_S)
 
 
 def drop_value(event) -> None:
