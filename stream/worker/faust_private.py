@@ -18,7 +18,9 @@ from typing import Any
 
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import Consumer, Producer, Transport
-from faust.types import FutureMessage
+from faust.types import TP, FutureMessage
+
+from stream.worker.continuity import Continuity, Verdict
 
 SCHEME = "hotpath-kafka"
 # What aiokafka needs so that an acknowledged record is on every in-sync replica and a retry is de-duplicated
@@ -70,16 +72,98 @@ class IdempotentProducer(Producer):
 
 
 class GaplessConsumer(Consumer):
-    """Faust's consumer, committing a partition's offset only over records processed from its committed position.
+    """Faust's consumer, committing a partition's offset only over records a stream processed.
 
-    During a rebalance, and while a worker stops, Faust skips the records that reach a stream without
-    acknowledging them; the next assignment seeks back to the committed offset, so they are read again. But
-    Faust's commit takes the first run of acknowledged offsets as safe when the partition has no committed
-    offset yet (or 0), and lets one unprocessed record through otherwise (its head check allows a gap of
-    one), so a commit could jump over skipped records and the next owner never read them: findings and
-    entity events lost on a rebalance (tests/broker/test_rebalance.py). Faust offers no hook for which
-    offsets are safe, so ``_new_offset`` is guarded here, with the partition's start learned at each seek.
+    During a rebalance, and while a worker stops, Faust's streams skip the records that reach them; the next
+    assignment seeks back to the committed offset, so they are read again, as long as no commit went past
+    them and the fetch loop hands them over again. Neither held (tests/broker/test_rebalance.py lost findings
+    and stalled partitions):
+    - a fetch straddling a seek was delivered after it, and the jump taken for a gap (``getmany`` below);
+    - records fetched after an assignment, before the seek to the committed offsets, were delivered (and
+      processed twice), and those fetched again while that seek was under way were dropped as read already,
+      so the partition stopped short of them for good (``seek_to_committed``, ``perform_seek``);
+    - a skipped record was acknowledged as if processed (``ack``);
+    - the commit took the first run of acknowledged offsets as safe when the partition had no committed offset
+      yet (or 0), and let one unprocessed record through otherwise (its head check allows a gap of one).
+    Faust offers no hook for which records a stream sees or which offsets are safe, so these are guarded here;
+    the rule for which fetched record is delivered is stream.worker.continuity's.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.continuity = Continuity()
+        self.seeks = 0  # how many seeks so far: a fetch that straddles one is checked record by record
+        self.seeking_committed = False  # a seek to the committed offsets is under way: its targets are unknown
+        self.held_back: set[TP] = set()  # partitions whose records arrived before it was done, to be sought again
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self.continuity.assigned(tp for tp in assigned if self.app.topics.acks_enabled_for(tp.topic))
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def getmany(self, timeout: float):  # type: ignore[override]
+        """Faust's fetch, each stream's partition delivered once and in order from where it was last sought."""
+        seeks = self.seeks
+        delivered: set[TP] = set()  # partitions with a record delivered from this fetch
+        refetching: set[TP] = set()
+        acked_topic = self.app.topics.acks_enabled_for  # streams' topics; changelogs are Faust's recovery's
+        async for tp, message in super().getmany(timeout):
+            if tp in refetching:
+                continue
+            if not acked_topic(tp.topic):
+                yield tp, message
+                continue
+            if self.seeking_committed or tp in self.continuity.unsought:
+                self.held_back.add(tp)
+                continue
+            verdict, gap_from = self.continuity.judge(tp, message.offset,
+                                                      fetched_after_seek=seeks == self.seeks and tp in delivered)
+            if verdict is Verdict.DELIVER:
+                if gap_from is not None:  # offsets with no record (compaction, transaction markers)
+                    self._gap[tp].addi(gap_from, message.offset)
+                if message.offset < (self._read_offset[tp] or 0):
+                    # Faust's fetch loop keeps its own read position, which its seeks race with; it would drop
+                    # the record as read already. Which records are new is decided above.
+                    self._read_offset[tp] = None
+                delivered.add(tp)
+                yield tp, message
+            elif verdict is Verdict.REFETCH:
+                refetching.add(tp)
+                await self.seek(tp, self.continuity.expected[tp])
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        self.seeks += 1
+        self.seeking_committed = True
+        try:
+            offsets = await super().seek_to_committed()
+        finally:
+            self.seeking_committed = False
+        for tp, offset in offsets.items():
+            self.continuity.sought(tp, offset)
+        return offsets
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        self.seeks += 1
+        for tp, offset in partitions.items():
+            self.continuity.sought(tp, offset)
+        await super().seek_wait(partitions)
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        self.seeks += 1
+        self.continuity.sought(partition, offset)
+        await super()._seek(partition, offset)
+
+    def ack(self, message: Any) -> bool:
+        """Faust's ack, except for a record that no stream took: never counted as processed.
+
+        While a rebalance holds the flow, or for a record fetched in an older generation, Faust's stream
+        skips the record and acknowledges it all the same, as if processed; its offset was then committed
+        and the partition's next owner started after it. A stream marks each record it takes
+        (``message.tracked``), so one left unmarked was skipped: the next assignment's seek to the committed
+        offset reads it again.
+        """
+        if not message.tracked:
+            return False
+        return super().ack(message)
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
@@ -87,6 +171,12 @@ class GaplessConsumer(Consumer):
         unknown = [tp for tp in self.assignment() if self._committed_offset[tp] is None]
         if unknown:
             self._committed_offset.update(await self.earliest_offsets(*unknown))
+        assignment = self.assignment()
+        for tp in self.continuity.unsought & assignment:  # no committed offset: the reset policy's position
+            self.continuity.sought(tp, None)
+        held_back, self.held_back = self.held_back, set()
+        for tp in held_back & assignment:  # fetched past them before the seek was done: from there again
+            await self.seek(tp, self._committed_offset[tp])
 
     def _new_offset(self, tp: Any) -> int | None:
         """None while the record at the committed position is not processed; else Faust's own answer."""

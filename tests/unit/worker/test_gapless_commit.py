@@ -10,6 +10,7 @@ from __future__ import annotations
 import faust
 import pytest
 from faust.types import TP
+from faust.types.tuples import ConsumerMessage
 
 from stream.worker.faust_private import SCHEME, GaplessConsumer
 
@@ -45,3 +46,16 @@ def test_processed_records_from_the_committed_position_are_committed(consumer):
     consumer._committed_offset[PARTITION] = 37
     acknowledge(consumer, 37, 38, 40)
     assert consumer._new_offset(PARTITION) == 39
+
+
+def test_a_record_no_stream_took_is_not_counted_as_processed_when_faust_acknowledges_it(consumer):
+    # A stream marks each record it takes (tracked); one it skipped, because a rebalance held the flow or it was
+    # fetched in an older generation, stays unmarked, yet Faust's stream acknowledges it all the same.
+    consumer.app.topics.acking_topics.add(PARTITION.topic)
+    consumer._committed_offset[PARTITION] = 37
+    taken, skipped = (ConsumerMessage(PARTITION.topic, PARTITION.partition, offset, 0.0, 0, [], b"k", b"v", None)
+                      for offset in (37, 38))
+    taken.tracked = True
+    for message in (taken, skipped):
+        message.ack(consumer)
+    assert consumer._new_offset(PARTITION) == 38  # Faust's own: 39, and 38 never read by anyone
