@@ -43,10 +43,13 @@ class WholeTopics:
             metadata = client.list_topics(timeout=METADATA_TIMEOUT_S)
             partitions = [TopicPartition(t, p, OFFSET_BEGINNING) for t in self.topics
                           for p in (metadata.topics[t].partitions if t in metadata.topics else {})]
-            ends = {(tp.topic, tp.partition): client.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_S)[1]
-                    for tp in partitions}
+            watermarks = {(tp.topic, tp.partition): client.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_S)
+                          for tp in partitions}
+            # Where each partition that holds something ends; one emptied by retention (its low watermark at its
+            # high one) gives the consumer no position until a record arrives, and holds nothing to wait for.
+            ends = {key: high for key, (low, high) in watermarks.items() if high > low}
             client.assign(partitions)
-            positions = {key: 0 for key in ends}
+            caught_up = False
             while not stop.is_set():
                 batch: list[Record] = []
                 for message in client.consume(BATCH, timeout=POLL_S):
@@ -54,10 +57,14 @@ class WholeTopics:
                         if self.warn is not None:
                             self.warn(message.error())
                         continue
-                    positions[(message.topic(), message.partition())] = message.offset() + 1
                     batch.append((message.topic(), message.partition(), message.offset(), message.key(),
                                   message.value()))
-                yield batch, all(positions[key] >= end for key, end in ends.items())
+                # The consumer's position, not the last record's offset: a partition written in transactions
+                # ends with a commit marker, an offset no record is read from.
+                caught_up = caught_up or all(position.offset >= ends[(position.topic, position.partition)]
+                                             for position in client.position(partitions)
+                                             if (position.topic, position.partition) in ends)
+                yield batch, caught_up
         finally:
             client.close()
 
