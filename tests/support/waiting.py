@@ -76,10 +76,15 @@ def committed_offsets(settings: Settings, group: str, topic: str, partitions: It
         client.close()
 
 
-def wait_committed_to_end(settings: Settings, group: str, topic: str, timeout: float = 60.0) -> dict[int, int]:
+def wait_committed_to_end(settings: Settings, group: str, topic: str, timeout: float = 60.0,
+                          transactional: bool = False) -> dict[int, int]:
     """Wait until ``group`` has committed every record ``topic`` holds now (records added later may wait);
-    returns the offsets it committed. The error says which partitions stopped where."""
-    ends = end_offsets(settings, topic)
+    returns the offsets it committed. The error says which partitions stopped where.
+
+    ``transactional``: the topic was written in transactions, so each partition ends with a commit marker, an
+    offset no consumer is handed: the end is the offset of that marker."""
+    ends = {partition: end - 1 if transactional and end > 0 else end
+            for partition, end in end_offsets(settings, topic).items()}
     committed: dict[int, int] = {}
 
     def reached() -> bool:
