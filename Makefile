@@ -20,7 +20,7 @@ help:
 	@echo "make topics       create or update the topics declared in topics/topics.yaml"
 	@echo "make test         run the whole test suite (starts a throwaway broker itself)"
 	@echo "make test-faults  run only the fault-injection tests"
-	@echo "make test-rebalance  rebalance a group of workers under load (a known loss, see the README)"
+	@echo "make test-rebalance  run only the test that rebalances a group of workers under load"
 	@echo "make lint         ruff check"
 	@echo "make demo         play the seeded fintech scenario through a local broker and show its escalations"
 	@echo "make bench        throughput, CPU per span, latency, memory and scale-out (QUICK=1: a reduced run, under three minutes)"
@@ -58,7 +58,6 @@ test: setup
 test-faults: setup
 	$(BIN)/pytest -m faults $(PYTEST_ARGS)
 
-# Issue 16's rebalance test: left out of `make test` until Faust's fetch loop stops losing records (README).
 test-rebalance: setup
 	$(BIN)/pytest -m rebalance $(PYTEST_ARGS)
 
