@@ -27,7 +27,7 @@ from stream.ingest.formats.eventtime import check_times
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.formats.otlp.fold import MAX_CACHED_ENTRIES, FoldCaches, MessageFold
 from stream.ingest.formats.otlp.json import json_spans, json_value
-from stream.ingest.formats.otlp.protobuf import COMPILED_WALK, ProtobufWalk, proto_value
+from stream.ingest.formats.otlp.protobuf import COMPILED_WALK, ProtobufWalk
 from stream.models import DecodeError, TraceBatch
 from stream.settings import ConfigError
 
@@ -85,7 +85,7 @@ class OtlpDecoder:
                 "(HOTPATH_MAX_RECORD_BYTES)"
             )
         if encoding == "otlp_proto":
-            fold = MessageFold(self.resolver, limits, self.fold_caches, proto_value)
+            fold = MessageFold(self.resolver, limits, self.fold_caches, self.protobuf.value)
             if not (self.compiled and self.protobuf.fold_compiled(value, fold)):
                 fold.fold(self.protobuf.spans(value, fold))
         elif encoding == "otlp_json":
