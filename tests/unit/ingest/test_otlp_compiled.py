@@ -15,13 +15,16 @@ from hypothesis import strategies as st
 from opentelemetry.trace import SpanKind
 from otlp_messages import (
     PROTO_MESSAGES,
+    SPAN_IDS,
     T0,
+    T0_NS,
     TRACE_IDS,
     damaged_proto,
     inbound_request,
     json_bytes,
     otlp_requests,
     proto_bytes,
+    wire_field,
 )
 
 from stream.commands.main import otlp_decoder_description
@@ -211,3 +214,27 @@ def test_a_caller_address_is_classified_once_whatever_proxy_it_comes_through(mon
         touches_made = decoder_kept.decode(encode_batch(builder.take(), "otlp_proto")).touches
         assert [touch.internet_spans for touch in touches_made] == [30]
     assert sorted(classified) == sorted(visitors)
+
+
+def _server_span_with_entry(entry: bytes) -> bytes:
+    """One SERVER span of service orders whose only attribute is the given map entry's bytes, written by hand."""
+    span = (wire_field(0x0A, TRACE_IDS[0]) + wire_field(0x12, SPAN_IDS[0]) + b"\x30\x02"
+            + b"\x41" + (T0_NS + 1).to_bytes(8, "little") + wire_field(0x4A, entry))
+    service = wire_field(0x0A, b"service.name") + wire_field(0x12, wire_field(0x0A, b"orders"))
+    resource_spans = wire_field(0x0A, wire_field(0x0A, service)) + wire_field(0x12, wire_field(0x12, span))
+    return wire_field(0x0A, resource_spans)
+
+
+CLIENT_KEY, CLIENT_VALUE = wire_field(0x0A, b"client.address"), wire_field(0x12, wire_field(0x0A, b"81.2.69.142"))
+LONG_VALUE = wire_field(0x12, wire_field(0x0A, b"81.2.69.142" + b" " * 140))  # a two-byte length
+
+
+@pytest.mark.parametrize("entry", [
+    CLIENT_KEY + CLIENT_VALUE, CLIENT_VALUE + CLIENT_KEY, CLIENT_KEY + CLIENT_KEY + CLIENT_VALUE,
+    CLIENT_KEY + CLIENT_VALUE + b"\x18\x01", CLIENT_KEY + LONG_VALUE, b"\x0a\x8e\x00client.address" + CLIENT_VALUE,
+    CLIENT_KEY + CLIENT_VALUE[:-1], b"\x0a\x0eclient.addres\xff" + CLIENT_VALUE,
+], ids=["usual", "value-first", "key-twice", "extra-field", "long-value", "overlong-length", "cut", "not-utf8"])
+def test_attribute_entries_in_any_layout_decode_as_the_pure_walk_decodes_them(entry):
+    """The compiled walk reads the usual layout of an attribute entry directly, and any other as protobuf does."""
+    compiled, pure = both(_server_span_with_entry(entry))
+    assert compiled == pure

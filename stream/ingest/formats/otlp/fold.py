@@ -265,10 +265,11 @@ class MessageFold:
         An address is read only where it changes the touch: a SERVER group's internet spans (is the caller's address
         public), or a caller no parent span of another service names (which alias an address is).
         """
+        public_addresses = self.caches.public_addresses
         for number, address, addresses, parent_resource, spans in rows:
             group = groups[number]
             service = services[parent_resource] if parent_resource >= 0 else None
-            if group.server and address and public_caller(address, self._is_public):
+            if group.server and address and (public_addresses.get(address) or public_caller(address, self._is_public)):
                 group.internet += spans
             if service is not None and service != group.service:
                 group.callers[service] = None
@@ -310,7 +311,7 @@ class MessageFold:
 
     def new_group(self, resource: ResourceFacts, kind: int, found: Found) -> SpanGroup:
         """The message's group for spans of this resource, kind and values, with the asset aliases as they are now."""
-        targets = self._targets(resource, kind, found)
+        targets = self.caches.targets.get((resource, kind, found)) or self._targets(resource, kind, found)
         entities = targets.fixed
         if targets.host is not None:
             claimed = self.resolver.resolve(targets.host) or targets.unclaimed
@@ -323,12 +324,10 @@ class MessageFold:
         return group
 
     def _targets(self, resource: ResourceFacts, kind: int, found: Found) -> SpanTargets:
-        key = (resource, kind, found)
-        targets = self.caches.targets.get(key)
-        if targets is None:
-            targets = span_targets(resource, kind, self._values(found), self.max_entities_per_span)
-            if _cacheable(raw for _, raw in found):
-                self.caches.targets.keep(key, targets)
+        """What spans of a combination not in the cache touch, worked out and kept."""
+        targets = span_targets(resource, kind, self._values(found), self.max_entities_per_span)
+        if _cacheable(raw for _, raw in found):
+            self.caches.targets.keep((resource, kind, found), targets)
         return targets
 
     def _caller(self, found: Found) -> CallerFacts:

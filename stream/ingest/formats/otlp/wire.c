@@ -98,10 +98,17 @@ static int read_varint_slow(const uint8_t **at, const uint8_t *end, uint64_t *va
     return -1;
 }
 
-/* Tags, lengths and small numbers take one byte: read those inline, the rest in read_varint_slow. */
+/* Tags, lengths and small numbers take one or two bytes: read those inline, the rest in read_varint_slow. */
 static inline int read_varint(const uint8_t **at, const uint8_t *end, uint64_t *value) {
-    if (*at < end && **at < 0x80) {
-        *value = *(*at)++;
+    const uint8_t *p = *at;
+    if (p < end && p[0] < 0x80) {
+        *value = p[0];
+        *at = p + 1;
+        return 0;
+    }
+    if (end - p >= 2 && p[1] < 0x80) {
+        *value = (uint64_t)(p[0] & 0x7F) | (uint64_t)p[1] << 7;
+        *at = p + 2;
         return 0;
     }
     return read_varint_slow(at, end, value);
@@ -551,8 +558,18 @@ static int is_kind(int kind, const int *kinds, int count) {
 
 /* One attribute map entry (key 1, value 2); the walk keeps the last value of each wanted key. */
 static int read_entry(Walk *walk, Slice entry, const KeyTable *keys) {
+    const uint8_t *p = entry.start;
+    Py_ssize_t key_end = 2 + (entry.size >= 2 ? p[1] : 0);
     Slice key, value;
-    if (read_text_and(entry.start, entry.start + entry.size, 2, &key, &value, NULL, 0) < 0) return -1;
+    /* the usual layout, key then value with a one-byte length each, is read without read_text_and's loop */
+    if (entry.size >= 4 && p[0] == 0x0A && p[1] < 0x80 && key_end + 2 <= entry.size && p[key_end] == 0x12 &&
+        p[key_end + 1] < 0x80 && key_end + 2 + p[key_end + 1] == entry.size) {
+        key = (Slice){p + 2, p[1]};
+        value = (Slice){p + key_end + 2, p[key_end + 1]};
+        if (!valid_utf8(key.start, key.size)) return -1;
+    } else if (read_text_and(p, p + entry.size, 2, &key, &value, NULL, 0) < 0) {
+        return -1;
+    }
     int index = key_index(keys, key.start, key.size);
     if (index >= 0) {
         walk->present |= (KeySet)1 << index;
