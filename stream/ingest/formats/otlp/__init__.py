@@ -13,8 +13,9 @@ Whatever it is unsure of (a limit, malformed bytes) it leaves to the pure-Python
 fallback where no C compiler was at hand; ``HOTPATH_OTLP_DECODER=python|compiled|auto`` forces one
 (tests, the benchmark). :func:`decoder_name` says which one runs.
 
-What the decoder keeps across messages (resources, span targets, callers, hosts, statuses) is
-owned by its instance and bounded: each cache starts over once it holds ``cache_limit`` entries.
+What the decoder keeps across messages (resources, span targets, callers, whether a caller address is
+public, hosts, statuses, short attribute values) is owned by its instance and bounded: each cache starts
+over once it holds ``cache_limit`` entries.
 """
 
 from __future__ import annotations

@@ -269,8 +269,12 @@ class MessageFold:
         for number, address, addresses, parent_resource, spans in rows:
             group = groups[number]
             service = services[parent_resource] if parent_resource >= 0 else None
-            if group.server and address and (public_addresses.get(address) or public_caller(address, self._is_public)):
-                group.internet += spans
+            if group.server and address:
+                public = public_addresses.get(address)
+                if public is None:
+                    public = public_caller(address, self._is_public)
+                if public:
+                    group.internet += spans
             if service is not None and service != group.service:
                 group.callers[service] = None
             elif addresses:
@@ -296,7 +300,8 @@ class MessageFold:
                     tally.callers.update(callers)
         touches, links = [], self.max_entities_per_message
         for entity, tally in self.tallies.items():
-            callers = list(islice(tally.callers, min(links, MAX_CALLERS_PER_ENTITY)))
+            room = min(links, MAX_CALLERS_PER_ENTITY)
+            callers = list(tally.callers) if len(tally.callers) <= room else list(islice(tally.callers, room))
             links -= len(callers)
             dropped += len(tally.callers) - len(callers)
             touches.append(Touch(
