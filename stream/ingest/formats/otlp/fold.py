@@ -304,11 +304,10 @@ class MessageFold:
             callers = list(tally.callers) if len(tally.callers) <= room else list(islice(tally.callers, room))
             links -= len(callers)
             dropped += len(tally.callers) - len(callers)
-            touches.append(Touch(
-                entity=entity, services=callers, spans=tally.spans, errors=tally.errors,
-                internet_spans=tally.internet, first_seen=tally.first / _NS_PER_S, last_seen=tally.last / _NS_PER_S,
-                trace_ids=list(map(bytes.hex, tally.trace_ids)),
-            ))
+            touches.append(Touch(  # entity, services, spans, errors, internet spans, first and last seen, trace ids
+                entity, callers, tally.spans, tally.errors, tally.internet, tally.first / _NS_PER_S,
+                tally.last / _NS_PER_S, list(map(bytes.hex, tally.trace_ids)),
+            ))  # positional: a touch per entity, and keywords cost a third more
         last = max((group.last for group in self.groups), default=None)
         return TraceBatch(touches=touches, pods=self.pods,
                           over_cap=self._over_cap_reason(dropped) if dropped else None,
