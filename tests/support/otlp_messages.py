@@ -110,6 +110,9 @@ SPAN_TEXTS = (
     "81.2.69.142", "10.0.0.2", "2001:db8::1", "81.2.69.142, 10.0.0.1", "orders", "payments", "aws-api", "postgresql",
     "arn:aws:sns:us-east-1:123456789012:alerts", "arn:aws:lambda:us-east-1:123456789012:function:pay:live",
     "card 4111 1111 1111 1111", "", "ledger",
+    # forwarded-for hops as proxies write them: ports, brackets, padding, whitespace only Python strips, odd digits
+    "81.2.69.142:8443", "[2001:db8::1]:443", "[::1", " \x1f81.2.69.142 ,10.0.0.1", "\u00a081.2.69.142",
+    "1.2.3.4:\uff18", "a.b.c:1", ", 81.2.69.142",
 )
 RESOURCE_TEXTS = (
     "orders", "payments", "unknown_service:python", "", "orders-7d9f8c6b5-x2k4q", "us-east-1", "123456789012",

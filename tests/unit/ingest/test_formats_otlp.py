@@ -382,8 +382,9 @@ def kept_across_messages(decoder: OtlpDecoder) -> dict[str, dict]:
     """Everything a decoder remembers from one message to the next."""
     return {
         "targets": decoder.fold_caches.targets, "callers": decoder.fold_caches.callers,
-        "hosts": decoder.fold_caches.host_needs_url, "resources": decoder.protobuf.resources,
-        "statuses": decoder.protobuf.error_statuses,
+        "public addresses": decoder.fold_caches.public_addresses, "hosts": decoder.fold_caches.host_needs_url,
+        "resources": decoder.protobuf.resources, "statuses": decoder.protobuf.error_statuses,
+        "values": decoder.protobuf.values,
     }
 
 
@@ -403,9 +404,10 @@ def test_what_a_decoder_keeps_across_messages_stays_within_its_bound(builder, re
         assert sorted(touches(batch)) == sorted([f"service:svc-{n}", f"arn:aws:s3:::bucket-{n}"])
         assert touches(batch)[f"service:svc-{n}"].internet_spans == 1
         assert {name: len(kept) for name, kept in kept_across_messages(decoder).items() if len(kept) > bound} == {}
-    # the compiled walk decides in C whether a host makes the URL needed: it keeps no host cache
-    assert decoder.fold_caches.targets and decoder.fold_caches.callers
-    assert decoder.fold_caches.host_needs_url or decoder.compiled
+    # the compiled walk decides in C whether a host makes the URL needed, and reads the caller's addresses: it keeps
+    # no host cache and no caller combinations
+    assert decoder.fold_caches.targets and decoder.fold_caches.public_addresses
+    assert (decoder.fold_caches.host_needs_url and decoder.fold_caches.callers) or decoder.compiled
 
 
 def test_decoders_do_not_share_what_they_keep(builder, resolver):

@@ -15,13 +15,16 @@ from hypothesis import strategies as st
 from opentelemetry.trace import SpanKind
 from otlp_messages import (
     PROTO_MESSAGES,
+    SPAN_IDS,
     T0,
+    T0_NS,
     TRACE_IDS,
     damaged_proto,
     inbound_request,
     json_bytes,
     otlp_requests,
     proto_bytes,
+    wire_field,
 )
 
 from stream.commands.main import otlp_decoder_description
@@ -152,3 +155,86 @@ def test_consumers_named_by_their_producer_leave_no_caller_facts_behind():
     assert touches["service:billing"].spans == 20
     assert not decoder.fold_caches.callers
     assert outcome(decoder, value) == outcome(OtlpDecoder(resolver(), decoder="python"), value)
+
+
+FORWARDED_HOPS = [
+    ("81.2.69.142", 1), ("81.2.69.142:8443", 1), (" \x1f81.2.69.142\t, 10.0.0.1", 1), ("10.0.0.1, 81.2.69.142", 0),
+    ("[2001:4860::8888]:443", 1), ("[2001:4860::8888", 1), ("2001:4860::8888", 1), ("81.2.69.142:", 0),
+    ("a.b.c:1", 0), (", 81.2.69.142", 0), ("", 0),
+]
+
+
+@pytest.mark.parametrize(("hop", "internet"), FORWARDED_HOPS)
+def test_the_compiled_walk_reads_a_forwarded_for_hop_as_the_pure_walk_does(hop, internet):
+    """The caller's address is the first X-Forwarded-For hop without its port (else the client address, here
+    private): the compiled walk reads it itself, and counts the same internet spans."""
+    builder = TraceBuilder(seed=3, workloads=[Workload("orders")])
+    builder.server_span("orders", "GET /", start=T0, client_address="10.0.0.2", forwarded_for=hop)
+    value = encode_batch(builder.take(), "otlp_proto")
+    assert COMPILED_WALK.walk(value, 1000, 128, 5) is not None
+    compiled, pure = both(value)
+    assert compiled == pure
+    assert compiled[0][0]["internet_spans"] == internet
+
+
+@pytest.mark.parametrize("hop", ["\u00a081.2.69.142", "1.2.3.4:\uff18\uff10", "81.2.69.142\u2003"])
+def test_a_forwarded_for_hop_beyond_ascii_is_left_to_the_pure_walk(hop):
+    """str.strip() and str.isdigit() know Unicode whitespace and digits: such a hop is the pure walk's to read."""
+    builder = TraceBuilder(seed=3, workloads=[Workload("orders")])
+    builder.server_span("orders", "GET /", start=T0, client_address="10.0.0.2", forwarded_for=hop)
+    value = encode_batch(builder.take(), "otlp_proto")
+    assert COMPILED_WALK.walk(value, 1000, 128, 5) is None
+    compiled, pure = both(value)
+    assert compiled == pure
+
+
+@pytest.mark.parametrize("decoder", ["compiled", "python"])
+def test_a_caller_address_is_classified_once_whatever_proxy_it_comes_through(monkeypatch, decoder):
+    """Visitors behind several proxies make many combinations of caller attributes, more than the decoder keeps;
+    whether an address is public (ipaddress, slow) is still worked out once per distinct address."""
+    from stream.entities import resolve
+    from stream.ingest.formats.otlp import fold, touches
+
+    classified = []
+
+    def counting(address: str) -> bool:
+        classified.append(address)
+        return resolve.is_public_address(address)
+
+    monkeypatch.setattr(touches, "is_public_address", counting, raising=False)  # where it was looked up before
+    monkeypatch.setattr(fold, "is_public_address", counting, raising=False)
+    visitors = [f"81.2.69.{number}" for number in range(10)]
+    builder = TraceBuilder(seed=3, workloads=[Workload("orders")])
+    decoder_kept = OtlpDecoder(resolver(), cache_limit=16, decoder=decoder)
+    for round_number in range(3):
+        for proxy in ("10.0.0.5", "10.0.0.6", "10.0.0.7"):
+            for visitor in visitors:
+                builder.server_span("orders", "GET /", start=T0 + round_number, client_address=proxy,
+                                    forwarded_for=visitor)
+        touches_made = decoder_kept.decode(encode_batch(builder.take(), "otlp_proto")).touches
+        assert [touch.internet_spans for touch in touches_made] == [30]
+    assert sorted(classified) == sorted(visitors)
+
+
+def _server_span_with_entry(entry: bytes) -> bytes:
+    """One SERVER span of service orders whose only attribute is the given map entry's bytes, written by hand."""
+    span = (wire_field(0x0A, TRACE_IDS[0]) + wire_field(0x12, SPAN_IDS[0]) + b"\x30\x02"
+            + b"\x41" + (T0_NS + 1).to_bytes(8, "little") + wire_field(0x4A, entry))
+    service = wire_field(0x0A, b"service.name") + wire_field(0x12, wire_field(0x0A, b"orders"))
+    resource_spans = wire_field(0x0A, wire_field(0x0A, service)) + wire_field(0x12, wire_field(0x12, span))
+    return wire_field(0x0A, resource_spans)
+
+
+CLIENT_KEY, CLIENT_VALUE = wire_field(0x0A, b"client.address"), wire_field(0x12, wire_field(0x0A, b"81.2.69.142"))
+LONG_VALUE = wire_field(0x12, wire_field(0x0A, b"81.2.69.142" + b" " * 140))  # a two-byte length
+
+
+@pytest.mark.parametrize("entry", [
+    CLIENT_KEY + CLIENT_VALUE, CLIENT_VALUE + CLIENT_KEY, CLIENT_KEY + CLIENT_KEY + CLIENT_VALUE,
+    CLIENT_KEY + CLIENT_VALUE + b"\x18\x01", CLIENT_KEY + LONG_VALUE, b"\x0a\x8e\x00client.address" + CLIENT_VALUE,
+    CLIENT_KEY + CLIENT_VALUE[:-1], b"\x0a\x0eclient.addres\xff" + CLIENT_VALUE,
+], ids=["usual", "value-first", "key-twice", "extra-field", "long-value", "overlong-length", "cut", "not-utf8"])
+def test_attribute_entries_in_any_layout_decode_as_the_pure_walk_decodes_them(entry):
+    """The compiled walk reads the usual layout of an attribute entry directly, and any other as protobuf does."""
+    compiled, pure = both(_server_span_with_entry(entry))
+    assert compiled == pure

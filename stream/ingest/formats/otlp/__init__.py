@@ -13,8 +13,9 @@ Whatever it is unsure of (a limit, malformed bytes) it leaves to the pure-Python
 fallback where no C compiler was at hand; ``HOTPATH_OTLP_DECODER=python|compiled|auto`` forces one
 (tests, the benchmark). :func:`decoder_name` says which one runs.
 
-What the decoder keeps across messages (resources, span targets, callers, hosts, statuses) is
-owned by its instance and bounded: each cache starts over once it holds ``cache_limit`` entries.
+What the decoder keeps across messages (resources, span targets, callers, whether a caller address is
+public, hosts, statuses, short attribute values) is owned by its instance and bounded: each cache starts
+over once it holds ``cache_limit`` entries.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from stream.ingest.formats.eventtime import check_times
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.formats.otlp.fold import MAX_CACHED_ENTRIES, FoldCaches, MessageFold
 from stream.ingest.formats.otlp.json import json_spans, json_value
-from stream.ingest.formats.otlp.protobuf import COMPILED_WALK, ProtobufWalk, proto_value
+from stream.ingest.formats.otlp.protobuf import COMPILED_WALK, ProtobufWalk
 from stream.models import DecodeError, TraceBatch
 from stream.settings import ConfigError
 
@@ -85,7 +86,7 @@ class OtlpDecoder:
                 "(HOTPATH_MAX_RECORD_BYTES)"
             )
         if encoding == "otlp_proto":
-            fold = MessageFold(self.resolver, limits, self.fold_caches, proto_value)
+            fold = MessageFold(self.resolver, limits, self.fold_caches, self.protobuf.value)
             if not (self.compiled and self.protobuf.fold_compiled(value, fold)):
                 fold.fold(self.protobuf.spans(value, fold))
         elif encoding == "otlp_json":

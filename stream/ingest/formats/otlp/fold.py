@@ -22,7 +22,7 @@ from itertools import islice
 from typing import Any, Generic, TypeVar
 
 from stream.entities.context import MAX_CALLERS_PER_ENTITY
-from stream.entities.resolve import EntityResolver, is_service
+from stream.entities.resolve import EntityResolver, is_public_address, is_service
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.formats.otlp.semconv import CANONICAL, HOST_KEYS, AttributeValue, Found
 from stream.ingest.formats.otlp.touches import (
@@ -31,6 +31,7 @@ from stream.ingest.formats.otlp.touches import (
     SpanTargets,
     caller_facts,
     host_needs_url,
+    public_caller,
     span_targets,
     text,
 )
@@ -67,6 +68,8 @@ class FoldCaches:
     def __init__(self, limit: int = MAX_CACHED_ENTRIES) -> None:
         self.targets: BoundedCache[tuple[ResourceFacts, int, Found], SpanTargets] = BoundedCache(limit)
         self.callers: BoundedCache[Found, CallerFacts] = BoundedCache(limit)
+        # per caller address: far fewer than combinations of caller attributes (proxies times visitors)
+        self.public_addresses: BoundedCache[str, bool] = BoundedCache(limit)
         self.host_needs_url: BoundedCache[Any, bool] = BoundedCache(limit)
 
 
@@ -233,11 +236,19 @@ class MessageFold:
         groups' samples by span number gives the same ids in the same order.
         """
         samples: dict[EntityTally, list[tuple[int, bytes]]] = {}
+        merged: set[EntityTally] = set()  # tallies of several groups, whose samples are merged and sorted
         for group, (_, _, _, spans, errors, first, last, sample) in zip(groups, sums, strict=True):
             group.spans, group.errors, group.first, group.last = spans, errors, first, last  # a new group per row
             for tally in group.tallies:
-                samples.setdefault(tally, []).extend(sample)
+                if tally in samples:
+                    samples[tally] = samples[tally] + sample
+                    merged.add(tally)
+                else:
+                    samples[tally] = sample
         for tally, sample in samples.items():
+            if tally not in merged:  # one group's sample: already its first distinct trace ids, in order
+                tally.trace_ids = [trace_id for _, trace_id in sample]
+                continue
             kept = tally.trace_ids
             for _, trace_id in sorted(sample):
                 if len(kept) == self.max_trace_ids:
@@ -245,27 +256,29 @@ class MessageFold:
                 if trace_id not in kept:
                     kept.append(trace_id)
 
-    def add_inbound(self, groups: list[SpanGroup], rows: list[tuple[int, Found, int, int]],
+    def add_inbound(self, groups: list[SpanGroup], rows: list[tuple[int, str, tuple[str, ...], int, int]],
                     services: list[str | None]) -> None:
-        """The compiled walk's inbound spans, counted per group (its number in ``groups``), caller attributes and
-        resource of the parent span (its number in ``services``, -1 when not in the message).
+        """The compiled walk's inbound spans, counted per group (its number in ``groups``), caller addresses (as
+        :func:`~.touches.caller_facts` reads them: the caller's, and those an alias may name) and resource of the
+        parent span (its number in ``services``, -1 when not in the message).
 
-        A row's caller attributes are read only where they change the touch: a SERVER group's internet spans
-        (is the address public), or a caller no parent span of another service names (which alias the address is).
+        An address is read only where it changes the touch: a SERVER group's internet spans (is the caller's address
+        public), or a caller no parent span of another service names (which alias an address is).
         """
-        callers_seen = self.caches.callers
-        for number, callers, parent_resource, spans in rows:
+        public_addresses = self.caches.public_addresses
+        for number, address, addresses, parent_resource, spans in rows:
             group = groups[number]
             service = services[parent_resource] if parent_resource >= 0 else None
-            named_by_parent = service is not None and service != group.service
-            if callers and (group.server or not named_by_parent):
-                caller = callers_seen.get(callers) or self._caller(callers)
-                if caller.public and group.server:
+            if group.server and address:
+                public = public_addresses.get(address)
+                if public is None:
+                    public = public_caller(address, self._is_public)
+                if public:
                     group.internet += spans
-                if not named_by_parent:
-                    self._add_caller_by_alias(group, caller)
-            if named_by_parent:
+            if service is not None and service != group.service:
                 group.callers[service] = None
+            elif addresses:
+                self._add_caller_by_alias(group, addresses)
 
     def batch(self) -> TraceBatch:
         """The touches the folded spans add up to, within the message's caps."""
@@ -287,14 +300,14 @@ class MessageFold:
                     tally.callers.update(callers)
         touches, links = [], self.max_entities_per_message
         for entity, tally in self.tallies.items():
-            callers = list(islice(tally.callers, min(links, MAX_CALLERS_PER_ENTITY)))
+            room = min(links, MAX_CALLERS_PER_ENTITY)
+            callers = list(tally.callers) if len(tally.callers) <= room else list(islice(tally.callers, room))
             links -= len(callers)
             dropped += len(tally.callers) - len(callers)
-            touches.append(Touch(
-                entity=entity, services=callers, spans=tally.spans, errors=tally.errors,
-                internet_spans=tally.internet, first_seen=tally.first / _NS_PER_S, last_seen=tally.last / _NS_PER_S,
-                trace_ids=list(map(bytes.hex, tally.trace_ids)),
-            ))
+            touches.append(Touch(  # entity, services, spans, errors, internet spans, first and last seen, trace ids
+                entity, callers, tally.spans, tally.errors, tally.internet, tally.first / _NS_PER_S,
+                tally.last / _NS_PER_S, list(map(bytes.hex, tally.trace_ids)),
+            ))  # positional: a touch per entity, and keywords cost a third more
         last = max((group.last for group in self.groups), default=None)
         return TraceBatch(touches=touches, pods=self.pods,
                           over_cap=self._over_cap_reason(dropped) if dropped else None,
@@ -302,7 +315,7 @@ class MessageFold:
 
     def new_group(self, resource: ResourceFacts, kind: int, found: Found) -> SpanGroup:
         """The message's group for spans of this resource, kind and values, with the asset aliases as they are now."""
-        targets = self._targets(resource, kind, found)
+        targets = self.caches.targets.get((resource, kind, found)) or self._targets(resource, kind, found)
         entities = targets.fixed
         if targets.host is not None:
             claimed = self.resolver.resolve(targets.host) or targets.unclaimed
@@ -315,26 +328,32 @@ class MessageFold:
         return group
 
     def _targets(self, resource: ResourceFacts, kind: int, found: Found) -> SpanTargets:
-        key = (resource, kind, found)
-        targets = self.caches.targets.get(key)
-        if targets is None:
-            targets = span_targets(resource, kind, self._values(found), self.max_entities_per_span)
-            if _cacheable(raw for _, raw in found):
-                self.caches.targets.keep(key, targets)
+        """What spans of a combination not in the cache touch, worked out and kept."""
+        targets = span_targets(resource, kind, self._values(found), self.max_entities_per_span)
+        if _cacheable(raw for _, raw in found):
+            self.caches.targets.keep((resource, kind, found), targets)
         return targets
 
     def _caller(self, found: Found) -> CallerFacts:
         """An inbound span's caller attributes, read once per distinct combination."""
-        caller = caller_facts(self._values(found))
+        caller = caller_facts(self._values(found), self._is_public)
         if _cacheable(raw for _, raw in found):
             self.caches.callers.keep(found, caller)
         return caller
 
+    def _is_public(self, address: str) -> bool:
+        """Whether a caller address is public, worked out once per distinct address (``ipaddress`` is slow)."""
+        public = self.caches.public_addresses.get(address)
+        if public is None:
+            public = self.caches.public_addresses.keep(address, is_public_address(address))
+        return public
+
     def _values(self, found: Found) -> dict[str, AttributeValue]:
         """The found values by canonical name; where a span sends both names of one, the canonical one wins
         (whatever order the walk found them in)."""
-        return {CANONICAL[name]: self.decode_value(value)
-                for name, value in sorted(found, key=lambda pair: (pair[0] == CANONICAL[pair[0]], pair[0]))}
+        if len(found) > 1:
+            found = sorted(found, key=_precedence)
+        return {CANONICAL[name]: self.decode_value(value) for name, value in found}
 
     def _over_cap_reason(self, dropped: int) -> str:
         return (f"message names more entities than hotpath keeps ({self.max_entities_per_span} per span, "
@@ -350,11 +369,11 @@ class MessageFold:
             if service is not None and service != group.service:
                 group.callers[service] = None
             elif caller is not None:
-                self._add_caller_by_alias(group, caller)
+                self._add_caller_by_alias(group, caller.addresses)
 
-    def _add_caller_by_alias(self, group: SpanGroup, caller: CallerFacts) -> None:
+    def _add_caller_by_alias(self, group: SpanGroup, addresses: tuple[str, ...]) -> None:
         """The service an asset alias gives one of the caller's addresses (the first that names one) calls the group."""
-        for address in caller.addresses:
+        for address in addresses:
             entity = self.resolver.resolve(address)
             if entity is not None and is_service(entity) and entity != group.service:
                 group.callers[entity] = None
@@ -366,6 +385,14 @@ class MessageFold:
         if tally is None and len(self.tallies) < self.max_entities_per_message:
             tally = self.tallies[entity] = EntityTally()
         return tally
+
+
+_PRECEDENCE = {name: (name == canonical, name) for name, canonical in CANONICAL.items()}
+
+
+def _precedence(pair: tuple[str, Any]) -> tuple[bool, str]:
+    """Sorts found values so that a canonical name comes after (and so wins over) its other name."""
+    return _PRECEDENCE[pair[0]]
 
 
 def _cacheable(raw_values: Iterable[Any]) -> bool:

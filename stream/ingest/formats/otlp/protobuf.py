@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 
 from stream.ingest.formats.limits import DecodeLimits
 from stream.ingest.formats.otlp.fold import (
+    MAX_CACHED_VALUE_LENGTH,
     BoundedCache,
     MessageFold,
     SpanRow,
@@ -30,6 +31,8 @@ from stream.ingest.formats.otlp.fold import (
 )
 from stream.ingest.formats.otlp.semconv import (
     CALLER_KEY_SET,
+    CALLER_KEYS,
+    CANONICAL,
     HOST_KEYS,
     INBOUND,
     INBOUND_WANTED,
@@ -57,8 +60,12 @@ def _compiled_walk():
         from stream.ingest.formats.otlp import wire
     except ImportError:
         return None
-    # its flags: read on inbound, outbound, other spans; a caller, a URL, a host (as wire.c numbers them)
-    flags = {1: INBOUND_WANTED, 2: OUTBOUND_WANTED, 4: INTERNAL_WANTED, 8: CALLER_KEY_SET, 16: URL_KEYS, 32: HOST_KEYS}
+    # its flags: read on inbound, outbound, other spans; a caller, a URL, a host; a forwarded-for, client or peer
+    # address; a canonical name (as wire.c numbers them)
+    flags = {1: INBOUND_WANTED, 2: OUTBOUND_WANTED, 4: INTERNAL_WANTED, 8: CALLER_KEY_SET, 16: URL_KEYS, 32: HOST_KEYS,
+             **{flag: {key for key, name in CALLER_KEYS.items() if name == role}
+                for flag, role in ((64, "x-forwarded-for"), (128, "client.address"), (256, "network.peer.address"))},
+             512: {key for key, name in CANONICAL.items() if key == name}}
     span_keys = [(key, sum(flag for flag, keys in flags.items() if key in keys))
                  for key in sorted(INBOUND_WANTED | OUTBOUND_WANTED | INTERNAL_WANTED)]
     wire.configure(span_keys, [(key, 1) for key in sorted(RESOURCE_KEYS)], sorted(INBOUND), sorted(OUTBOUND),
@@ -163,6 +170,17 @@ class ProtobufWalk:
         self.limits = limits
         self.resources: BoundedCache[Found, ResourceFacts] = BoundedCache(cache_limit)
         self.error_statuses = ErrorStatuses(min(cache_limit, MAX_CACHED_STATUSES))
+        self.values: BoundedCache[bytes, AttributeValue] = BoundedCache(cache_limit)
+
+    def value(self, encoded: bytes) -> AttributeValue:
+        """:func:`proto_value`, kept per distinct short value: a caller's address recurs in many combinations
+        (behind each proxy, with each peer) that are each new to the caches of combinations."""
+        value = self.values.get(encoded)
+        if value is None:
+            value = proto_value(encoded)
+            if len(encoded) <= MAX_CACHED_VALUE_LENGTH:
+                self.values.keep(encoded, value)
+        return value
 
     def spans(self, value: bytes, fold: MessageFold) -> Iterator[SpanRow]:
         """The message's span rows; found values stay serialized until the fold needs them."""
@@ -241,7 +259,7 @@ class ProtobufWalk:
         """A resource's facts from its still-serialized attribute values, kept across messages."""
         resource = self.resources.get(found)
         if resource is None:
-            resource = self.resources.keep(found, resource_facts({key: proto_value(value) for key, value in found}))
+            resource = self.resources.keep(found, resource_facts({key: self.value(value) for key, value in found}))
         return resource
 
 

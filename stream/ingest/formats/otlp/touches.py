@@ -25,8 +25,9 @@ the answers across messages.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import SplitResult, urlsplit
 
 from stream.entities.resolve import (
@@ -35,7 +36,6 @@ from stream.entities.resolve import (
     deployment_of_pod,
     dynamodb_table_arn,
     ec2_instance_arn,
-    is_public_address,
     s3_bucket_arn,
     service_entity,
     sqs_queue_arn,
@@ -56,9 +56,9 @@ _S3_PATH_STYLE_HOST = re.compile(r"^s3(?:[.\-](?:dualstack\.)?[a-z0-9\-]+)?\.ama
 _QUEUE_PATH = re.compile(r"^/(?P<account>\d{12})/(?P<name>[^/?#]+)$")
 
 
-@dataclass(frozen=True, slots=True)
-class ResourceFacts:
-    """What one resource contributes to each of its spans, the same in every message it sends."""
+class ResourceFacts(NamedTuple):
+    """What one resource contributes to each of its spans, the same in every message it sends (a tuple: it is part
+    of the key of each span group's targets, and a tuple hashes in C)."""
 
     service: str | None
     identity: str | None
@@ -131,12 +131,18 @@ def span_targets(resource: ResourceFacts, kind: int, values: dict[str, Attribute
                        entity_id(unclaimed) if unclaimed else None, dropped)
 
 
-def caller_facts(values: dict[str, AttributeValue]) -> CallerFacts:
-    """Whether an inbound span's caller address is public, and the addresses an alias may name."""
+def caller_facts(values: dict[str, AttributeValue], is_public: Callable[[str], bool]) -> CallerFacts:
+    """Whether an inbound span's caller address is public (:func:`public_caller`), and the addresses an alias may
+    name."""
     address = _caller_address(values)
     addresses = tuple(address for address in (text(values.get("client.address")),
                                               text(values.get("network.peer.address"))) if address)
-    return CallerFacts(len(address) <= MAX_ADDRESS_LENGTH and is_public_address(address), addresses)
+    return CallerFacts(public_caller(address, is_public), addresses)
+
+
+def public_caller(address: str, is_public: Callable[[str], bool]) -> bool:
+    """Whether a caller's address is public, as ``is_public`` says of what may be an address (not too long)."""
+    return len(address) <= MAX_ADDRESS_LENGTH and is_public(address)
 
 
 def host_needs_url(host: str | None) -> bool:

@@ -5,7 +5,9 @@
  * entry with the same kind and the same wanted attribute values. Per group the walk keeps the span
  * count, the error count, the first and last end time and the first `max_trace_ids` distinct trace ids
  * with the number of the span that brought each. Inbound spans with caller attributes or a parent are
- * summed per (group, caller values, resource of the parent span) for the callers Python works out.
+ * summed per (group, caller values, resource of the parent span); of each distinct set of caller values the walk
+ * reads the addresses (touches.caller_facts, for ASCII X-Forwarded-For hops), so Python works per address it has
+ * not seen, not per combination of caller attributes.
  *
  * The walk is only ever stricter than the pure-Python decoder: whatever it is not sure of (any input
  * the lean protobuf schema or the limits would refuse, and shapes valid data never has, such as groups
@@ -35,6 +37,10 @@ enum {
     KEY_CALLER = 8,       /* who called an inbound span: kept apart from the group's values */
     KEY_URL = 16,         /* a URL, left out when the hosts named make it irrelevant */
     KEY_HOST = 32,        /* a host that decides whether the URL is needed */
+    CALLER_FORWARDED = 64, /* the caller keys by what they say: X-Forwarded-For, the client, the peer address */
+    CALLER_CLIENT = 128,
+    CALLER_PEER = 256,
+    NAME_CANONICAL = 512, /* the key's name is its canonical one, whose value wins over another name's */
 };
 
 typedef struct {
@@ -67,6 +73,7 @@ typedef struct {
     KeyTable span_keys;
     KeyTable resource_keys;
     KeySet inbound_keys, outbound_keys, internal_keys, caller_keys, url_keys, host_keys;
+    KeySet forwarded_keys, client_keys, peer_keys, canonical_keys;
     int configured;
 } Config;
 
@@ -91,10 +98,17 @@ static int read_varint_slow(const uint8_t **at, const uint8_t *end, uint64_t *va
     return -1;
 }
 
-/* Tags, lengths and small numbers take one byte: read those inline, the rest in read_varint_slow. */
+/* Tags, lengths and small numbers take one or two bytes: read those inline, the rest in read_varint_slow. */
 static inline int read_varint(const uint8_t **at, const uint8_t *end, uint64_t *value) {
-    if (*at < end && **at < 0x80) {
-        *value = *(*at)++;
+    const uint8_t *p = *at;
+    if (p < end && p[0] < 0x80) {
+        *value = p[0];
+        *at = p + 1;
+        return 0;
+    }
+    if (end - p >= 2 && p[1] < 0x80) {
+        *value = (uint64_t)(p[0] & 0x7F) | (uint64_t)p[1] << 7;
+        *at = p + 2;
         return 0;
     }
     return read_varint_slow(at, end, value);
@@ -354,6 +368,10 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     config.caller_keys = keys_with(keys, KEY_CALLER);
     config.url_keys = keys_with(keys, KEY_URL);
     config.host_keys = keys_with(keys, KEY_HOST);
+    config.forwarded_keys = keys_with(keys, CALLER_FORWARDED);
+    config.client_keys = keys_with(keys, CALLER_CLIENT);
+    config.peer_keys = keys_with(keys, CALLER_PEER);
+    config.canonical_keys = keys_with(keys, NAME_CANONICAL);
     config.error_code = error_code;
     config.seed = seed;
     config.configured = 1;
@@ -487,6 +505,7 @@ typedef struct {
 typedef struct {
     KeySet keys;
     Py_ssize_t first; /* the value of each key, in key order, from Walk.slices[first] on */
+    Slice address, client, peer; /* of a set of caller values: what caller_rows() says of them */
 } FoundValues;
 
 typedef struct {
@@ -539,8 +558,18 @@ static int is_kind(int kind, const int *kinds, int count) {
 
 /* One attribute map entry (key 1, value 2); the walk keeps the last value of each wanted key. */
 static int read_entry(Walk *walk, Slice entry, const KeyTable *keys) {
+    const uint8_t *p = entry.start;
+    Py_ssize_t key_end = 2 + (entry.size >= 2 ? p[1] : 0);
     Slice key, value;
-    if (read_text_and(entry.start, entry.start + entry.size, 2, &key, &value, NULL, 0) < 0) return -1;
+    /* the usual layout, key then value with a one-byte length each, is read without read_text_and's loop */
+    if (entry.size >= 4 && p[0] == 0x0A && p[1] < 0x80 && key_end + 2 <= entry.size && p[key_end] == 0x12 &&
+        p[key_end + 1] < 0x80 && key_end + 2 + p[key_end + 1] == entry.size) {
+        key = (Slice){p + 2, p[1]};
+        value = (Slice){p + key_end + 2, p[key_end + 1]};
+        if (!valid_utf8(key.start, key.size)) return -1;
+    } else if (read_text_and(p, p + entry.size, 2, &key, &value, NULL, 0) < 0) {
+        return -1;
+    }
     int index = key_index(keys, key.start, key.size);
     if (index >= 0) {
         walk->present |= (KeySet)1 << index;
@@ -622,7 +651,7 @@ static Py_ssize_t keep_values(Walk *walk, KeySet keys) {
     Slice *slices = grow(walk->slices, &walk->slice_capacity, walk->slice_count + MAX_KEYS - 1, sizeof(Slice));
     if (slices == NULL) return -1;
     walk->slices = slices;
-    sets[walk->value_set_count] = (FoundValues){keys, walk->slice_count};
+    sets[walk->value_set_count] = (FoundValues){keys, walk->slice_count, {NULL, 0}, {NULL, 0}, {NULL, 0}};
     FOR_EACH_KEY(i, keys) slices[walk->slice_count++] = walk->found[i];
     return walk->value_set_count++;
 }
@@ -645,9 +674,91 @@ static Py_ssize_t make_group(Walk *walk, void *context) {
     return group->sample ? number : -1;
 }
 
+/* The key whose value the fold reads for one role of caller key (MessageFold._values): one with its canonical name
+ * wins, else the last name in sorted order; -1 when the span has none. */
+static int role_key(const Walk *walk, KeySet role) {
+    int chosen = -1;
+    FOR_EACH_KEY(i, walk->present & role) {
+        int canonical = (int)(config.canonical_keys >> i & 1), chosen_canonical;
+        if (chosen >= 0) {
+            chosen_canonical = (int)(config.canonical_keys >> chosen & 1);
+            if (canonical < chosen_canonical || (canonical == chosen_canonical &&
+                strcmp(config.span_keys.keys[i].text, config.span_keys.keys[chosen].text) < 0)) continue;
+        }
+        chosen = i;
+    }
+    return chosen;
+}
+
+/* text(proto_value(raw)) of a checked value: its string_value (empty for none, arrays and other types). */
+static Slice role_text(const Walk *walk, KeySet role) {
+    Slice text = {NULL, 0};
+    int key = role_key(walk, role);
+    if (key >= 0 && check_attribute_value(walk->found[key], &text) < 0) text.size = 0;
+    return text;
+}
+
+/* The first of _texts(proto_value(raw)) of a checked value: its string_value, else the first non-empty string_value
+ * among its array's items (array_value fields merge, so the items run over all of them); empty when none. */
+static Slice first_text(Slice value) {
+    const uint8_t *p = value.start, *end = value.start + value.size;
+    Slice text = {NULL, 0}, array, item;
+    if (check_attribute_value(value, &text) < 0) return (Slice){NULL, 0};
+    if (text.size > 0) return text;
+    while (next_field(&p, end, 5, &array) > 0) {
+        const uint8_t *q = array.start;
+        while (next_field(&q, array.start + array.size, 1, &item) > 0)
+            if (check_any_value(item.start, item.start + item.size, 1, &text) == 0 && text.size > 0) return text;
+    }
+    text.size = 0;
+    return text;
+}
+
+static int is_python_space(uint8_t byte) { /* what str.strip() removes, within ASCII */
+    return (byte >= 0x09 && byte <= 0x0D) || (byte >= 0x1C && byte <= 0x20);
+}
+
+/* touches._without_port of ASCII text: an IPv6 address out of its brackets, an IPv4 address without its port. */
+static Slice without_port(Slice text) {
+    const uint8_t *p = text.start;
+    if (text.size > 0 && p[0] == '[') {
+        const uint8_t *close = memchr(p + 1, ']', (size_t)(text.size - 1));
+        return (Slice){p + 1, (close ? close : p + text.size) - (p + 1)};
+    }
+    Py_ssize_t colon = text.size - 1, dots = 0;
+    while (colon >= 0 && p[colon] != ':') colon--;
+    if (colon < 0 || colon == text.size - 1) return text;
+    for (Py_ssize_t i = colon + 1; i < text.size; i++)
+        if (p[i] < '0' || p[i] > '9') return text;
+    for (Py_ssize_t i = 0; i < colon; i++) dots += p[i] == '.';
+    return dots == 3 ? (Slice){p, colon} : text;
+}
+
+/* What touches.caller_facts reads of a set of caller values: the caller's address (the first X-Forwarded-For hop
+ * without its port, else the client, else the peer address) and the client and peer addresses; -2 when the hop
+ * holds a byte outside ASCII (str.strip() and str.isdigit() know more than ASCII: the pure walk decides). */
+static int caller_texts(Walk *walk, FoundValues *set) {
+    set->client = role_text(walk, config.client_keys);
+    set->peer = role_text(walk, config.peer_keys);
+    set->address = set->client.size > 0 ? set->client : set->peer;
+    int forwarded = role_key(walk, config.forwarded_keys);
+    if (forwarded < 0) return 0;
+    Slice hop = first_text(walk->found[forwarded]);
+    const uint8_t *comma = hop.size > 0 ? memchr(hop.start, ',', (size_t)hop.size) : NULL;
+    if (comma != NULL) hop.size = comma - hop.start;
+    for (Py_ssize_t i = 0; i < hop.size; i++)
+        if (hop.start[i] >= 0x80) return -2;
+    while (hop.size > 0 && is_python_space(hop.start[0])) hop.start++, hop.size--;
+    while (hop.size > 0 && is_python_space(hop.start[hop.size - 1])) hop.size--;
+    if (hop.size > 0) set->address = without_port(hop);
+    return 0;
+}
+
 static Py_ssize_t make_callers(Walk *walk, void *context) {
     (void)context;
-    return keep_values(walk, walk->present & config.caller_keys);
+    Py_ssize_t number = keep_values(walk, walk->present & config.caller_keys);
+    if (number < 0) return number;
+    return caller_texts(walk, &walk->value_sets[number]) < 0 ? -2 : number;
 }
 
 /* Adds the span's trace id to its group's sample while the sample has room and lacks it. */
@@ -853,15 +964,37 @@ static int count_inbound(Walk *walk) {
     return 0;
 }
 
+static PyObject *text_of(Slice text) { /* checked UTF-8 */
+    return PyUnicode_DecodeUTF8((const char *)text.start, text.size, NULL);
+}
+
+/* The non-empty of two texts, as a tuple. */
+static PyObject *texts_tuple(Slice first, Slice second) {
+    Slice texts[2];
+    Py_ssize_t count = 0;
+    if (first.size > 0) texts[count++] = first;
+    if (second.size > 0) texts[count++] = second;
+    PyObject *tuple = PyTuple_New(count);
+    for (Py_ssize_t i = 0; tuple != NULL && i < count; i++) {
+        PyObject *text = text_of(texts[i]);
+        if (text == NULL) Py_CLEAR(tuple);
+        else PyTuple_SET_ITEM(tuple, i, text);
+    }
+    return tuple;
+}
+
+/* (group, caller address, the client and peer addresses there are, parent resource, spans) per row. */
 static PyObject *inbound_rows(Walk *walk) {
+    static const FoundValues no_callers = {0, 0, {NULL, 0}, {NULL, 0}, {NULL, 0}};
     PyObject *rows = PyList_New(walk->row_count);
     for (Py_ssize_t i = 0; rows != NULL && i < walk->row_count; i++) {
         InboundRow *row = &walk->rows[i];
-        const FoundValues *found = row->callers < 0 ? NULL : &walk->value_sets[row->callers];
-        PyObject *callers = found ? values_tuple(&config.span_keys, found->keys, &walk->slices[found->first])
-                                  : PyTuple_New(0);
-        PyObject *item = callers ? Py_BuildValue("(nNnn)", row->group, callers, row->parent_resource, row->spans)
-                                 : NULL;
+        const FoundValues *found = row->callers < 0 ? &no_callers : &walk->value_sets[row->callers];
+        PyObject *address = text_of(found->address);
+        PyObject *addresses = address ? texts_tuple(found->client, found->peer) : NULL;
+        PyObject *item = addresses ? Py_BuildValue("(nNNnn)", row->group, address, addresses, row->parent_resource,
+                                                   row->spans) : NULL;
+        if (addresses == NULL) Py_XDECREF(address);
         if (item == NULL) Py_CLEAR(rows);
         else PyList_SET_ITEM(rows, i, item);
     }
@@ -930,7 +1063,8 @@ PyDoc_STRVAR(walk_doc,
 "resources: per ResourceSpans entry, its wanted attributes as ((key, raw AnyValue bytes), ...).\n"
 "groups, in order of first appearance: (resource number, kind, wanted span attributes, spans, errors,\n"
 "first end time, last end time, [(span number, trace id), ...] the first max_trace_ids distinct).\n"
-"inbound: (group number, caller attributes, resource number of the parent span or -1, spans).\n"
+"inbound: (group number, caller address, (client address, peer address) those there are, resource number\n"
+"of the parent span or -1, spans), the addresses as touches.caller_facts reads them.\n"
 "None when the pure-Python walk must decide (a limit, malformed bytes, or anything unusual).");
 
 static PyObject *walk(PyObject *self, PyObject *args) {
