@@ -141,11 +141,13 @@ class TraceParts:
         self.max_touches = max_touches
         self._batches: list[TraceBatch] = []
         self._touches = 0
+        self.spans = 0  # spans of the batches taken so far, counted once per entity a span touches
 
     def add(self, batch: TraceBatch) -> Routed | None:
         """Take one message's batch; the routed part once the part holds ``max_touches`` touches."""
         self._batches.append(batch)
         self._touches += len(batch.touches)
+        self.spans += sum(touch.spans for touch in batch.touches)
         return self.flush() if self._touches >= self.max_touches else None
 
     def flush(self) -> Routed | None:
