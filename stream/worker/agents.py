@@ -112,7 +112,7 @@ class Agents:
                     await self._send_routed("traces", routed, event.message)
             if (routed := parts.flush()) is not None:
                 await self._send_routed("traces", routed, chunk[-1].message)
-            await asyncio.sleep(pacer.pause(parts.spans, loop.time()))
+            await asyncio.sleep(pacer.pause(parts.spans, loop.time(), full=len(chunk) == TRACE_CHUNK_RECORDS))
 
     async def _decoded(self, event, decode):
         """``decode(value)`` of one input record, or None once a bad record is in the dead-letter topic."""

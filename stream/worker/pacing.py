@@ -32,9 +32,11 @@ class ChunkPacer:
         self._spans_total = 0
         self._paused_s = 0.0
 
-    def pause(self, spans_total: int, now: float) -> float:
-        """The pause after the chunk that brought the count to ``spans_total`` at ``now`` (monotonic seconds)."""
+    def pause(self, spans_total: int, now: float, full: bool = False) -> float:
+        """The pause after the chunk that brought the count to ``spans_total`` at ``now`` (monotonic seconds);
+        none after a chunk ``full`` of records: more are waiting already, a pause would only leave them there."""
         spans, self._spans_total = spans_total - self._spans_total, spans_total
-        pause = fill_pause(spans, now - self._cycle_started, self._paused_s, self.target_spans, self.max_pause_s)
+        cycle_s = now - self._cycle_started
+        pause = 0.0 if full else fill_pause(spans, cycle_s, self._paused_s, self.target_spans, self.max_pause_s)
         self._cycle_started, self._paused_s = now, pause
         return pause

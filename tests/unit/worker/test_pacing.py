@@ -60,3 +60,10 @@ def test_a_trickle_waits_no_longer_than_the_bound():
 ])
 def test_the_pause_is_what_the_rest_of_the_chunk_takes_at_the_last_rate(spans, cycle_s, paused_s, expected):
     assert fill_pause(spans, cycle_s, paused_s, TARGET, max_pause_s=1.0) == pytest.approx(expected)
+
+
+def test_a_chunk_full_of_small_records_is_not_held_back():
+    # A chunk that reached its record count leaves more records waiting: a pause would only add to the backlog.
+    pacer = ChunkPacer(TARGET, MAX_PAUSE_S, 0.0)
+    assert pacer.pause(TARGET // 8, 0.05, full=True) == 0.0
+    assert pacer.pause(TARGET // 4, 0.1) > 0.0  # the same few spans without a backlog wait for more
