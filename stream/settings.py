@@ -232,6 +232,8 @@ class Settings(BaseSettings):
     """Port of `hotpath deliver`'s /health and /metrics."""
     data_dir: Path = Path(".run/worker")
     """Where the worker keeps local files."""
+    trace_chunk_wait_s: float = Field(default=0.25, ge=0, le=5)
+    """Longest a worker lets a small chunk of trace messages fill before routing it (fewer events; adds latency)."""
     log_level: LogLevel = "INFO"
     """Log level of hotpath's JSON logs (any case)."""
 

@@ -33,7 +33,9 @@ class Router:
 
     Facts are applied to the local context at once, so this worker resolves with them before the
     round trip through Kafka; a fact is re-published only when it is new or its ``last_seen`` moved
-    on by a window step, which keeps the context topic small however busy the traces are.
+    on by a window step, which keeps the context topic small however busy the traces are. What any
+    worker published counts (:meth:`heard`): several workers sharing the traffic publish a fact about
+    once between them, not once each, and every worker reads the topic in full.
     """
 
     def __init__(self, context: Context, refresh_s: float) -> None:
@@ -80,6 +82,13 @@ class Router:
             if touch.internet_spans:
                 self._fact(routed, *Context.internet_fact(touch.entity, touch.last_seen), seen=touch.last_seen)
         return routed
+
+    def heard(self, key: str, value: dict[str, Any]) -> None:
+        """A fact read back from the shared context topic, this worker's or another's: as published at its
+        ``last_seen``, so that workers reading shares of the same traffic do not each publish it again."""
+        seen = value.get("last_seen")
+        if isinstance(seen, int | float) and seen > self._published.get(key, float("-inf")):
+            self._published[key] = seen
 
     def prune(self, before: float) -> None:
         """Forget which facts were published before ``before`` (they have aged out of the context)."""
@@ -141,11 +150,13 @@ class TraceParts:
         self.max_touches = max_touches
         self._batches: list[TraceBatch] = []
         self._touches = 0
+        self.spans = 0  # spans of the batches taken so far, counted once per entity a span touches
 
     def add(self, batch: TraceBatch) -> Routed | None:
         """Take one message's batch; the routed part once the part holds ``max_touches`` touches."""
         self._batches.append(batch)
         self._touches += len(batch.touches)
+        self.spans += sum(touch.spans for touch in batch.touches)
         return self.flush() if self._touches >= self.max_touches else None
 
     def flush(self) -> Routed | None:

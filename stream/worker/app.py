@@ -60,8 +60,8 @@ def create_app(settings: Settings) -> Hotpath:
         for asset in load_asset_file(settings.asset_file, settings.max_record_bytes, settings.max_json_depth):
             engine.route("assets", asset)
     metrics = Metrics()
-    hotpath = Hotpath(settings, app, engine, metrics, ContextFeed(settings, engine.context, metrics.feed_records),
-                      PolicyFeed(settings, metrics.feed_records))
+    context_feed = ContextFeed(settings, engine.context, metrics.feed_records, engine.router)
+    hotpath = Hotpath(settings, app, engine, metrics, context_feed, PolicyFeed(settings, metrics.feed_records))
     Agents(hotpath, EntityPartitioner(partitions)).register()
     register_views(hotpath)
     return hotpath

@@ -12,6 +12,7 @@ from prometheus_client import Counter
 
 from stream.entities.context import Context
 from stream.ingest.formats.assets import decode_assets
+from stream.ingest.router import Router
 from stream.models import DecodeError
 from stream.settings import Settings
 from stream.worker.topicfeed import TopicFeed
@@ -20,9 +21,10 @@ from stream.worker.topicfeed import TopicFeed
 class ContextFeed(TopicFeed):
     name = "context"
 
-    def __init__(self, settings: Settings, context: Context, records: Counter) -> None:
+    def __init__(self, settings: Settings, context: Context, records: Counter, router: Router | None = None) -> None:
         super().__init__(settings, (settings.topic_context, settings.topic_assets), records)
         self.context = context
+        self.router = router  # told of each fact read, so that it does not publish what another worker did
 
     def _apply_record(self, topic: str, key: bytes | None, value: bytes | None) -> bool:
         """Apply one record; False for one the context has no use for (no key, a fact tombstone)."""
@@ -41,5 +43,8 @@ class ContextFeed(TopicFeed):
             for asset in assets:
                 self.context.add_asset(asset)
         else:
-            self.context.apply(key.decode(), orjson.loads(value))
+            fact_key, fact = key.decode(), orjson.loads(value)
+            self.context.apply(fact_key, fact)
+            if self.router is not None and isinstance(fact, dict):
+                self.router.heard(fact_key, fact)
         return True

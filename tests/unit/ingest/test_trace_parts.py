@@ -41,3 +41,12 @@ def test_a_part_is_routed_once_it_holds_its_touches_and_no_touch_is_lost():
     rest = chunk.flush()
     events = [event for part in [*routed, rest] if part is not None for event in part.events]
     assert len(events) == 250 and {record["spans"] for _, record in events} == {1}
+
+
+def test_the_parts_count_the_spans_taken_whether_routed_or_not():
+    # what the trace agent paces its chunks by (stream.worker.pacing)
+    chunk = parts(max_touches=100)
+    for index in range(25):
+        chunk.add(message([f"arn:aws:s3:::bucket-{index}-{n}" for n in range(10)], T0 + index))
+    chunk.flush()
+    assert chunk.spans == 250

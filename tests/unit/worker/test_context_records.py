@@ -12,7 +12,9 @@ import orjson
 import pytest
 
 from stream.entities.context import Context
+from stream.ingest.router import Router
 from stream.metrics import Metrics
+from stream.models import TraceBatch
 from stream.settings import load_settings
 from stream.worker.contextfeed import ContextFeed
 
@@ -21,6 +23,7 @@ ASSETS, FACTS = SETTINGS.topic_assets, SETTINGS.topic_context
 LEDGER = "arn:aws:s3:::ledger-exports"
 EDGE_KEY, EDGE_VALUE = Context.edge_fact("service:edge", "service:ledger", 1_772_446_800.0)
 CARD = "4111 1111 1111 1111"
+T0 = 1_772_446_800.0  # 2026-03-02T10:20:00Z, the start of a window step
 
 
 def asset_record(asset_id: str, alias: str, offset: int = 0) -> tuple:
@@ -98,3 +101,20 @@ def test_hostile_records_are_skipped_with_the_reason_and_the_rest_of_the_batch_a
     assert reasons[3] == f"context feed: skipped {FACTS}[0]@10: KeyError: 'last_seen'"
     assert reasons[4].startswith(f"context feed: skipped {FACTS}[0]@11: ValidationError")
     assert CARD not in reasons[4] and "input_value" in reasons[4], reasons[4]
+
+
+def test_a_fact_another_worker_published_is_not_published_again_until_it_is_due_a_refresh(metrics):
+    # Two workers reading shares of the same traffic see the same pod; each reads the shared topic in full.
+    first, second = (Router(Context(), SETTINGS.window_step_s) for _ in range(2))
+    feed = ContextFeed(SETTINGS, second.context, metrics.feed_records, second)
+    pod = TraceBatch([], {"checkout-7d9f": "service:checkout"}, last_seen=T0)
+    published = first.traces(pod).facts
+    assert [key for key, _ in published] == ["pod|checkout-7d9f"]
+
+    feed._apply([fact_record(key, orjson.dumps(value), offset) for offset, (key, value) in enumerate(published)])
+
+    assert second.traces(TraceBatch([], pod.pods, last_seen=T0 + 1)).facts == []
+    # A window step on, whichever worker sees the pod first says it still runs.
+    later = T0 + SETTINGS.window_step_s
+    assert second.traces(TraceBatch([], pod.pods, last_seen=later)).facts == [
+        ("pod|checkout-7d9f", {"service": "service:checkout", "last_seen": later})]
