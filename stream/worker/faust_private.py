@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import Consumer, Producer, Transport
 from faust.types import TP, FutureMessage
@@ -128,7 +129,7 @@ class GaplessConsumer(Consumer):
                 yield tp, message
             elif verdict is Verdict.REFETCH:
                 refetching.add(tp)
-                await self.seek(tp, self.continuity.expected[tp])
+                await self.seek_if_assigned(tp, self.continuity.expected[tp])
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         self.seeks += 1
@@ -176,7 +177,14 @@ class GaplessConsumer(Consumer):
             self.continuity.sought(tp, None)
         held_back, self.held_back = self.held_back, set()
         for tp in held_back & assignment:  # fetched past them before the seek was done: from there again
-            await self.seek(tp, self._committed_offset[tp])
+            await self.seek_if_assigned(tp, self._committed_offset[tp])
+
+    async def seek_if_assigned(self, tp: TP, offset: int) -> None:
+        """Seek ``tp``, unless a rebalance took it meanwhile (on aiokafka's thread): then nothing is to be read."""
+        try:
+            await self.seek(tp, offset)
+        except (KeyError, IllegalStateError):  # aiokafka's answer for a partition it no longer holds
+            self.continuity.sought(tp, None)
 
     def _new_offset(self, tp: Any) -> int | None:
         """None while the record at the committed position is not processed; else Faust's own answer."""
