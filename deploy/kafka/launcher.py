@@ -176,7 +176,11 @@ def cluster_id() -> str:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a server could listen on ``port``. Asked as the broker binds (SO_REUSEADDR, Java's default): a broker
+    stopped a moment ago leaves its connections in TIME_WAIT on the port, which would refuse a plain bind for a
+    minute, yet the broker can listen there again."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
