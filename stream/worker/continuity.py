@@ -36,6 +36,7 @@ class Continuity:
         to their committed offsets, so what an earlier owner, or this worker before, left off is read from there."""
         for partition in partitions:
             self.expected.pop(partition, None)
+            self.checking.pop(partition, None)  # a jump seen while it was last held confirms nothing now
             self.unsought.add(partition)
 
     def sought(self, partition: Hashable, offset: int | None) -> None:

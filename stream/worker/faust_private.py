@@ -168,11 +168,11 @@ class GaplessConsumer(Consumer):
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
+        assignment = self.assignment()
         # Faust keeps "no commit yet" (and a commit of 0) as unknown; the start is then the partition's beginning.
-        unknown = [tp for tp in self.assignment() if self._committed_offset[tp] is None]
+        unknown = [tp for tp in assignment if self._committed_offset[tp] is None]
         if unknown:
             self._committed_offset.update(await self.earliest_offsets(*unknown))
-        assignment = self.assignment()
         for tp in self.continuity.unsought & assignment:  # no committed offset: the reset policy's position
             self.continuity.sought(tp, None)
         held_back, self.held_back = self.held_back, set()

@@ -67,3 +67,11 @@ def test_an_assigned_partition_delivers_nothing_until_it_is_sought_to_its_commit
     continuity.sought(PARTITION, 65)
     assert PARTITION not in continuity.unsought
     assert continuity.judge(PARTITION, 65, fetched_after_seek=False) == (Verdict.DELIVER, None)
+
+
+def test_a_jump_seen_before_a_reassignment_does_not_confirm_the_same_jump_after_it():
+    continuity = sought_at(40)
+    assert continuity.judge(PARTITION, 42, fetched_after_seek=False) == (Verdict.REFETCH, None)
+    continuity.assigned([PARTITION])  # a rebalance before the refetch came back
+    continuity.sought(PARTITION, 40)
+    assert continuity.judge(PARTITION, 42, fetched_after_seek=False) == (Verdict.REFETCH, None)
